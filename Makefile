@@ -1,0 +1,96 @@
+# Flight-data pipeline: OpenSky/synthetic -> Kafka -> ESM-faithful trigger -> Lambda -> SNS.
+# Quick start:  make setup && make demo        Tests:  make setup && make test
+# Every target runs from the project's own virtualenv; nothing is installed by hand.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STACK  ?= native
+SOURCE ?= synthetic
+mins   ?= 1
+
+# Local AWS endpoint defaults (MiniStack natively, LocalStack with STACK=docker).
+# Set AWS_TARGET=aws to use your real AWS credentials and endpoints unchanged.
+ifneq ($(AWS_TARGET),aws)
+export AWS_ENDPOINT_URL      ?= http://localhost:4566
+export AWS_ACCESS_KEY_ID     ?= test
+export AWS_SECRET_ACCESS_KEY ?= test
+export AWS_REGION            ?= us-east-1
+export AWS_DEFAULT_REGION    ?= $(AWS_REGION)
+endif
+export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
+
+.PHONY: help setup run up stop restart status \
+        create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
+        produce trigger demo test test-unit test-integration bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python >= 3.11" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing Python dependencies into $(VENV)"
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven)
+	@$(PY) infra/stack.py fetch
+
+run: setup ## start Kafka (KRaft) and the AWS endpoint, wait until usable, create topics
+	@$(PY) infra/stack.py up --stack $(STACK)
+up: run
+
+stop: ## stop exactly what `make run` started
+	@$(PY) infra/stack.py down --stack $(STACK)
+
+restart: stop run ## stop, then start again
+
+status: ## broker reachable? topics? endpoint healthy?
+	@$(PY) infra/stack.py status --stack $(STACK)
+
+create-sns-topic: setup ## create the FlightNotifications topic (idempotent)
+	@$(PY) infra/aws_resources.py create-sns-topic
+
+deploy-lambda: setup ## package and create-or-update the function; waits until active
+	@$(PY) infra/aws_resources.py deploy-lambda
+
+deploy-resources: setup ## topic + IAM role + function + demo SQS subscriber with filter policy
+	@$(PY) infra/aws_resources.py deploy-resources
+
+count-messages: setup ## notifications published in the last $(mins) minute(s): make count-messages mins=5
+	@$(PY) infra/aws_resources.py count-messages --mins $(mins)
+
+notifications: setup ## print each notification as the demo subscriber receives it
+	@$(PY) infra/aws_resources.py notifications
+
+destroy: setup ## delete the function, role, topic and subscriber queue
+	@$(PY) infra/aws_resources.py destroy
+
+produce: setup ## run the producer: make produce SOURCE=opensky|synthetic|replay
+	@$(PY) -m producer --source $(SOURCE) $(ARGS)
+
+trigger: setup ## run the Kafka -> Lambda trigger (event source mapping)
+	@$(PY) -m trigger $(ARGS)
+
+demo: setup ## whole pipeline for about a minute, then a reconciled summary
+	@$(PY) infra/demo.py $(ARGS)
+
+test: setup ## unit + integration tests (starts and stops the broker and endpoint itself)
+	@$(PY) -m pytest tests $(ARGS)
+
+test-unit: setup ## unit tests only, no servers
+	@$(PY) -m pytest tests/unit $(ARGS)
+
+test-integration: setup ## integration tests against the real broker and endpoint
+	@$(PY) -m pytest tests/integration $(ARGS)
+
+bench: setup ## benchmarks; writes docs/BENCHMARKS.md
+	@$(PY) benchmarks/run.py $(ARGS)
+
+clean: stop ## remove runtime state (broker data, logs); keeps the jar cache
+	rm -rf .state

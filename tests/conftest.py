@@ -1,0 +1,35 @@
+"""Shared test helpers: saved events, fake AWS credentials, the Lambda source on sys.path."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "tests" / "events"
+FIXTURES = ROOT / "tests" / "fixtures"
+LAMBDA_SRC = ROOT / "src" / "lambda"
+
+# src/lambda is a zip root, not a package ('lambda' is a keyword): its modules import flat.
+if str(LAMBDA_SRC) not in sys.path:
+    sys.path.insert(0, str(LAMBDA_SRC))
+
+
+def load_event(name: str) -> dict:
+    """A saved event from tests/events/ (e.g. 'aws_kafka_msk.json')."""
+    return json.loads((EVENTS / name).read_text())
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch):
+    """Fake credentials so that moto (and nothing real) is ever reached by unit tests."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
