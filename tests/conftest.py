@@ -12,9 +12,11 @@ EVENTS = ROOT / "tests" / "events"
 FIXTURES = ROOT / "tests" / "fixtures"
 LAMBDA_SRC = ROOT / "src" / "lambda"
 
-# src/lambda is a zip root, not a package ('lambda' is a keyword): its modules import flat.
-if str(LAMBDA_SRC) not in sys.path:
-    sys.path.insert(0, str(LAMBDA_SRC))
+# ROOT makes `from infra import stack` importable; src/lambda is a zip root, not a package
+# ('lambda' is a keyword), so its modules import flat.
+for _path in (ROOT, LAMBDA_SRC):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def load_event(name: str) -> dict:

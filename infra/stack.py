@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""Installs, starts, checks and stops the native stack: Apache Kafka (KRaft, on the JVM) and MiniStack.
+
+    python infra/stack.py fetch                 resolve the broker jars with Maven (cached)
+    python infra/stack.py up [--stack docker]   start both, wait until usable, create topics
+    python infra/stack.py status                broker, topics, endpoint
+    python infra/stack.py down                  stop exactly what `up` started (pid files)
+
+Everything it writes lives under .cache/ (jars) and .state/ (data, logs, pid files), both gitignored.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+from pipeline_common.kafka_client import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC  # noqa: E402
+from pipeline_common.settings import ConfigError, env_int, env_str  # noqa: E402
+
+POM = ROOT / "infra" / "kafka" / "pom.xml"
+LOG4J_CONFIG = ROOT / "infra" / "kafka" / "log4j2.properties"
+JAR_DIR = ROOT / ".cache" / "kafka" / "lib"
+JAR_STAMP = JAR_DIR / ".pom-sha256"
+# STACK_STATE_DIR lets a second stack (other ports) run beside the default one, e.g. in tests.
+STATE = Path(os.environ.get("STACK_STATE_DIR") or ROOT / ".state").resolve()
+KAFKA_DIR = STATE / "kafka"
+KAFKA_DATA = KAFKA_DIR / "data"
+MINISTACK_DIR = STATE / "ministack"
+LOG_DIR = STATE / "logs"
+PIDS = {"kafka": STATE / "kafka.pid", "ministack": STATE / "ministack.pid"}
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+class StackError(RuntimeError):
+    """Something outside the project stops the stack; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    kafka_port: int = 9092
+    controller_port: int = 9093
+    aws_port: int = 4566
+    kafka_heap: str = "768m"
+    topic: str = DEFAULT_TOPIC
+    dlq_topic: str = DEFAULT_DLQ_TOPIC
+    partitions: int = 6
+    retention_ms: int = 24 * 3600 * 1000
+    retention_bytes: int = 1024 ** 3  # per partition
+    dlq_retention_ms: int = 7 * 24 * 3600 * 1000
+    start_timeout_s: int = 90
+
+    @classmethod
+    def from_env(cls) -> "StackConfig":
+        return cls(
+            kafka_port=env_int("KAFKA_PORT", 9092, minimum=1, maximum=65535),
+            controller_port=env_int("KAFKA_CONTROLLER_PORT", 9093, minimum=1, maximum=65535),
+            aws_port=env_int("AWS_PORT", 4566, minimum=1, maximum=65535),
+            kafka_heap=env_str("KAFKA_HEAP", "768m"),
+            topic=env_str("KAFKA_TOPIC", DEFAULT_TOPIC),
+            dlq_topic=env_str("KAFKA_DLQ_TOPIC", DEFAULT_DLQ_TOPIC),
+            partitions=env_int("KAFKA_TOPIC_PARTITIONS", 6, minimum=1, maximum=1000),
+            retention_ms=env_int("KAFKA_RETENTION_MS", 24 * 3600 * 1000, minimum=60_000),
+            retention_bytes=env_int("KAFKA_RETENTION_BYTES", 1024 ** 3, minimum=-1),
+            dlq_retention_ms=env_int("KAFKA_DLQ_RETENTION_MS", 7 * 24 * 3600 * 1000, minimum=60_000),
+            start_timeout_s=env_int("STACK_START_TIMEOUT_S", 90, minimum=5),
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        return f"localhost:{self.kafka_port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://localhost:{self.aws_port}"
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def say(msg: str) -> None:
+    print(f"[stack] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------- jars
+
+def _pom_digest() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+
+def fetch_jars() -> Path:
+    """Resolve the pinned broker jars once; later calls need no network."""
+    if JAR_STAMP.exists() and JAR_STAMP.read_text().strip() == _pom_digest() and any(JAR_DIR.glob("kafka_2.13-*.jar")):
+        return JAR_DIR
+    _require_java()
+    if shutil.which("mvn") is None:
+        raise StackError("Maven (mvn) is not installed; it resolves the Kafka broker jars from the pinned "
+                         "infra/kafka/pom.xml. Install it (Debian: apt-get install maven) and run `make setup` again.")
+    say(f"resolving Apache Kafka broker jars with Maven into {_rel(JAR_DIR)} (first run only)")
+    if JAR_DIR.exists():
+        shutil.rmtree(JAR_DIR)
+    JAR_DIR.mkdir(parents=True)
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
+         f"-DoutputDirectory={JAR_DIR}", "-DincludeScope=runtime"],
+        capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise StackError("Maven could not resolve the Kafka jars from infra/kafka/pom.xml (is Maven Central "
+                         f"reachable? a proxy in ~/.m2/settings.xml?). Maven said:\n{tail}")
+    JAR_STAMP.write_text(_pom_digest())
+    say(f"resolved {len(list(JAR_DIR.glob('*.jar')))} jars in {time.monotonic() - started:.1f}s")
+    return JAR_DIR
+
+
+def _require_java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise StackError("Java is not installed; the Kafka 4 broker needs Java 17 or newer "
+                         "(Debian: apt-get install openjdk-17-jre-headless).")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    try:
+        major = int(out.split('"')[1].split(".")[0])
+    except (IndexError, ValueError):
+        major = 0
+    if major and major < 17:
+        raise StackError(f"Kafka 4 needs Java 17 or newer, found: {out.splitlines()[0]}")
+    return java
+
+
+# --------------------------------------------------------------------------- processes
+
+def _read_pid(name: str) -> int | None:
+    try:
+        pid = int(PIDS[name].read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited child not yet reaped) is not alive for our purposes.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _spawn(name: str, argv: list[str], log_path: Path, env: dict | None = None) -> int:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        # Own session: `down` can signal the whole group (MiniStack's Lambda workers included),
+        # and a Ctrl-C in the terminal that ran `make run` does not reach it.
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=ROOT, env=env, start_new_session=True)
+    PIDS[name].write_text(str(proc.pid))
+    return proc.pid
+
+
+def _stop(name: str, timeout: float = 20.0) -> bool:
+    pid = _read_pid(name)
+    PIDS[name].unlink(missing_ok=True)
+    if pid is None:
+        return False
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _group_alive(pid):
+            time.sleep(0.1)
+        if not _group_alive(pid):
+            break
+        if sig == signal.SIGTERM:
+            say(f"{name} (pid {pid}) did not stop within {timeout:.0f}s; killing it")
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+# --------------------------------------------------------------------------- kafka
+
+def _kafka_properties(cfg: StackConfig) -> str:
+    return "\n".join([
+        "# Written by infra/stack.py: single-node KRaft (broker + controller in one JVM).",
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.bootstrap.servers=127.0.0.1:{cfg.controller_port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},CONTROLLER://127.0.0.1:{cfg.controller_port}",
+        f"advertised.listeners=PLAINTEXT://localhost:{cfg.kafka_port},CONTROLLER://127.0.0.1:{cfg.controller_port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"log.dirs={KAFKA_DATA}",
+        f"num.partitions={cfg.partitions}",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=6",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        # A single developer broker: rebalance at once instead of waiting 3 s for more members.
+        "group.initial.rebalance.delay.ms=0",
+        f"log.retention.ms={cfg.retention_ms}",
+        "log.segment.bytes=134217728",
+        "auto.create.topics.enable=true",
+        "message.max.bytes=8388608",
+        "",
+    ])
+
+
+def _kafka_uuid() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _java_cmd(cfg: StackConfig, main_class: str, *args: str) -> list[str]:
+    return [_require_java(), f"-Xms256m", f"-Xmx{cfg.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            f"-Dkafka.logs.dir={LOG_DIR}", "-cp", f"{JAR_DIR}/*", main_class, *args]
+
+
+def _format_storage(cfg: StackConfig, props: Path) -> None:
+    if (KAFKA_DATA / "meta.properties").exists():
+        return
+    say("formatting KRaft storage (first start)")
+    proc = subprocess.run(_java_cmd(cfg, "kafka.tools.StorageTool", "format", "--standalone",
+                                    "-t", _kafka_uuid(), "-c", str(props)),
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise StackError(f"Kafka storage format failed:\n{(proc.stdout + proc.stderr).strip()[-2000:]}")
+
+
+def kafka_ready(bootstrap: str, timeout: float = 2.0) -> bool:
+    """True when the broker answers a metadata request."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaConfigurationError, KafkaError
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
+                                 client_id="stack-probe")
+    except KafkaConfigurationError:
+        raise
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def start_kafka(cfg: StackConfig) -> None:
+    if _read_pid("kafka"):
+        say(f"kafka already running (pid {_read_pid('kafka')})")
+        return
+    for port in (cfg.kafka_port, cfg.controller_port):
+        if _port_open(port):
+            raise StackError(f"port {port} is already in use by another process, so the Kafka broker cannot "
+                             f"bind it. Stop that process (`ss -ltnp 'sport = :{port}'` shows it) or choose "
+                             "other ports with KAFKA_PORT / KAFKA_CONTROLLER_PORT.")
+    fetch_jars()
+    KAFKA_DIR.mkdir(parents=True, exist_ok=True)
+    props = KAFKA_DIR / "server.properties"
+    props.write_text(_kafka_properties(cfg))
+    _format_storage(cfg, props)
+    log = LOG_DIR / "kafka.out"
+    pid = _spawn("kafka", _java_cmd(cfg, "kafka.Kafka", str(props)), log)
+    say(f"kafka starting (pid {pid}, log {_rel(log)})")
+    deadline = time.monotonic() + cfg.start_timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            PIDS["kafka"].unlink(missing_ok=True)
+            raise StackError(f"the Kafka broker exited during start-up. Last lines of {log}:\n{_tail(log)}")
+        if _port_open(cfg.kafka_port) and kafka_ready(cfg.bootstrap):
+            return
+        time.sleep(0.5)
+    _stop("kafka")
+    raise StackError(f"the Kafka broker did not answer a metadata request within {cfg.start_timeout_s}s "
+                     f"(STACK_START_TIMEOUT_S). Last lines of {log}:\n{_tail(log)}")
+
+
+def ensure_topics(cfg: StackConfig) -> dict[str, int]:
+    """Create the data and dead-letter topics if missing; returns {topic: partitions}."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+    wanted = {
+        cfg.topic: NewTopic(cfg.topic, cfg.partitions, 1, topic_configs={
+            "retention.ms": str(cfg.retention_ms), "retention.bytes": str(cfg.retention_bytes)}),
+        cfg.dlq_topic: NewTopic(cfg.dlq_topic, 1, 1, topic_configs={"retention.ms": str(cfg.dlq_retention_ms)}),
+    }
+    admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap, client_id="stack-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for name, t in wanted.items() if name not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another starter: that is the state we want
+        described = admin.describe_topics(list(wanted))
+        return {d["name"]: len(d["partitions"]) for d in described}
+    finally:
+        admin.close()
+
+
+# --------------------------------------------------------------------------- ministack
+
+def endpoint_ready(endpoint: str, timeout: float = 2.0) -> bool:
+    """True when the endpoint answers a real AWS call (SNS ListTopics)."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+    client = boto3.client("sns", endpoint_url=endpoint, region_name=os.environ.get("AWS_REGION", "us-east-1"),
+                          aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
+                          aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
+                          config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 0}))
+    try:
+        client.list_topics()
+        return True
+    except (BotoCoreError, ClientError):
+        return False
+
+
+def start_ministack(cfg: StackConfig) -> None:
+    if _read_pid("ministack"):
+        say(f"ministack already running (pid {_read_pid('ministack')})")
+        return
+    if _port_open(cfg.aws_port):
+        raise StackError(f"port {cfg.aws_port} is already in use, so MiniStack cannot bind it (a LocalStack "
+                         "container? `make stop STACK=docker`). Stop that process or set AWS_PORT.")
+    exe = Path(sys.executable).parent / "ministack"
+    if not exe.exists():
+        raise StackError("MiniStack is not installed in this virtualenv; run `make setup`.")
+    MINISTACK_DIR.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, BIND_HOST="127.0.0.1", GATEWAY_PORT=str(cfg.aws_port), TMPDIR=str(MINISTACK_DIR),
+               LOG_LEVEL=os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"))
+    log = LOG_DIR / "ministack.out"
+    pid = _spawn("ministack", [str(exe)], log, env=env)
+    say(f"ministack starting (pid {pid}, log {_rel(log)})")
+    deadline = time.monotonic() + cfg.start_timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            PIDS["ministack"].unlink(missing_ok=True)
+            raise StackError(f"MiniStack exited during start-up. Last lines of {log}:\n{_tail(log)}")
+        if _port_open(cfg.aws_port) and endpoint_ready(cfg.endpoint):
+            return
+        time.sleep(0.3)
+    _stop("ministack")
+    raise StackError(f"MiniStack did not answer within {cfg.start_timeout_s}s. Last lines of {log}:\n{_tail(log)}")
+
+
+# --------------------------------------------------------------------------- docker path
+
+def _compose(*args: str) -> None:
+    if shutil.which("docker") is None:
+        raise StackError("STACK=docker needs Docker with the compose plugin; use the native stack (the default).")
+    proc = subprocess.run(["docker", "compose", "-f", str(COMPOSE), *args], cwd=ROOT)
+    if proc.returncode != 0:
+        raise StackError(f"`docker compose {' '.join(args)}` failed (is the Docker engine running?)")
+
+
+# --------------------------------------------------------------------------- commands
+
+def up(cfg: StackConfig, stack: str = "native") -> None:
+    started = time.monotonic()
+    STATE.mkdir(exist_ok=True)
+    if stack == "docker":
+        _compose("up", "-d", "--wait")
+    else:
+        try:
+            start_kafka(cfg)
+            say(f"kafka ready on {cfg.bootstrap} ({time.monotonic() - started:.1f}s)")
+            start_ministack(cfg)
+            say(f"ministack ready on {cfg.endpoint} ({time.monotonic() - started:.1f}s)")
+        except BaseException:
+            # Nothing half-started: whatever came up in this call goes down again.
+            for name in ("ministack", "kafka"):
+                _stop(name)
+            raise
+    deadline = time.monotonic() + cfg.start_timeout_s
+    while not (kafka_ready(cfg.bootstrap) and endpoint_ready(cfg.endpoint)):
+        if time.monotonic() > deadline:
+            raise StackError("the stack did not become usable in time; see `make status`")
+        time.sleep(1)
+    topics = ensure_topics(cfg)
+    say("topics: " + ", ".join(f"{t} ({n} partitions)" for t, n in topics.items()))
+    say(f"stack up in {time.monotonic() - started:.1f}s: Kafka {cfg.bootstrap}, AWS endpoint {cfg.endpoint}")
+
+
+def down(stack: str = "native") -> None:
+    if stack == "docker":
+        _compose("down")
+        return
+    stopped = [name for name in ("ministack", "kafka") if _stop(name)]
+    say("stopped " + ", ".join(stopped) if stopped else "nothing was running")
+
+
+def status(cfg: StackConfig) -> bool:
+    ok = True
+    for name in ("kafka", "ministack"):
+        pid = _read_pid(name)
+        say(f"{name:9s} process: {'pid ' + str(pid) if pid else 'not started by this project'}")
+    if kafka_ready(cfg.bootstrap):
+        from kafka import KafkaAdminClient
+        admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap, client_id="stack-status")
+        try:
+            topics = {d["name"]: len(d["partitions"]) for d in admin.describe_topics()
+                      if not d["name"].startswith("__")}
+        finally:
+            admin.close()
+        say(f"kafka     {cfg.bootstrap}: reachable; topics: "
+            + (", ".join(f"{t}({n})" for t, n in sorted(topics.items())) or "none"))
+    else:
+        ok = False
+        say(f"kafka     {cfg.bootstrap}: NOT reachable (make run)")
+    if endpoint_ready(cfg.endpoint):
+        health = ""
+        try:
+            with urllib.request.urlopen(f"{cfg.endpoint}/_ministack/health", timeout=2) as resp:
+                health = " (" + json.loads(resp.read()).get("edition", "ministack") + ")"
+        except (urllib.error.URLError, ValueError, OSError):
+            pass
+        say(f"aws       {cfg.endpoint}: healthy{health}")
+    else:
+        ok = False
+        say(f"aws       {cfg.endpoint}: NOT answering (make run)")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["fetch", "up", "down", "status"])
+    parser.add_argument("--stack", choices=["native", "docker"], default=os.environ.get("STACK", "native"))
+    args = parser.parse_args(argv)
+    try:
+        cfg = StackConfig.from_env()
+        if args.command == "fetch":
+            if args.stack == "native":
+                fetch_jars()
+        elif args.command == "up":
+            up(cfg, args.stack)
+        elif args.command == "down":
+            down(args.stack)
+        elif args.command == "status":
+            return 0 if status(cfg) else 1
+    except (StackError, ConfigError) as exc:
+        print(f"[stack] error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("[stack] interrupted; started processes were stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

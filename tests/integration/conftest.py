@@ -1,0 +1,50 @@
+"""Session fixture for integration tests: the real Kafka broker and the AWS endpoint.
+
+A stack that already answers (``make run``) is reused and left running; otherwise the session
+starts one with infra/stack.py and stops it at the end, so ``make test`` needs nothing running.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+
+from infra import stack as stack_mod
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Stack:
+    bootstrap: str
+    endpoint: str
+    started_here: bool
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    cfg = stack_mod.StackConfig.from_env()
+    # The endpoint, region and fake credentials every boto3 client in these tests will pick up.
+    env = {"AWS_ENDPOINT_URL": cfg.endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "KAFKA_BOOTSTRAP_SERVERS": cfg.bootstrap}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.delenv("AWS_PROFILE", raising=False)
+        running = stack_mod.kafka_ready(cfg.bootstrap) and stack_mod.endpoint_ready(cfg.endpoint)
+        if not running:
+            stack_mod.up(cfg)
+        else:
+            stack_mod.ensure_topics(cfg)
+        try:
+            yield Stack(cfg.bootstrap, cfg.endpoint, started_here=not running)
+        finally:
+            if not running and not os.environ.get("KEEP_STACK"):
+                stack_mod.down()
