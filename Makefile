@@ -66,7 +66,7 @@ count-messages: setup ## notifications published in the last $(mins) minute(s): 
 	@$(PY) infra/aws_resources.py count-messages --mins $(mins)
 
 notifications: setup ## print each notification as the demo subscriber receives it
-	@$(PY) infra/aws_resources.py notifications
+	@$(PY) infra/aws_resources.py notifications $(ARGS)
 
 destroy: setup ## delete the function, role, topic and subscriber queue
 	@$(PY) infra/aws_resources.py destroy

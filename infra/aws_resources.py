@@ -1,0 +1,547 @@
+"""Creates, updates, inspects and removes the pipeline's AWS resources (MiniStack, LocalStack or real AWS).
+
+  python infra/aws_resources.py create-sns-topic
+  python infra/aws_resources.py deploy-lambda          # package + create-or-update, waits until Active
+  python infra/aws_resources.py deploy-resources       # topic + IAM role + function + demo SQS subscriber
+  python infra/aws_resources.py count-messages --mins 5
+  python infra/aws_resources.py notifications [--max N] [--seconds S]
+  python infra/aws_resources.py destroy
+
+Only the standard AWS variables are used (AWS_ENDPOINT_URL, AWS_REGION, credentials; boto3 reads
+them itself), so the same commands target MiniStack, LocalStack or AWS unchanged. Settings
+(defaults in brackets): SNS_TOPIC_NAME [FlightNotifications], FUNCTION_NAME [flight-processor],
+LAMBDA_ROLE_NAME [<function>-role], NOTIFY_QUEUE_NAME [flight-notifications-demo], NOTIFY_COUNTRIES
+[United States,Germany,United Kingdom,France], METRICS_NAMESPACE [FlightPipeline], LAMBDA_RUNTIME
+[python3.12], LAMBDA_TIMEOUT [60], LAMBDA_MEMORY [512]. PUBLISH_CONCURRENCY, PUBLISH_MAX_ATTEMPTS,
+PUBLISH_BACKOFF_S, METRICS_ENABLED and LOG_LEVEL, when set here, are passed on to the function.
+
+AWS_ENDPOINT_URL is deliberately not passed to the function: MiniStack already points a function's
+boto3 at itself (its warm worker sets AWS_ENDPOINT_URL=http://127.0.0.1:<gateway port> unless the
+function sets one), LocalStack does the same for its containers, and the deployer's
+"localhost:4566" would be wrong inside a container anyway.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import string
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Mapping
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, WaiterError
+
+INFRA = Path(__file__).resolve().parent
+if str(INFRA) not in sys.path:  # run as a script or imported by tests/benchmarks: lambda_package is a sibling
+    sys.path.insert(0, str(INFRA))
+
+from lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256, sha256_hex  # noqa: E402
+from pipeline_common.settings import ConfigError, env_int, env_str  # noqa: E402
+
+DEFAULT_TOPIC_NAME = "FlightNotifications"
+DEFAULT_FUNCTION_NAME = "flight-processor"
+DEFAULT_QUEUE_NAME = "flight-notifications-demo"
+DEFAULT_NAMESPACE = "FlightPipeline"
+DEFAULT_COUNTRIES = ("United States", "Germany", "United Kingdom", "France")
+HANDLER = "handler.lambda_handler"
+PUBLISHED_METRIC = "Published"
+# Function settings a deployer may tune; passed through only when set in the deployer's environment.
+FUNCTION_PASSTHROUGH = ("PUBLISH_CONCURRENCY", "PUBLISH_MAX_ATTEMPTS", "PUBLISH_BACKOFF_S", "METRICS_ENABLED",
+                        "LOG_LEVEL")
+INLINE_POLICY_NAME = "flight-processor-permissions"
+WAITER = {"Delay": 1, "MaxAttempts": 180}
+
+Say = Callable[[str], None]
+
+
+def _say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def _say_stderr(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class AwsResourceSettings:
+    topic_name: str = DEFAULT_TOPIC_NAME
+    function_name: str = DEFAULT_FUNCTION_NAME
+    role_name: str = ""  # "" means "<function_name>-role"
+    queue_name: str = DEFAULT_QUEUE_NAME
+    notify_countries: tuple[str, ...] = DEFAULT_COUNTRIES
+    metrics_namespace: str = DEFAULT_NAMESPACE
+    runtime: str = "python3.12"
+    timeout: int = 60
+    memory: int = 512
+    lambda_src: Path = DEFAULT_SRC
+    function_env: Mapping[str, str] = field(default_factory=dict)  # extra variables for the function
+
+    def __post_init__(self) -> None:
+        if not self.role_name:
+            object.__setattr__(self, "role_name", f"{self.function_name}-role")
+        if not self.notify_countries or not all(c.strip() for c in self.notify_countries):
+            raise ConfigError(f"NOTIFY_COUNTRIES={','.join(self.notify_countries)!r} must list at least one country")
+        if not 1 <= self.timeout <= 900:
+            raise ConfigError(f"LAMBDA_TIMEOUT={self.timeout} is outside 1..900 seconds")
+        if not 128 <= self.memory <= 10240:
+            raise ConfigError(f"LAMBDA_MEMORY={self.memory} is outside 128..10240 MB")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "AwsResourceSettings":
+        """Values passed in ``overrides`` win over the environment."""
+        countries = env_str("NOTIFY_COUNTRIES", None, env=env)
+        values = dict(
+            topic_name=env_str("SNS_TOPIC_NAME", DEFAULT_TOPIC_NAME, env=env),
+            function_name=env_str("FUNCTION_NAME", DEFAULT_FUNCTION_NAME, env=env),
+            role_name=env_str("LAMBDA_ROLE_NAME", "", env=env),
+            queue_name=env_str("NOTIFY_QUEUE_NAME", DEFAULT_QUEUE_NAME, env=env),
+            notify_countries=(tuple(c.strip() for c in countries.split(",") if c.strip())
+                              if countries else DEFAULT_COUNTRIES),
+            metrics_namespace=env_str("METRICS_NAMESPACE", DEFAULT_NAMESPACE, env=env),
+            runtime=env_str("LAMBDA_RUNTIME", "python3.12", env=env),
+            timeout=env_int("LAMBDA_TIMEOUT", 60, env=env),
+            memory=env_int("LAMBDA_MEMORY", 512, env=env),
+            function_env={name: value for name in FUNCTION_PASSTHROUGH
+                          if (value := env_str(name, None, env=env)) is not None},
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+class AwsClients:
+    """boto3 clients created on first use from one session (so a test can start moto first)."""
+
+    def __init__(self, session: boto3.session.Session | None = None):
+        self._session = session
+        self._clients: dict[str, object] = {}
+
+    def __getattr__(self, service: str):
+        if service.startswith("_"):
+            raise AttributeError(service)
+        name = "lambda" if service == "lambda_" else service
+        if name not in self._clients:
+            if self._session is None:
+                self._session = boto3.session.Session()
+            self._clients[name] = self._session.client(name)
+        return self._clients[name]
+
+
+def _error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _render(template: str, **values: str) -> dict:
+    """Load infra/iam/<template> and substitute ${name} inside string values (never inside JSON syntax)."""
+    def fill(node):
+        if isinstance(node, str):
+            return string.Template(node).substitute(values)
+        if isinstance(node, list):
+            return [fill(item) for item in node]
+        if isinstance(node, dict):
+            return {key: fill(value) for key, value in node.items()}
+        return node
+    return fill(json.loads((INFRA / "iam" / template).read_text()))
+
+
+def _arn_parts(arn: str) -> dict:
+    _, partition, _service, region, account, _resource = arn.split(":", 5)
+    return {"partition": partition, "region": region, "account": account}
+
+
+def execution_policy(topic_arn: str, settings: AwsResourceSettings) -> dict:
+    """Only sns:Publish on this topic, PutMetricData in our namespace, and the function's own logs."""
+    return _render("lambda_execution_policy.json", topic_arn=topic_arn, metrics_namespace=settings.metrics_namespace,
+                   function_name=settings.function_name, **_arn_parts(topic_arn))
+
+
+def filter_policy(settings: AwsResourceSettings) -> dict:
+    return {"origin_country": list(settings.notify_countries)}
+
+
+# --- SNS topic ---------------------------------------------------------------------------------------------
+
+def create_sns_topic(settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
+                     say: Say = _say) -> str:
+    """Create the topic if needed (CreateTopic is idempotent); return its ARN."""
+    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    arn = clients.sns.create_topic(Name=settings.topic_name)["TopicArn"]
+    say(f"SNS topic {settings.topic_name}: {arn}")
+    return arn
+
+
+def find_topic_arn(settings: AwsResourceSettings, clients: AwsClients) -> str | None:
+    for page in clients.sns.get_paginator("list_topics").paginate():
+        for topic in page.get("Topics", []):
+            if topic["TopicArn"].rsplit(":", 1)[-1] == settings.topic_name:
+                return topic["TopicArn"]
+    return None
+
+
+# --- IAM role ----------------------------------------------------------------------------------------------
+
+def ensure_role(topic_arn: str, settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
+                say: Say = _say) -> str:
+    """Create or update the function's execution role and its inline policy; return the role ARN."""
+    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    trust = json.dumps(_render("lambda_trust_policy.json"))
+    try:
+        arn = clients.iam.create_role(RoleName=settings.role_name, AssumeRolePolicyDocument=trust,
+                                      Description="Execution role of the flight-data Lambda")["Role"]["Arn"]
+        say(f"IAM role {settings.role_name} created")
+    except ClientError as exc:
+        if _error_code(exc) != "EntityAlreadyExists":
+            raise
+        clients.iam.update_assume_role_policy(RoleName=settings.role_name, PolicyDocument=trust)
+        arn = clients.iam.get_role(RoleName=settings.role_name)["Role"]["Arn"]
+        say(f"IAM role {settings.role_name} exists")
+    clients.iam.put_role_policy(RoleName=settings.role_name, PolicyName=INLINE_POLICY_NAME,
+                                PolicyDocument=json.dumps(execution_policy(topic_arn, settings)))
+    say(f"IAM policy {INLINE_POLICY_NAME}: sns:Publish on {topic_arn}, "
+        f"cloudwatch:PutMetricData in {settings.metrics_namespace}, logs for /aws/lambda/{settings.function_name}")
+    return arn
+
+
+# --- Lambda function ---------------------------------------------------------------------------------------
+
+def function_environment(topic_arn: str, settings: AwsResourceSettings) -> dict:
+    return {**settings.function_env, "SNS_TOPIC_ARN": topic_arn, "METRICS_NAMESPACE": settings.metrics_namespace}
+
+
+def _function_config(topic_arn: str, role_arn: str, settings: AwsResourceSettings) -> dict:
+    return dict(FunctionName=settings.function_name, Runtime=settings.runtime, Role=role_arn, Handler=HANDLER,
+                Timeout=settings.timeout, MemorySize=settings.memory,
+                Description="Kafka flight states -> airborne flights -> SNS FlightNotifications",
+                Environment={"Variables": function_environment(topic_arn, settings)})
+
+
+def _wait(clients: AwsClients, waiter: str, function_name: str) -> None:
+    clients.lambda_.get_waiter(waiter).wait(FunctionName=function_name, WaiterConfig=WAITER)
+
+
+def _retry_on_conflict(clients: AwsClients, function_name: str, call: Callable[[], dict], say: Say,
+                       attempts: int = 10) -> dict:
+    """Run a Lambda update, waiting out a concurrent update (ResourceConflictException) between tries."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except ClientError as exc:
+            if _error_code(exc) != "ResourceConflictException" or attempt == attempts:
+                raise
+            say(f"an update of {function_name} is in progress; waiting (try {attempt} of {attempts})")
+            try:
+                _wait(clients, "function_updated_v2", function_name)
+            except WaiterError:
+                time.sleep(min(2 ** attempt, 10))
+    raise AssertionError("unreachable")
+
+
+def _create_function(clients: AwsClients, config: dict, code: bytes, say: Say, attempts: int = 12) -> dict:
+    # A role created seconds ago may not be assumable by Lambda yet on real AWS (IAM is eventually
+    # consistent): retry that specific rejection for up to about a minute.
+    for attempt in range(1, attempts + 1):
+        try:
+            return clients.lambda_.create_function(**config, Code={"ZipFile": code}, Publish=False)
+        except ClientError as exc:
+            message = exc.response.get("Error", {}).get("Message", "")
+            if _error_code(exc) != "InvalidParameterValueException" or "role" not in message.lower() \
+                    or attempt == attempts:
+                raise
+            say(f"the new role is not assumable yet; retrying in 5 s ({attempt} of {attempts})")
+            time.sleep(5)
+    raise AssertionError("unreachable")
+
+
+def deploy_lambda(topic_arn: str | None = None, role_arn: str | None = None,
+                  settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
+                  say: Say = _say) -> dict:
+    """Package src/lambda and create or update the function's code and configuration.
+
+    Creates the topic and role first when they are not given. Waits with boto3 waiters until the
+    function is Active and its LastUpdateStatus is Successful. Safe to run any number of times.
+    Returns {"function_arn", "topic_arn", "role_arn", "code_sha256", "action"}.
+    """
+    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    topic_arn = topic_arn or create_sns_topic(settings, clients, say)
+    role_arn = role_arn or ensure_role(topic_arn, settings, clients, say)
+    code = build_zip_bytes(settings.lambda_src)
+    code_sha = lambda_code_sha256(code)
+    say(f"packaged {settings.lambda_src}: {len(code)} bytes, sha256 {sha256_hex(code)}")
+    config = _function_config(topic_arn, role_arn, settings)
+    name = settings.function_name
+    try:
+        current = clients.lambda_.get_function_configuration(FunctionName=name)
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceNotFoundException":
+            raise
+        current = None
+
+    if current is None:
+        say(f"creating function {name} ({settings.runtime}, {settings.memory} MB, timeout {settings.timeout} s)")
+        _create_function(clients, config, code, say)
+        _wait(clients, "function_active_v2", name)
+        action = "created"
+    else:
+        _wait(clients, "function_updated_v2", name)
+        if current.get("CodeSha256") == code_sha:
+            say(f"function {name}: code unchanged")
+        else:
+            say(f"updating code of {name}")
+            _retry_on_conflict(clients, name, lambda: clients.lambda_.update_function_code(
+                FunctionName=name, ZipFile=code, Publish=False), say)
+            _wait(clients, "function_updated_v2", name)
+        say(f"updating configuration of {name}")
+        _retry_on_conflict(clients, name, lambda: clients.lambda_.update_function_configuration(
+            **config), say)
+        _wait(clients, "function_active_v2", name)
+        action = "updated"
+    _wait(clients, "function_updated_v2", name)
+    final = clients.lambda_.get_function_configuration(FunctionName=name)
+    say(f"function {name} {action}: State={final.get('State')} LastUpdateStatus={final.get('LastUpdateStatus')}")
+    return {"function_arn": final["FunctionArn"], "topic_arn": topic_arn, "role_arn": role_arn,
+            "code_sha256": final.get("CodeSha256", code_sha), "action": action}
+
+
+# --- Demo subscriber queue ---------------------------------------------------------------------------------
+
+def ensure_demo_queue(topic_arn: str, settings: AwsResourceSettings | None = None,
+                      clients: AwsClients | None = None, say: Say = _say) -> dict:
+    """The demo SQS queue, its policy letting the topic send to it, and a raw-delivery subscription
+    filtered on origin_country. Returns {"queue_url", "queue_arn", "subscription_arn"}."""
+    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    queue_url = clients.sqs.create_queue(QueueName=settings.queue_name)["QueueUrl"]
+    queue_arn = clients.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    policy = _render("demo_queue_policy.json", queue_arn=queue_arn, topic_arn=topic_arn)
+    clients.sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
+    say(f"SQS queue {settings.queue_name}: {queue_url} (policy allows {topic_arn})")
+
+    attributes = {"FilterPolicy": json.dumps(filter_policy(settings)), "RawMessageDelivery": "true"}
+    existing = None
+    for page in clients.sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
+        for sub in page.get("Subscriptions", []):
+            if sub.get("Protocol") == "sqs" and sub.get("Endpoint") == queue_arn:
+                existing = sub["SubscriptionArn"]
+    if existing:
+        for name, value in attributes.items():
+            clients.sns.set_subscription_attributes(SubscriptionArn=existing, AttributeName=name,
+                                                    AttributeValue=value)
+        subscription_arn = existing
+    else:
+        subscription_arn = clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
+                                                 Attributes=attributes, ReturnSubscriptionArn=True)["SubscriptionArn"]
+    say(f"subscribed {settings.queue_name} to {settings.topic_name} for origin_country in "
+        f"{', '.join(settings.notify_countries)} (raw delivery)")
+    return {"queue_url": queue_url, "queue_arn": queue_arn, "subscription_arn": subscription_arn}
+
+
+def deploy_resources(settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
+                     say: Say = _say) -> dict:
+    """Everything: topic, role, function, demo queue. Returns their ARNs/URLs."""
+    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    topic_arn = create_sns_topic(settings, clients, say)
+    role_arn = ensure_role(topic_arn, settings, clients, say)
+    deployed = deploy_lambda(topic_arn, role_arn, settings, clients, say)
+    queue = ensure_demo_queue(topic_arn, settings, clients, say)
+    return {**deployed, **queue}
+
+
+# --- Reading results ---------------------------------------------------------------------------------------
+
+def count_messages(mins: int = 1, settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
+                   now: datetime | None = None) -> int:
+    """Sum of the function's Published metric over the last ``mins`` minutes."""
+    if isinstance(mins, bool) or not isinstance(mins, int) or mins < 1:
+        raise ValueError(f"mins must be a whole number of minutes >= 1, not {mins!r}")
+    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    # Up to and including the current second (CloudWatch and the emulators compare whole seconds).
+    end = (now or datetime.now(timezone.utc)).replace(microsecond=0) + timedelta(seconds=1)
+    response = clients.cloudwatch.get_metric_statistics(
+        Namespace=settings.metrics_namespace, MetricName=PUBLISHED_METRIC,
+        Dimensions=[{"Name": "FunctionName", "Value": settings.function_name}],
+        StartTime=end - timedelta(minutes=mins), EndTime=end, Period=60, Statistics=["Sum"])
+    return int(round(sum(point.get("Sum", 0.0) for point in response.get("Datapoints", []))))
+
+
+def _notification_text(body: str) -> str:
+    """One line per notification: the flight JSON (unwrapped if delivery was not raw)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return " ".join(body.split())
+    if isinstance(doc, dict) and doc.get("Type") == "Notification" and "Message" in doc:
+        return _notification_text(doc["Message"])
+    return json.dumps(doc, ensure_ascii=False)
+
+
+def notifications(max_messages: int | None = None, seconds: float | None = None,
+                  settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
+                  on_message: Callable[[str], None] = print, say: Say = _say_stderr) -> int:
+    """Long-poll the demo queue; hand each notification (one line) to on_message, then delete it.
+
+    Stops after max_messages notifications or after ``seconds``; with neither it runs until interrupted.
+    Returns how many notifications were printed.
+    """
+    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    queue_url = clients.sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    deadline = None if seconds is None else time.monotonic() + seconds
+    say(f"waiting for notifications on {settings.queue_name} "
+        f"({', '.join(settings.notify_countries)}); Ctrl-C to stop")
+    shown = 0
+    try:
+        while max_messages is None or shown < max_messages:
+            wait = 20
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                wait = max(0, min(20, int(remaining)))
+            batch = 10 if max_messages is None else max(1, min(10, max_messages - shown))
+            messages = clients.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch,
+                                                   WaitTimeSeconds=wait, MessageAttributeNames=["All"]
+                                                   ).get("Messages", [])
+            for message in messages:
+                on_message(_notification_text(message.get("Body", "")))
+                shown += 1
+            if messages:
+                clients.sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+            elif wait == 0:
+                break
+    except KeyboardInterrupt:
+        pass
+    say(f"{shown} notification(s) received")
+    return shown
+
+
+# --- Teardown ----------------------------------------------------------------------------------------------
+
+def _ignore_missing(call: Callable[[], object], *codes: str) -> bool:
+    try:
+        call()
+        return True
+    except ClientError as exc:
+        if _error_code(exc) in codes:
+            return False
+        raise
+
+
+def destroy(settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
+            say: Say = _say) -> None:
+    """Delete the function, its role, the topic (with its subscriptions) and the demo queue; missing ones are skipped."""
+    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    gone = _ignore_missing(lambda: clients.lambda_.delete_function(FunctionName=settings.function_name),
+                           "ResourceNotFoundException")
+    say(f"function {settings.function_name}: {'deleted' if gone else 'not found'}")
+
+    try:
+        policies = clients.iam.list_role_policies(RoleName=settings.role_name)["PolicyNames"]
+    except ClientError as exc:
+        if _error_code(exc) != "NoSuchEntity":
+            raise
+        say(f"IAM role {settings.role_name}: not found")
+    else:
+        for policy in policies:
+            clients.iam.delete_role_policy(RoleName=settings.role_name, PolicyName=policy)
+        for attached in clients.iam.list_attached_role_policies(RoleName=settings.role_name)["AttachedPolicies"]:
+            clients.iam.detach_role_policy(RoleName=settings.role_name, PolicyArn=attached["PolicyArn"])
+        clients.iam.delete_role(RoleName=settings.role_name)
+        say(f"IAM role {settings.role_name}: deleted")
+
+    topic_arn = find_topic_arn(settings, clients)
+    if topic_arn is None:
+        say(f"SNS topic {settings.topic_name}: not found")
+    else:
+        for page in clients.sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
+            for sub in page.get("Subscriptions", []):
+                if sub.get("SubscriptionArn", "").startswith("arn:"):  # skip "PendingConfirmation"
+                    _ignore_missing(lambda arn=sub["SubscriptionArn"]: clients.sns.unsubscribe(SubscriptionArn=arn),
+                                    "NotFound")
+        clients.sns.delete_topic(TopicArn=topic_arn)
+        say(f"SNS topic {settings.topic_name}: deleted")
+
+    try:
+        queue_url = clients.sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    except ClientError as exc:
+        if _error_code(exc) not in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+            raise
+        say(f"SQS queue {settings.queue_name}: not found")
+    else:
+        clients.sqs.delete_queue(QueueUrl=queue_url)
+        say(f"SQS queue {settings.queue_name}: deleted")
+
+
+# --- CLI ---------------------------------------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not > 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aws_resources.py", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("create-sns-topic", help="create the FlightNotifications topic (idempotent)")
+    commands.add_parser("deploy-lambda", help="package and create-or-update the function; waits until active")
+    commands.add_parser("deploy-resources", help="topic + IAM role + function + demo SQS subscriber")
+    count = commands.add_parser("count-messages", help="notifications published in the last N minutes")
+    count.add_argument("--mins", type=_positive_int, default=1, help="window in minutes (default 1)")
+    watch = commands.add_parser("notifications", help="print each notification the demo subscriber receives")
+    watch.add_argument("--max", type=_positive_int, default=None, help="stop after N notifications")
+    watch.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
+    commands.add_parser("destroy", help="delete the function, role, topic and subscriber queue")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = AwsResourceSettings.from_env()
+        if args.command == "create-sns-topic":
+            create_sns_topic(settings)
+        elif args.command == "deploy-lambda":
+            deploy_lambda(settings=settings)
+        elif args.command == "deploy-resources":
+            result = deploy_resources(settings)
+            _say("deployed: " + json.dumps(result))
+        elif args.command == "count-messages":
+            total = count_messages(args.mins, settings)
+            print(f"{total} notification(s) published to {settings.topic_name} in the last {args.mins} minute(s) "
+                  f"(CloudWatch {settings.metrics_namespace}/{PUBLISHED_METRIC}, "
+                  f"FunctionName={settings.function_name})")
+        elif args.command == "notifications":
+            notifications(args.max, args.seconds, settings)
+        elif args.command == "destroy":
+            destroy(settings)
+        return 0
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except EndpointConnectionError as exc:
+        print(f"error: cannot reach the AWS endpoint ({exc}); is the stack running? try `make run`", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError, WaiterError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Lambda entry point: Kafka ESM batch (or raw states) -> flights in the air -> SNS FlightNotifications.
+
+Handler: ``handler.lambda_handler``. Returns
+  {"received", "in_air", "published", "filtered", "failed",
+   "batchItemFailures": [{"itemIdentifier": {"partition": "<topic>-<partition>", "offset": N}}],
+   "failureReasons": [{"partition": "<topic>-<partition>", "offset": N, "reason": "..."}]}
+where every record that could not be read, was malformed, or could not be published is a failure;
+records filtered out (on the ground, no position, altitude <= 0) are not.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import boto3
+from botocore.config import Config
+
+from flight_logging import install_json_logging
+from flight_metrics import emit_invocation_metrics
+from flight_settings import FunctionSettings
+from flight_transform import InvalidState, evaluate
+from kafka_esm import InputRecord, read_event
+from sns_batch import Notification, SnsBatchPublisher
+
+logger = logging.getLogger(__name__)
+
+# Compact, UTF-8 (not ASCII-escaped) JSON: smaller messages, and one encoder for the whole container.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@dataclass
+class FunctionRuntime:
+    """What one container keeps between invocations: settings, clients, the publish thread pool."""
+    settings: FunctionSettings
+    sns: object
+    cloudwatch: object
+    executor: ThreadPoolExecutor
+
+    def publisher(self) -> SnsBatchPublisher:
+        return SnsBatchPublisher(self.sns, self.settings.sns_topic_arn, executor=self.executor,
+                                 max_attempts=self.settings.publish_max_attempts,
+                                 backoff_s=self.settings.publish_backoff_s)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+_runtime: FunctionRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def _client(service: str, settings: FunctionSettings):
+    # One HTTP connection per publishing thread; botocore's own retries stay short because
+    # sns_batch retries failed entries itself.
+    config = Config(max_pool_connections=max(10, settings.publish_concurrency + 2),
+                    retries={"mode": "standard", "total_max_attempts": 2},
+                    connect_timeout=5, read_timeout=15)
+    return boto3.session.Session().client(service, config=config)
+
+
+def configure(settings: FunctionSettings | None = None, *, sns_client=None, cloudwatch_client=None) -> FunctionRuntime:
+    """Build (or rebuild) the container's runtime; values passed in win, the rest comes from env.
+
+    The Lambda runtime calls this implicitly at cold start; tests call it with mocked clients.
+    """
+    global _runtime
+    with _runtime_lock:
+        settings = settings or FunctionSettings.from_env()
+        new = FunctionRuntime(
+            settings=settings,
+            sns=sns_client or _client("sns", settings),
+            cloudwatch=cloudwatch_client or _client("cloudwatch", settings),
+            executor=ThreadPoolExecutor(max_workers=settings.publish_concurrency, thread_name_prefix="sns-publish"),
+        )
+        old, _runtime = _runtime, new
+    if old is not None:
+        old.close()
+    return new
+
+
+def reset() -> None:
+    """Forget the cached runtime (tests; a changed environment)."""
+    global _runtime
+    with _runtime_lock:
+        old, _runtime = _runtime, None
+    if old is not None:
+        old.close()
+
+
+def _current() -> FunctionRuntime:
+    runtime = _runtime
+    if runtime is None:
+        try:
+            runtime = configure()
+        except ValueError:
+            logger.exception("invalid function configuration")
+            raise
+    return runtime
+
+
+def _attributes(record: InputRecord, notification: dict) -> dict:
+    attributes = {"origin_country": {"DataType": "String", "StringValue": notification["origin_country"]}}
+    if record.timestamp_ms is not None:
+        attributes["kafka_timestamp_ms"] = {"DataType": "Number", "StringValue": str(record.timestamp_ms)}
+    return attributes
+
+
+def process_event(event: object, runtime: FunctionRuntime) -> dict:
+    """The whole invocation, with the runtime passed in."""
+    started = time.perf_counter()
+    records = read_event(event)
+    failures: dict[int, str] = {}
+    outgoing: list[Notification] = []
+    filtered = 0
+    for index, record in enumerate(records):
+        if record.error is not None:
+            failures[index] = record.error
+            continue
+        try:
+            notification, _reason = evaluate(record.state)
+        except InvalidState as exc:
+            failures[index] = f"invalid state: {exc}"
+            continue
+        if notification is None:
+            filtered += 1
+            continue
+        outgoing.append(Notification(index, _encode(notification), _attributes(record, notification)))
+
+    for failure in runtime.publisher().publish(outgoing):
+        failures[failure.ref] = f"publish failed: {failure.reason}"
+    publish_failures = sum(1 for n in outgoing if n.ref in failures)
+
+    batch_item_failures, failure_reasons = [], []
+    for index in sorted(failures):
+        record = records[index]
+        batch_item_failures.append({"itemIdentifier": record.identifier()})
+        failure_reasons.append({**record.identifier(), "reason": failures[index]})
+        logger.warning("record failed: %s", failures[index],
+                       extra={"topic": record.topic, "partition": record.partition, "offset": record.offset})
+
+    counts = {"received": len(records), "in_air": len(outgoing), "published": len(outgoing) - publish_failures,
+              "filtered": filtered, "failed": len(failures)}
+    if runtime.settings.metrics_enabled:
+        emit_invocation_metrics(runtime.cloudwatch, runtime.settings.metrics_namespace,
+                                runtime.settings.function_name, counts)
+    logger.info("processed %d records: %d in the air, %d published, %d filtered, %d failed",
+                counts["received"], counts["in_air"], counts["published"], counts["filtered"], counts["failed"],
+                extra={**counts, "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+    return {**counts, "batchItemFailures": batch_item_failures, "failureReasons": failure_reasons}
+
+
+def lambda_handler(event, context):
+    return process_event(event, _current())
+
+
+# Inside a Lambda runtime (real or emulated) build everything during the init phase: a missing or
+# malformed setting fails the cold start with a message naming the variable, and the clients and
+# thread pool are ready before the first batch arrives.
+if os.environ.get("LAMBDA_TASK_ROOT"):
+    install_json_logging()
+    logging.getLogger().setLevel(_current().settings.log_level)

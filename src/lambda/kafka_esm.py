@@ -1,0 +1,133 @@
+"""Reads the three event shapes the function accepts into one flat list of input records.
+
+1. AWS Kafka event source mapping events ("eventSource": "aws:kafka" for MSK, "SelfManagedKafka"
+   for self-managed): {"records": {"<topic>-<partition>": [{"topic", "partition", "offset",
+   "timestamp", "timestampType", "key": base64|absent|null, "value": base64|null,
+   "headers": [{"name": [byte, ...]}, ...]}, ...]}}.
+2. One raw OpenSky state (the JSON object the producer writes to Kafka) passed as the event itself,
+   as the seed's per-message trigger sends it.
+3. A JSON list of raw states.
+
+Raw states have no Kafka coordinates, so they are identified as partition "raw-0" and offset = their
+index in the event; batchItemFailures for them use that identity.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+
+RAW_PARTITION = "raw-0"
+ESM_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
+
+
+@dataclass(slots=True)
+class InputRecord:
+    """One record of the batch: its identity and either the decoded state or why it could not be read."""
+    partition: str            # "<topic>-<partition>", exactly the key of the ESM records map
+    offset: int
+    topic: str | None = None
+    timestamp_ms: int | None = None
+    key_b64: str | None = None  # decoded only on demand: the state carries icao24 itself
+    state: object = None
+    error: str | None = None
+
+    @property
+    def key(self) -> bytes | None:
+        return _decode_key(self.key_b64)
+
+    def identifier(self) -> dict:
+        return {"partition": self.partition, "offset": self.offset}
+
+
+def is_esm_event(event: object) -> bool:
+    return isinstance(event, dict) and isinstance(event.get("records"), dict) and (
+        event.get("eventSource") in ESM_SOURCES or "icao24" not in event)
+
+
+def decode_headers(headers: object) -> list[tuple[str, bytes]]:
+    """ESM headers [{"k": [104, 105]}] -> [("k", b"hi")]; a malformed header raises ValueError."""
+    decoded: list[tuple[str, bytes]] = []
+    for header in headers or []:
+        if not isinstance(header, dict):
+            raise ValueError(f"header is not an object: {header!r}")
+        for name, value in header.items():
+            # Older documentation showed base64 strings here; accept both.
+            decoded.append((name, base64.b64decode(value) if isinstance(value, str) else bytes(value)))
+    return decoded
+
+
+def _decode_value(value: object) -> tuple[object, str | None]:
+    """(state, None) or (None, reason)."""
+    if value is None:
+        return None, "record value is null (a tombstone): there is no state to process"
+    if not isinstance(value, str):
+        return None, f"record value is not a base64 string but {type(value).__name__}"
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None, "record value is not valid base64"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "record value is not UTF-8"
+    try:
+        state = json.loads(text)
+    except ValueError as exc:
+        return None, f"record value is not valid JSON: {exc}"
+    if not isinstance(state, dict):
+        return None, f"record value is JSON {type(state).__name__}, not an object"
+    return state, None
+
+
+def _decode_key(key: object) -> bytes | None:
+    if not isinstance(key, str):
+        return None  # absent or null: Kafka keys are optional, the state carries icao24 itself
+    try:
+        return base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _int_or_none(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _esm_records(event: dict) -> list[InputRecord]:
+    records: list[InputRecord] = []
+    for partition_key, batch in event["records"].items():
+        if not isinstance(batch, list):
+            records.append(InputRecord(str(partition_key), -1, error="records entry is not a list"))
+            continue
+        for position, record in enumerate(batch):
+            if not isinstance(record, dict):
+                records.append(InputRecord(str(partition_key), -1, error=f"record #{position} is not an object"))
+                continue
+            offset = _int_or_none(record.get("offset"))
+            topic = record.get("topic") or str(partition_key).rpartition("-")[0] or None
+            common = dict(partition=str(partition_key), offset=-1 if offset is None else offset, topic=topic,
+                          timestamp_ms=_int_or_none(record.get("timestamp")), key_b64=record.get("key"))
+            if offset is None:
+                records.append(InputRecord(**common, error="record has no integer offset"))
+                continue
+            state, error = _decode_value(record.get("value"))
+            records.append(InputRecord(**common, state=state, error=error))
+    return records
+
+
+def read_event(event: object) -> list[InputRecord]:
+    """Every record the event carries, in event order; never raises."""
+    if is_esm_event(event):
+        return _esm_records(event)
+    if isinstance(event, dict):
+        return [InputRecord(RAW_PARTITION, 0, state=event)]
+    if isinstance(event, list):
+        return [InputRecord(RAW_PARTITION, i, state=item) for i, item in enumerate(event)]
+    return [InputRecord(RAW_PARTITION, 0, error=f"event is {type(event).__name__}, not an ESM event, "
+                                                 "a state object or a list of states")]

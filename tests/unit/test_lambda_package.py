@@ -1,0 +1,87 @@
+"""The deployment zip is reproducible and holds only the function's own source, at the zip root."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from infra import lambda_package
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def src_copy(tmp_path) -> Path:
+    src = tmp_path / "lambda"
+    shutil.copytree(ROOT / "src" / "lambda", src, ignore=shutil.ignore_patterns("__pycache__"))
+    return src
+
+
+def test_same_source_gives_byte_identical_zip_whatever_the_file_times_and_modes(src_copy):
+    first = lambda_package.build_zip_bytes(src_copy)
+    for i, path in enumerate(sorted(src_copy.iterdir())):  # touch every file: new mtimes, other modes
+        os.utime(path, (1_900_000_000 + i, 1_900_000_000 + i))
+        path.chmod(0o755 if i % 2 else 0o600)
+    assert lambda_package.build_zip_bytes(src_copy) == first
+
+
+def test_zip_has_sorted_root_level_python_files_with_fixed_metadata(src_copy):
+    (src_copy / "__pycache__").mkdir(exist_ok=True)
+    (src_copy / "__pycache__" / "handler.cpython-311.pyc").write_bytes(b"junk")
+    (src_copy / "tests").mkdir()
+    (src_copy / "tests" / "test_x.py").write_text("x = 1\n")
+    (src_copy / "test_local.py").write_text("x = 1\n")
+    (src_copy / ".env").write_text("SECRET=1\n")
+    with zipfile.ZipFile(io.BytesIO(lambda_package.build_zip_bytes(src_copy))) as archive:
+        infos = archive.infolist()
+        names = [info.filename for info in infos]
+        assert names == sorted(names)
+        assert "handler.py" in names and "/" not in "".join(names)
+        assert not any(n.endswith(".pyc") or n.startswith(("tests", "test_", ".")) for n in names)
+        assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
+        assert {info.external_attr >> 16 for info in infos} == {0o100644}
+        assert archive.read("handler.py") == (src_copy / "handler.py").read_bytes()
+
+
+def test_zip_needs_nothing_but_boto3_and_the_standard_library(src_copy):
+    allowed = set(sys.stdlib_module_names) | {"boto3", "botocore"}
+    own = {p.stem for p in src_copy.glob("*.py")}
+    import ast
+    for path in src_copy.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            assert roots <= allowed | own | {"__future__"}, f"{path.name} imports {roots - allowed - own}"
+    # and no module name shadows something importable elsewhere (e.g. config, utils, a stdlib module)
+    assert not own & set(sys.stdlib_module_names)
+    assert not own & {"config", "utils", "helpers", "settings", "pipeline_common", "producer", "trigger"}
+
+
+def test_cli_writes_the_zip_and_prints_its_sha256(tmp_path):
+    out = tmp_path / "fn.zip"
+    proc = subprocess.run([sys.executable, str(ROOT / "infra" / "lambda_package.py"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert f"sha256 {digest}" in proc.stdout
+    again = subprocess.run([sys.executable, str(ROOT / "infra" / "lambda_package.py"), "--out", str(out)],
+                           capture_output=True, text=True, timeout=60, check=True)
+    assert again.stdout == proc.stdout
+
+
+def test_missing_source_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        lambda_package.build_zip_bytes(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no handler.py"):
+        lambda_package.build_zip_bytes(tmp_path / "empty")
