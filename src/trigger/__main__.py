@@ -1,0 +1,124 @@
+"""`python -m trigger`: run the Kafka -> Lambda event source mapping until SIGINT/SIGTERM.
+
+Every flag has a TRIGGER_* (or KAFKA_*) variable named after AWS's parameter; a flag wins over
+the variable. First SIGINT/SIGTERM: finish the batches in flight, commit, leave the group.
+A second one: stop retrying now (unfinished batches stay uncommitted and are re-delivered).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from pipeline_common.logs import configure_logging
+from pipeline_common.settings import ConfigError
+
+from .mapping import EVENT_SOURCES, MAX_BATCH_SIZE, MODES, STARTING_POSITIONS, TriggerConfig
+from .runner import Trigger
+
+logger = logging.getLogger(__name__)
+
+
+def _bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true/false)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m trigger",
+        description="Local equivalent of AWS Lambda's Kafka event source mapping: consumes a topic and invokes "
+                    "a function with ESM-shaped batches, at least once, dead-lettering records that exhaust retries.",
+        epilog="Tuning (variables only): TRIGGER_RETRY_BASE_DELAY_S (0.5), TRIGGER_RETRY_MAX_DELAY_S (30), "
+               "TRIGGER_INVOKE_READ_TIMEOUT_S (function timeout + 30), TRIGGER_SHUTDOWN_TIMEOUT_S (30), "
+               "TRIGGER_MAX_PAYLOAD_BYTES (6 MiB), TRIGGER_MAX_POLL_RECORDS (2000), "
+               "TRIGGER_MAX_PARTITION_FETCH_BYTES, TRIGGER_FETCH_MAX_BYTES, TRIGGER_CHECK_CRCS (auto). "
+               "Kafka connection: KAFKA_BOOTSTRAP_SERVERS (default localhost:9092), KAFKA_SECURITY_PROTOCOL, "
+               "KAFKA_SASL_*, KAFKA_SSL_*. AWS: AWS_ENDPOINT_URL, AWS_REGION/AWS_DEFAULT_REGION, credentials "
+               "as usual. Logs: LOG_LEVEL, LOG_FORMAT=json|console. See src/trigger/README.md.")
+    a = p.add_argument
+    a("--topic", help="source topic [KAFKA_TOPIC, default aviation-data]")
+    a("--group-id", help="consumer group id [TRIGGER_GROUP_ID, default flight-trigger]")
+    a("--starting-position", choices=STARTING_POSITIONS, type=str.upper,
+      help="where a NEW group starts; a known group resumes from its committed offsets "
+           "[TRIGGER_STARTING_POSITION, default TRIM_HORIZON]")
+    a("--starting-position-timestamp", type=float, metavar="UNIX_S",
+      help="for AT_TIMESTAMP [TRIGGER_STARTING_POSITION_TIMESTAMP]")
+    a("--batch-size", type=int, metavar=f"1..{MAX_BATCH_SIZE}", help="BatchSize [TRIGGER_BATCH_SIZE, default 100]")
+    a("--maximum-batching-window-s", type=float, metavar="S",
+      help="MaximumBatchingWindowInSeconds [TRIGGER_MAXIMUM_BATCHING_WINDOW_S, default 0.5]")
+    a("--function-name", help="function name or ARN [TRIGGER_FUNCTION_NAME or FUNCTION_NAME, default flight-processor]")
+    a("--qualifier", help="version or alias [TRIGGER_QUALIFIER]")
+    a("--concurrency", type=int, help="partitions invoked in parallel [TRIGGER_CONCURRENCY, default 6]")
+    a("--maximum-retry-attempts", type=int, metavar="-1..10000",
+      help="MaximumRetryAttempts; -1 infinite, which AWS (and this trigger) caps at 10 when an on-failure "
+           "destination is set [TRIGGER_MAXIMUM_RETRY_ATTEMPTS, default -1]")
+    a("--maximum-record-age-s", type=int, metavar="S",
+      help="MaximumRecordAgeInSeconds, -1 or 60..604800 [TRIGGER_MAXIMUM_RECORD_AGE_S, default -1]")
+    a("--bisect-batch-on-function-error", type=_bool, metavar="BOOL",
+      help="BisectBatchOnFunctionError [TRIGGER_BISECT_BATCH_ON_FUNCTION_ERROR, default false]")
+    a("--report-batch-item-failures", type=_bool, metavar="BOOL",
+      help="FunctionResponseTypes=ReportBatchItemFailures [TRIGGER_REPORT_BATCH_ITEM_FAILURES, default true]")
+    a("--event-source", choices=EVENT_SOURCES,
+      help="eventSource of the event [TRIGGER_EVENT_SOURCE, default SelfManagedKafka, or aws:kafka with an ARN]")
+    a("--event-source-arn", help="MSK cluster ARN for aws:kafka events [TRIGGER_EVENT_SOURCE_ARN]")
+    a("--mode", choices=MODES, help="batch (ESM) or per-message (the seed's one invoke per raw message) "
+                                    "[TRIGGER_MODE, default batch]")
+    a("--dlq-topic", help="on-failure Kafka topic, 'none' to disable [KAFKA_DLQ_TOPIC, default aviation-data-dlq]")
+    a("--dlq-sqs-url", help="also send failures to this SQS queue [TRIGGER_DLQ_SQS_URL]")
+    a("--status-interval-s", type=float, help="status line period [TRIGGER_STATUS_INTERVAL_S, default 5]")
+    a("--duration", type=float, metavar="S", help="stop after S seconds")
+    a("--until-idle-s", type=float, metavar="S",
+      help="stop once nothing new arrived for S seconds and everything is handled (drain and exit)")
+    return p
+
+
+_FIELDS = ("topic", "group_id", "starting_position", "starting_position_timestamp", "batch_size",
+           "maximum_batching_window_s", "function_name", "qualifier", "concurrency", "maximum_retry_attempts",
+           "maximum_record_age_s", "bisect_batch_on_function_error", "report_batch_item_failures", "event_source",
+           "event_source_arn", "mode", "dlq_topic", "dlq_sqs_url", "status_interval_s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        config = TriggerConfig.from_env(**{name: getattr(args, name) for name in _FIELDS})
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    trigger = Trigger(config)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        if stop.is_set():
+            logger.warning("second %s: giving up on batches still retrying", signal.Signals(signum).name)
+            trigger.abort()
+        else:
+            logger.info("%s: finishing the batches in flight, then committing and leaving the group",
+                        signal.Signals(signum).name)
+            stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    trigger.run(stop_event=stop, duration=args.duration, until_idle_s=args.until_idle_s)
+    workers = [t for t in threading.enumerate() if t.name.startswith("trigger-invoke")]
+    for t in workers:
+        t.join(timeout=1.0)
+    if any(t.is_alive() for t in workers):
+        # A worker is still blocked in an HTTP call whose result no longer matters (its batch was
+        # not committed): do not let interpreter shutdown wait for the read timeout.
+        logging.shutdown()
+        os._exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
