@@ -1,27 +1,19 @@
 """Shared test helpers: saved events, fake AWS credentials, the Lambda source on sys.path."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EVENTS = ROOT / "tests" / "events"
-FIXTURES = ROOT / "tests" / "fixtures"
 LAMBDA_SRC = ROOT / "src" / "lambda"
 
-# ROOT makes `from infra import stack` importable; src/lambda is a zip root, not a package
-# ('lambda' is a keyword), so its modules import flat.
-for _path in (ROOT, LAMBDA_SRC):
+# ROOT makes `from infra import stack` importable, tests/ makes `from saved_events import load_event`
+# importable; src/lambda is a zip root, not a package ('lambda' is a keyword), so its modules import flat.
+for _path in (ROOT, ROOT / "tests", LAMBDA_SRC):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
-
-
-def load_event(name: str) -> dict:
-    """A saved event from tests/events/ (e.g. 'aws_kafka_msk.json')."""
-    return json.loads((EVENTS / name).read_text())
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ from flight_settings import FunctionSettings
 from infra import aws_resources
 from infra.aws_resources import AwsClients, AwsResourceSettings
 from pipeline_common.settings import ConfigError
+from saved_events import load_event
 
 ROOT = Path(__file__).resolve().parents[2]
 
-EVENTS = ROOT / "tests" / "events"
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def publish_through_the_function(aws: AwsClients, topic_arn: str, event_name: st
     runtime = handler.configure(FunctionSettings(sns_topic_arn=topic_arn, function_name="flight-processor"),
                                 sns_client=aws.sns, cloudwatch_client=aws.cloudwatch)
     try:
-        return handler.process_event(json.loads((EVENTS / event_name).read_text()), runtime)
+        return handler.process_event(load_event(event_name), runtime)
     finally:
         handler.reset()
 

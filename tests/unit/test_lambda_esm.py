@@ -8,19 +8,16 @@ from pathlib import Path
 import pytest
 
 from kafka_esm import RAW_PARTITION, decode_headers, is_esm_event, read_event
+from saved_events import load_event
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
 
-
-def load(name: str):
-    return json.loads((EVENTS / name).read_text())
 
 
 @pytest.mark.parametrize("name, source", [("aws_kafka_msk.json", "aws:kafka"),
                                           ("aws_kafka_self_managed.json", "SelfManagedKafka")])
 def test_saved_aws_events_are_read_record_by_record(name, source):
     # GIVEN AWS's documented example (value "Hello, this is a test." is not JSON)
-    event = load(name)
+    event = load_event(name)
     assert event["eventSource"] == source and is_esm_event(event)
     # WHEN read
     [record] = read_event(event)
@@ -32,14 +29,14 @@ def test_saved_aws_events_are_read_record_by_record(name, source):
 
 
 def test_saved_aws_event_headers_are_lists_of_byte_values():
-    record = load("aws_kafka_msk.json")["records"]["mytopic-0"][0]
+    record = load_event("aws_kafka_msk.json")["records"]["mytopic-0"][0]
     assert decode_headers(record["headers"]) == [("headerKey", b"headerValue")]
     assert decode_headers([{"h": "aGVhZGVyVmFsdWU="}]) == [("h", b"headerValue")]  # older docs: base64 string
     assert decode_headers(None) == []
 
 
 def test_flight_event_keeps_event_order_and_decodes_every_record():
-    records = read_event(load("esm_flights_self_managed.json"))
+    records = read_event(load_event("esm_flights_self_managed.json"))
     assert [(r.partition, r.offset) for r in records] == [
         ("aviation-data-0", 100), ("aviation-data-0", 101), ("aviation-data-0", 102), ("aviation-data-0", 103),
         ("aviation-data-1", 7), ("aviation-data-1", 8), ("aviation-data-1", 9), ("aviation-data-1", 10),
@@ -83,7 +80,7 @@ def test_record_without_offset_is_an_error():
 
 
 def test_raw_state_and_list_of_raw_states():
-    raw = load("raw_state.json")
+    raw = load_event("raw_state.json")
     [single] = read_event(raw)
     assert single.state == raw and single.identifier() == {"partition": RAW_PARTITION, "offset": 0}
     many = read_event([raw, {"icao24": "x"}, "junk"])

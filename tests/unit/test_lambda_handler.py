@@ -20,14 +20,11 @@ from moto import mock_aws
 import handler
 from flight_logging import JsonLineFormatter, install_json_logging
 from flight_settings import FunctionConfigError, FunctionSettings
+from saved_events import load_event
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS = ROOT / "tests" / "events"
 COUNTRIES = ["United States", "Germany", "United Kingdom", "France"]
 
-
-def load(name: str):
-    return json.loads((EVENTS / name).read_text())
 
 
 class Aws:
@@ -82,7 +79,7 @@ def aws(aws_credentials):
 def test_esm_batch_publishes_airborne_flights_and_reports_the_rest(aws):
     # GIVEN a self-managed Kafka ESM batch over two partitions: 5 airborne flights (one from Spain),
     # one on the ground with an altitude, one with negative altitude, a tombstone and malformed JSON
-    event = load("esm_flights_self_managed.json")
+    event = load_event("esm_flights_self_managed.json")
     # WHEN the function is invoked
     result = handler.lambda_handler(event, None)
     # THEN the counts and the failures are exactly what the trigger needs
@@ -110,7 +107,7 @@ def test_esm_batch_publishes_airborne_flights_and_reports_the_rest(aws):
 
 @pytest.mark.parametrize("name", ["aws_kafka_msk.json", "aws_kafka_self_managed.json"])
 def test_saved_aws_events_fail_their_non_json_record_with_a_reason(aws, name):
-    result = handler.lambda_handler(load(name), None)
+    result = handler.lambda_handler(load_event(name), None)
     assert result["received"] == 1 and result["failed"] == 1 and result["published"] == 0
     assert result["batchItemFailures"] == [{"itemIdentifier": {"partition": "mytopic-0", "offset": 15}}]
     assert result["failureReasons"][0]["reason"].startswith("record value is not valid JSON")
@@ -118,7 +115,7 @@ def test_saved_aws_events_fail_their_non_json_record_with_a_reason(aws, name):
 
 
 def test_raw_state_as_the_event_itself_is_published(aws):
-    result = handler.lambda_handler(load("raw_state.json"), None)
+    result = handler.lambda_handler(load_event("raw_state.json"), None)
     assert (result["published"], result["batchItemFailures"], result["failureReasons"]) == (1, [], [])
     [message] = aws.received()
     assert message["body"]["callsign"] == "DLH9LF"
@@ -126,7 +123,7 @@ def test_raw_state_as_the_event_itself_is_published(aws):
 
 
 def test_list_of_raw_states_reports_failures_by_index(aws):
-    good = load("raw_state.json")
+    good = load_event("raw_state.json")
     result = handler.lambda_handler([good, {**good, "on_ground": True}, {**good, "latitude": float("nan")}], None)
     assert (result["published"], result["filtered"], result["failed"]) == (1, 1, 1)
     assert result["batchItemFailures"] == [{"itemIdentifier": {"partition": "raw-0", "offset": 2}}]
@@ -137,8 +134,8 @@ def test_one_putmetricdata_per_invocation_with_the_counts(aws):
     calls = []
     aws.cloudwatch.meta.events.register("provide-client-params.cloudwatch.PutMetricData",
                                         lambda params, **kw: calls.append(params))
-    handler.lambda_handler(load("esm_flights_self_managed.json"), None)
-    handler.lambda_handler(load("raw_state.json"), None)
+    handler.lambda_handler(load_event("esm_flights_self_managed.json"), None)
+    handler.lambda_handler(load_event("raw_state.json"), None)
     assert len(calls) == 2
     assert aws.published_metric("Published") == 6
     assert aws.published_metric("Received") == 10
@@ -150,7 +147,7 @@ def test_a_metrics_failure_is_logged_and_does_not_fail_the_invocation(aws, caplo
     broken = mock.Mock()
     broken.put_metric_data.side_effect = EndpointConnectionError(endpoint_url="http://nowhere")
     handler.configure(FunctionSettings(sns_topic_arn=aws.topic_arn), sns_client=aws.sns, cloudwatch_client=broken)
-    result = handler.lambda_handler(load("raw_state.json"), None)
+    result = handler.lambda_handler(load_event("raw_state.json"), None)
     assert result["published"] == 1 and result["failed"] == 0
     assert any("could not put metrics" in r.getMessage() for r in caplog.records)
 
@@ -159,7 +156,7 @@ def test_records_that_cannot_be_published_are_failures_with_the_reason(aws):
     # GIVEN a topic ARN that does not exist
     handler.configure(FunctionSettings(sns_topic_arn=aws.topic_arn + "-gone", publish_backoff_s=0.0),
                       sns_client=aws.sns, cloudwatch_client=aws.cloudwatch)
-    result = handler.lambda_handler(load("esm_flights_self_managed.json"), None)
+    result = handler.lambda_handler(load_event("esm_flights_self_managed.json"), None)
     # THEN every airborne record is reported, next to the two unreadable ones
     assert (result["in_air"], result["published"], result["failed"]) == (5, 0, 7)
     publish_failures = [r for r in result["failureReasons"] if r["reason"].startswith("publish failed")]
@@ -173,7 +170,7 @@ def test_large_batch_goes_out_in_publishbatch_calls_of_ten(aws):
     calls = []
     aws.sns.meta.events.register("provide-client-params.sns.PublishBatch",
                                  lambda params, **kw: calls.append(len(params["PublishBatchRequestEntries"])))
-    state = load("raw_state.json")
+    state = load_event("raw_state.json")
     records = [{"topic": "aviation-data", "partition": 0, "offset": i, "timestamp": 1, "timestampType": "CREATE_TIME",
                 "value": base64.b64encode(json.dumps({**state, "icao24": f"{i:06x}"}).encode()).decode(),
                 "headers": []} for i in range(95)]
@@ -184,7 +181,7 @@ def test_large_batch_goes_out_in_publishbatch_calls_of_ten(aws):
 
 def test_failed_records_are_logged_with_topic_partition_offset(aws, caplog):
     caplog.set_level(logging.INFO)
-    handler.lambda_handler(load("esm_flights_self_managed.json"), None)
+    handler.lambda_handler(load_event("esm_flights_self_managed.json"), None)
     failed = [r for r in caplog.records if r.getMessage().startswith("record failed")]
     assert [(r.topic, r.partition, r.offset) for r in failed] == [
         ("aviation-data", "aviation-data-1", 7), ("aviation-data", "aviation-data-1", 8)]
@@ -200,7 +197,7 @@ def test_configuration_comes_from_the_environment_at_first_invocation(aws_creden
         monkeypatch.setenv("METRICS_NAMESPACE", "FlightPipelineTest")
         monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "flight-processor")
         try:
-            result = handler.lambda_handler(load("raw_state.json"), None)
+            result = handler.lambda_handler(load_event("raw_state.json"), None)
             assert result["published"] == 1 and len(env.received()) == 1
             assert env.published_metric(namespace="FlightPipelineTest") == 1
         finally:
