@@ -90,7 +90,7 @@ test-integration: setup ## integration tests against the real broker and endpoin
 	@$(PY) -m pytest tests/integration $(ARGS)
 
 bench: setup ## benchmarks; writes docs/BENCHMARKS.md
-	@$(PY) benchmarks/run.py $(ARGS)
+	@$(PY) infra/bench/run.py $(ARGS)
 
 clean: stop ## remove runtime state (broker data, logs); keeps the jar cache
 	rm -rf .state

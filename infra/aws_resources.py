@@ -351,19 +351,25 @@ def deploy_resources(settings: AwsResourceSettings | None = None, clients: AwsCl
 
 # --- Reading results ---------------------------------------------------------------------------------------
 
+def metric_sum(metric: str, start: datetime, end: datetime, settings: AwsResourceSettings | None = None,
+               clients: AwsClients | None = None) -> int:
+    """Sum of one of the function's custom metrics (Received, InAir, Published, Failed) over [start, end)."""
+    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    response = clients.cloudwatch.get_metric_statistics(
+        Namespace=settings.metrics_namespace, MetricName=metric,
+        Dimensions=[{"Name": "FunctionName", "Value": settings.function_name}],
+        StartTime=start, EndTime=end, Period=60, Statistics=["Sum"])
+    return int(round(sum(point.get("Sum", 0.0) for point in response.get("Datapoints", []))))
+
+
 def count_messages(mins: int = 1, settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
                    now: datetime | None = None) -> int:
     """Sum of the function's Published metric over the last ``mins`` minutes."""
     if isinstance(mins, bool) or not isinstance(mins, int) or mins < 1:
         raise ValueError(f"mins must be a whole number of minutes >= 1, not {mins!r}")
-    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
     # Up to and including the current second (CloudWatch and the emulators compare whole seconds).
     end = (now or datetime.now(timezone.utc)).replace(microsecond=0) + timedelta(seconds=1)
-    response = clients.cloudwatch.get_metric_statistics(
-        Namespace=settings.metrics_namespace, MetricName=PUBLISHED_METRIC,
-        Dimensions=[{"Name": "FunctionName", "Value": settings.function_name}],
-        StartTime=end - timedelta(minutes=mins), EndTime=end, Period=60, Statistics=["Sum"])
-    return int(round(sum(point.get("Sum", 0.0) for point in response.get("Datapoints", []))))
+    return metric_sum(PUBLISHED_METRIC, end - timedelta(minutes=mins), end, settings, clients)
 
 
 def _notification_text(body: str) -> str:

@@ -1,0 +1,348 @@
+#!/usr/bin/env python3
+"""The whole pipeline for about a minute, then a summary whose numbers must reconcile.
+
+    python infra/demo.py [--seconds 60] [--aircraft 1500] [--interval 5] [--keep-stack]
+
+Starts the native stack if it is not running, deploys the resources, runs the synthetic producer
+and the trigger, drains the pipeline, then checks every count against an independent recount:
+the run's records are read back from Kafka and put through the function's own filter, so
+"in the air" and "expected at the subscriber" are known without trusting the pipeline's counters.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+for _path in (ROOT, ROOT / "src", ROOT / "src" / "lambda"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from kafka import KafkaConsumer, TopicPartition  # noqa: E402
+
+from flight_transform import InvalidState, evaluate  # noqa: E402  (the function's own filter)
+from infra import aws_resources, stack  # noqa: E402
+from pipeline_common.kafka_client import KafkaSettings  # noqa: E402
+from pipeline_common.logs import configure_logging  # noqa: E402
+from producer.runner import run_producer  # noqa: E402
+from producer.settings import ProducerConfig  # noqa: E402
+from trigger.mapping import TriggerConfig  # noqa: E402
+from trigger.runner import Trigger  # noqa: E402
+
+DEFAULT_SUMMARY = ROOT / ".state" / "demo-summary.json"
+
+
+def say(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+@dataclass
+class Recount:
+    """What the run's records in Kafka say should happen, by the function's own rules."""
+    records: int = 0
+    unique_states: int = 0
+    in_air: int = 0
+    filtered: int = 0
+    invalid: int = 0
+    expected_at_subscriber: int = 0
+    countries: Counter = field(default_factory=Counter)
+
+
+def read_back(topic: str, since_ms: int, kafka: KafkaSettings, countries: set[str]) -> Recount:
+    """Every record of `topic` written at or after `since_ms`, put through the function's filter."""
+    consumer = KafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False, group_id=None,
+                             consumer_timeout_ms=5000)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(partitions)
+        starts = consumer.offsets_for_times({tp: since_ms for tp in partitions})
+        ends = consumer.end_offsets(partitions)
+        remaining = {}
+        for tp in partitions:
+            start = starts[tp].offset if starts.get(tp) else ends[tp]
+            consumer.seek(tp, start)
+            if ends[tp] > start:
+                remaining[tp] = ends[tp]
+        recount, seen = Recount(), set()
+        while remaining:
+            polled = consumer.poll(timeout_ms=2000, max_records=5000)
+            if not polled:
+                break
+            for tp, records in polled.items():
+                for record in records:
+                    if record.offset >= remaining.get(tp, -1):
+                        continue
+                    recount.records += 1
+                    try:
+                        state = json.loads(record.value)
+                        notification, _ = evaluate(state)
+                    except (ValueError, InvalidState):
+                        recount.invalid += 1
+                        continue
+                    seen.add((state.get("icao24"), state.get("last_contact"), state.get("time_position")))
+                    if notification is None:
+                        recount.filtered += 1
+                    else:
+                        recount.in_air += 1
+                        recount.countries[notification["origin_country"]] += 1
+                        if notification["origin_country"] in countries:
+                            recount.expected_at_subscriber += 1
+                if records and records[-1].offset + 1 >= remaining.get(tp, 0):
+                    remaining.pop(tp, None)
+        recount.unique_states = len(seen)
+        return recount
+    finally:
+        consumer.close()
+
+
+def count_dead_letters(dlq_topic: str, since_ms: int, kafka: KafkaSettings) -> int:
+    consumer = KafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False, group_id=None,
+                             consumer_timeout_ms=3000)
+    try:
+        partitions = [TopicPartition(dlq_topic, p) for p in sorted(consumer.partitions_for_topic(dlq_topic) or [])]
+        if not partitions:
+            return 0
+        starts = consumer.offsets_for_times({tp: since_ms for tp in partitions})
+        ends = consumer.end_offsets(partitions)
+        return sum(ends[tp] - (starts[tp].offset if starts.get(tp) else ends[tp]) for tp in partitions)
+    finally:
+        consumer.close()
+
+
+def drain_queue(clients: aws_resources.AwsClients, queue_url: str, quiet_s: float = 4.0) -> int:
+    """Receive and delete until the queue has been empty for `quiet_s`; returns how many arrived."""
+    received, last_seen = 0, time.monotonic()
+    while time.monotonic() - last_seen < quiet_s:
+        messages = clients.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                               WaitTimeSeconds=1).get("Messages", [])
+        if messages:
+            received += len(messages)
+            last_seen = time.monotonic()
+            clients.sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+    return received
+
+
+def run_demo(seconds: float = 60, aircraft: int = 1500, interval: float = 5.0, seed: int = 42,
+             keep_stack: bool = False, summary_path: Path = DEFAULT_SUMMARY, drain_timeout_s: float = 180,
+             settings: aws_resources.AwsResourceSettings | None = None) -> dict:
+    """Run the pipeline once and return the reconciled summary (also written to `summary_path`)."""
+    begun = time.monotonic()
+    cfg = stack.StackConfig.from_env()
+    # The demo runs on the local stack: the same defaults the Makefile exports, when run directly.
+    for key, value in {"AWS_ENDPOINT_URL": cfg.endpoint, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}.items():
+        os.environ.setdefault(key, value)
+    started_stack = False
+    if not (stack.kafka_ready(cfg.bootstrap) and stack.endpoint_ready(cfg.endpoint)):
+        say("starting the native stack (Kafka + MiniStack)")
+        stack.up(cfg)
+        started_stack = True
+    else:
+        stack.ensure_topics(cfg)
+        say("reusing the running stack")
+    try:
+        settings = settings or aws_resources.AwsResourceSettings.from_env()
+        clients = aws_resources.AwsClients()
+        say("deploying topic, role, function and demo subscriber")
+        resources = aws_resources.deploy_resources(settings, clients, say=lambda m: say("  " + m))
+        queue_url = resources.get("queue_url") or clients.sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+        stale = drain_queue(clients, queue_url, quiet_s=1.0)
+        if stale:
+            say(f"discarded {stale} notification(s) left in the demo queue by an earlier run")
+        return _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, summary_path,
+                    drain_timeout_s, begun)
+    finally:
+        if started_stack and not keep_stack:
+            say("stopping the stack (use --keep-stack to leave it running)")
+            stack.down()
+
+
+def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, summary_path, drain_timeout_s,
+         begun) -> dict:
+    kafka = KafkaSettings.from_env(bootstrap_servers=cfg.bootstrap)
+    run_id = uuid.uuid4().hex[:8]
+    since = datetime.now(timezone.utc)
+    # count-messages sums whole minutes: it can be compared with this run only if nothing else
+    # was published by this function in the hour before.
+    prior_published = aws_resources.metric_sum("Published", since - timedelta(hours=1), since, settings, clients)
+    since_ms = int(since.timestamp() * 1000)
+    trigger = Trigger(TriggerConfig.from_env(
+        topic=cfg.topic, group_id=f"demo-{run_id}", starting_position="AT_TIMESTAMP",
+        starting_position_timestamp=since.timestamp(), function_name=settings.function_name,
+        dlq_topic=cfg.dlq_topic, kafka=kafka))
+    trigger_stop = threading.Event()
+    trigger_thread = threading.Thread(target=trigger.run, kwargs={"stop_event": trigger_stop},
+                                      name="demo-trigger", daemon=True)
+    producer_cfg = ProducerConfig.from_env(source="synthetic", topic=cfg.topic, aircraft=aircraft, seed=seed,
+                                           interval_s=interval, duration_s=seconds, kafka=kafka)
+    producer_result: dict = {}
+
+    def produce():
+        producer_result["stats"] = run_producer(producer_cfg)
+
+    producer_thread = threading.Thread(target=produce, name="demo-producer", daemon=True)
+    say(f"run {run_id}: {aircraft} synthetic aircraft every {interval:g}s for {seconds:g}s "
+        f"-> {cfg.topic} -> trigger (group demo-{run_id}) -> {settings.function_name} -> {settings.topic_name}")
+    trigger_thread.start()
+    producer_thread.start()
+
+    def progress(phase: str) -> None:
+        st = trigger.stats
+        say(f"{phase:9s} {time.monotonic() - t0:5.0f}s  consumed {st.consumed:>7,}  invoked {st.invocations:>5,} "
+            f"calls  committed {st.committed:>7,}  lag {st.lag:>6,}  retries {st.retries}  "
+            f"dead-lettered {st.dead_lettered}  invoke p50 {st.invoke_p50_ms:.0f} ms")
+
+    t0 = time.monotonic()
+    while producer_thread.is_alive():
+        producer_thread.join(timeout=5)
+        progress("producing")
+    produced_stats = producer_result.get("stats")
+    produced = produced_stats.published if produced_stats else 0
+    # Drain: everything produced is committed (handled or dead-lettered) before we count.
+    deadline = time.monotonic() + drain_timeout_s
+    while trigger.stats.committed < produced and time.monotonic() < deadline:
+        time.sleep(2)
+        progress("draining")
+    trigger_stop.set()
+    trigger_thread.join(timeout=60)
+    tstats = trigger.stats
+    progress("done")
+
+    say("counting: subscriber queue, dead-letter topic, function metrics, read-back of the run's records")
+    received = drain_queue(clients, queue_url)
+    dead = count_dead_letters(cfg.dlq_topic, since_ms, kafka)
+    recount = read_back(cfg.topic, since_ms, kafka, set(settings.notify_countries))
+    end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
+    start = since.replace(second=0, microsecond=0)
+    metrics = {name: aws_resources.metric_sum(name, start, end, settings, clients)
+               for name in ("Received", "InAir", "Published", "Failed")}
+    mins = max(1, int((end - start).total_seconds() // 60) + 1)
+    counted = aws_resources.count_messages(mins, settings, clients)
+
+    duplicates = metrics["Received"] - produced
+    # At-least-once: a retried batch may deliver a record twice. With no duplicates every count
+    # must match exactly; with duplicates, the pipeline's counts may exceed the recount by that many.
+    slack = max(0, duplicates)
+
+    def within(actual: int, expected: int) -> bool:
+        return expected <= actual <= expected + slack
+
+    checks = [
+        ("every produced record is in Kafka", produced == recount.records, f"{produced} vs {recount.records}"),
+        ("the trigger committed every record", tstats.committed == produced, f"{tstats.committed} vs {produced}"),
+        ("the function received every record", within(metrics["Received"], produced),
+         f"{metrics['Received']} vs {produced}"),
+        ("in the air matches the recount", within(metrics["InAir"], recount.in_air),
+         f"{metrics['InAir']} vs {recount.in_air}"),
+        ("published + failed = in the air", metrics["Published"] + metrics["Failed"] == metrics["InAir"] + recount.invalid,
+         f"{metrics['Published']} + {metrics['Failed']} vs {metrics['InAir']} + {recount.invalid} invalid"),
+        ("nothing valid was dead-lettered", dead == recount.invalid, f"{dead} vs {recount.invalid} invalid"),
+        ("the subscriber got every matching notification", within(received, recount.expected_at_subscriber),
+         f"{received} vs {recount.expected_at_subscriber}"),
+    ]
+    if prior_published == 0:
+        checks.append(("make count-messages agrees", counted == metrics["Published"],
+                       f"{counted} vs {metrics['Published']}"))
+    summary = {
+        "run_id": run_id,
+        "started_at": since.isoformat().replace("+00:00", "Z"),
+        "duration_s": round(time.monotonic() - begun, 1),
+        "settings": {"aircraft": aircraft, "interval_s": interval, "seconds": seconds, "seed": seed,
+                     "function": settings.function_name, "topic": cfg.topic,
+                     "subscriber_countries": list(settings.notify_countries)},
+        "produced": produced,
+        "in_kafka": recount.records,
+        "in_air_by_recount": recount.in_air,
+        "on_ground_or_no_position": recount.filtered,
+        "invalid": recount.invalid,
+        "trigger": {"consumed": tstats.consumed, "invocations": tstats.invocations,
+                    "committed": tstats.committed, "retries": tstats.retries,
+                    "dead_lettered": tstats.dead_lettered, "invoke_p50_ms": tstats.invoke_p50_ms,
+                    "invoke_p99_ms": tstats.invoke_p99_ms},
+        "function_metrics": metrics,
+        "duplicates_invoked": duplicates,
+        "published_to_sns": metrics["Published"],
+        "received_by_subscriber": received,
+        "expected_at_subscriber": recount.expected_at_subscriber,
+        "dead_lettered": dead,
+        "count_messages": {"mins": mins, "value": counted,
+                           "note": None if prior_published == 0 else
+                           f"includes {prior_published} published by earlier runs in the same window"},
+        "top_countries": dict(recount.countries.most_common(8)),
+        "checks": [{"check": c, "ok": ok, "detail": d} for c, ok, d in checks],
+        "reconciled": all(ok for _, ok, _ in checks),
+    }
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    _print_summary(summary, summary_path)
+    return summary
+
+
+def _print_summary(s: dict, path: Path) -> None:
+    rows = [
+        ("states produced", s["produced"]),
+        ("  of which in the air (recount)", s["in_air_by_recount"]),
+        ("  on the ground / no position", s["on_ground_or_no_position"]),
+        ("records invoked (function Received)", s["function_metrics"]["Received"]),
+        ("  duplicates (at-least-once)", s["duplicates_invoked"]),
+        ("in the air (function InAir)", s["function_metrics"]["InAir"]),
+        ("published to SNS", s["published_to_sns"]),
+        ("received by demo subscriber", s["received_by_subscriber"]),
+        ("  expected (countries " + ", ".join(s["settings"]["subscriber_countries"]) + ")",
+         s["expected_at_subscriber"]),
+        ("dead-lettered", s["dead_lettered"]),
+        (f"make count-messages mins={s['count_messages']['mins']}", s["count_messages"]["value"]),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print()
+    print("=" * (width + 14))
+    print(f" demo {s['run_id']} summary ({s['duration_s']:.0f}s)")
+    print("=" * (width + 14))
+    for label, value in rows:
+        print(f" {label:<{width}}  {value:>10,}")
+    print("-" * (width + 14))
+    for check in s["checks"]:
+        print(f" [{'ok' if check['ok'] else 'FAIL'}] {check['check']} ({check['detail']})")
+    if s["count_messages"]["note"]:
+        print(f" note: count-messages {s['count_messages']['note']}")
+    print(" RECONCILED: every number adds up." if s["reconciled"]
+          else " DOES NOT ADD UP: see the FAIL lines above.")
+    print(f" summary written to {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60, help="how long the producer runs (default 60)")
+    parser.add_argument("--aircraft", type=int, default=1500, help="synthetic fleet size (default 1500)")
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between fleet snapshots (default 5)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--keep-stack", action="store_true", help="leave Kafka and MiniStack running afterwards")
+    parser.add_argument("--summary", type=Path, default=DEFAULT_SUMMARY, help=f"JSON summary (default {DEFAULT_SUMMARY})")
+    parser.add_argument("--verbose", action="store_true", help="show the producer's and trigger's own log lines")
+    args = parser.parse_args(argv)
+    configure_logging(level="INFO" if args.verbose else "WARNING", fmt="console")
+    try:
+        summary = run_demo(args.seconds, args.aircraft, args.interval, args.seed, args.keep_stack, args.summary)
+    except stack.StackError as exc:
+        print(f"[demo] error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("[demo] interrupted", file=sys.stderr)
+        return 130
+    return 0 if summary["reconciled"] else 1
+
+
+if __name__ == "__main__":
+    logging.captureWarnings(True)
+    sys.exit(main())
