@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import MemberState, OffsetAndMetadata
 
 from .batch_processor import BatchAborted, BatchProcessor, backoff_delay
 from .batching import PartitionBuffer
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["Trigger", "TriggerStats"]
 
 _IDLE_POLL_S = 0.2
+# A join/sync that has not completed in this long is treated as hung (see _subscribe).
+_STUCK_REBALANCE_S = 60.0
 _BUSY_POLL_S = 0.01      # while batches are in flight: how soon a finished batch is committed
 _CRASH_HOLD_S = 5.0      # a batch that raised unexpectedly is re-read after this pause
 _ABORT_WAIT_S = 5.0
@@ -83,6 +85,7 @@ class Trigger:
         self._assigned_once = False
         self._rebalance_lock = threading.Lock()
         self._rebalance_events: list = []
+        self._rebalancing_since: float | None = None
 
     # -- public --------------------------------------------------------------------------
     @property
@@ -107,8 +110,7 @@ class Trigger:
         started = time.monotonic()
         deadline = started + duration if duration else None
         consumer = self._consumer or self._make_consumer()
-        self._consumer = consumer
-        consumer.subscribe([cfg.topic], listener=_Listener(self))
+        self._subscribe(consumer)
         executor = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="trigger-invoke")
         logger.info("trigger started: %s -> %s (group %s, %s, batch %d, window %.1fs, concurrency %d, "
                     "retries %s, dlq %s%s)", cfg.topic, self._function_arn, cfg.group_id, cfg.starting_position,
@@ -122,6 +124,8 @@ class Trigger:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     break
+                if self._rebalance_stuck(consumer, now):
+                    consumer = self._replace_consumer(consumer)
                 _release_parked_records(consumer)
                 try:
                     polled = consumer.poll(timeout_ms=int(self._poll_timeout(now) * 1000))
@@ -144,7 +148,9 @@ class Trigger:
                 self._flow_control()
                 if consumed or self._inflight or any(len(b) for b in self._buffers.values()):
                     last_activity = now
+                # Never "idle" mid-rebalance: with nothing assigned, the lag looks like zero.
                 if until_idle_s is not None and now - last_activity >= until_idle_s and (
+                        self._rebalancing_since is None) and (
                         self._assigned_once or now - started > until_idle_s + 60):
                     lag = self._refresh_lag()
                     if not lag:
@@ -162,6 +168,44 @@ class Trigger:
         return self.stats
 
     # -- consumer set-up and rebalancing ------------------------------------------------
+    def _subscribe(self, consumer) -> None:
+        consumer.subscribe([self.config.topic], listener=_Listener(self))
+        self._consumer = consumer
+        self._rebalancing_since = None
+
+    def _rebalance_stuck(self, consumer, now: float) -> bool:
+        """True when the group membership has been rebalancing for too long with nothing of ours
+        in flight. kafka-python 3.0.12 can hang in a rejoin (seen when topic metadata arrives just
+        after the first join: the leader assigns nothing, rejoins, the SyncGroup answer is never
+        applied and heartbeats stop): the trigger would sit idle forever without this safety net."""
+        state = getattr(getattr(consumer, "_coordinator", None), "state", None)
+        if state is None or state == MemberState.STABLE:
+            self._rebalancing_since = None
+            return False
+        if self._rebalancing_since is None:
+            self._rebalancing_since = now
+            return False
+        return (now - self._rebalancing_since > _STUCK_REBALANCE_S
+                and not self._inflight and not any(len(b) for b in self._buffers.values()))
+
+    def _replace_consumer(self, consumer):
+        logger.error("consumer group %s has not finished rebalancing in %.0f s; recreating the consumer "
+                     "(nothing is in flight, so nothing is lost)", self.config.group_id, _STUCK_REBALANCE_S,
+                     extra={"topic": self.config.topic})
+        try:
+            consumer.close(autocommit=False)
+        except Exception:  # noqa: BLE001 - a broken consumer may fail to close; the new one matters
+            logger.warning("closing the stuck consumer failed", exc_info=True)
+        for tp in list(self._buffers):
+            self._tracker.revoke(tp)
+        self._buffers.clear()
+        self._paused.clear()
+        with self._rebalance_lock:
+            self._rebalance_events.clear()
+        replacement = self._make_consumer()
+        self._subscribe(replacement)
+        return replacement
+
     def _make_consumer(self):
         cfg = self.config
         check_crcs = cfg.check_crcs
