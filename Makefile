@@ -25,7 +25,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
-        produce trigger demo test test-unit test-integration bench clean
+        produce trigger demo test test-unit test-integration reliability bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ test-unit: setup ## unit tests only, no servers
 
 test-integration: setup ## integration tests against the real broker and endpoint
 	@$(PY) -m pytest tests/integration $(ARGS)
+
+reliability: setup ## refresh docs/RELIABILITY.md from the last fault-test run
+	@$(PY) infra/reliability_report.py
 
 bench: setup ## benchmarks; writes docs/BENCHMARKS.md
 	@$(PY) infra/bench/run.py $(ARGS)

@@ -86,7 +86,7 @@ def read_back(topic: str, since_ms: int, kafka: KafkaSettings, countries: set[st
                     try:
                         state = json.loads(record.value)
                         notification, _ = evaluate(state)
-                    except (ValueError, InvalidState):
+                    except (TypeError, ValueError, InvalidState):  # TypeError: a null value (tombstone)
                         recount.invalid += 1
                         continue
                     seen.add((state.get("icao24"), state.get("last_contact"), state.get("time_position")))

@@ -5,6 +5,9 @@
     python infra/stack.py up [--stack docker]   start both, wait until usable, create topics
     python infra/stack.py status                broker, topics, endpoint
     python infra/stack.py down                  stop exactly what `up` started (pid files)
+    python infra/stack.py stop-part kafka|ministack [--kill]    one part only (fault tests)
+    python infra/stack.py start-part kafka|ministack            start that part again, wait until usable
+    python infra/stack.py pause-part|resume-part kafka|ministack   SIGSTOP/SIGCONT its process group
 
 Everything it writes lives under .cache/ (jars) and .state/ (data, logs, pid files), both gitignored.
 """
@@ -187,12 +190,16 @@ def _spawn(name: str, argv: list[str], log_path: Path, env: dict | None = None) 
     return proc.pid
 
 
-def _stop(name: str, timeout: float = 20.0) -> bool:
+def _stop(name: str, timeout: float = 20.0, kill: bool = False) -> bool:
     pid = _read_pid(name)
     PIDS[name].unlink(missing_ok=True)
     if pid is None:
         return False
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+    if not kill:
+        # A paused part (pause-part) would never act on SIGTERM.
+        _signal_group(pid, signal.SIGCONT)
+    steps = ((signal.SIGKILL, 5.0),) if kill else ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0))
+    for sig, wait in steps:
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
@@ -205,6 +212,14 @@ def _stop(name: str, timeout: float = 20.0) -> bool:
         if sig == signal.SIGTERM:
             say(f"{name} (pid {pid}) did not stop within {timeout:.0f}s; killing it")
     return True
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def _group_alive(pgid: int) -> bool:
@@ -260,7 +275,12 @@ def _kafka_properties(cfg: StackConfig) -> str:
 
 
 def _kafka_uuid() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Like Kafka's Uuid.randomUuid(): never starting with "-", which a command line would take for an option
+    # (one fresh start in 64 failed with "argument --cluster-id/-t: expected one argument").
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def _java_cmd(cfg: StackConfig, main_class: str, *args: str) -> list[str]:
@@ -274,7 +294,7 @@ def _format_storage(cfg: StackConfig, props: Path) -> None:
         return
     say("formatting KRaft storage (first start)")
     proc = subprocess.run(_java_cmd(cfg, "kafka.tools.StorageTool", "format", "--standalone",
-                                    "-t", _kafka_uuid(), "-c", str(props)),
+                                    f"--cluster-id={_kafka_uuid()}", "-c", str(props)),
                           capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise StackError(f"Kafka storage format failed:\n{(proc.stdout + proc.stderr).strip()[-2000:]}")
@@ -415,7 +435,7 @@ def _compose(*args: str) -> None:
 
 def up(cfg: StackConfig, stack: str = "native") -> None:
     started = time.monotonic()
-    STATE.mkdir(exist_ok=True)
+    STATE.mkdir(parents=True, exist_ok=True)
     if stack == "docker":
         _compose("up", "-d", "--wait")
     else:
@@ -445,6 +465,42 @@ def down(stack: str = "native") -> None:
         return
     stopped = [name for name in ("ministack", "kafka") if _stop(name)]
     say("stopped " + ", ".join(stopped) if stopped else "nothing was running")
+
+
+PARTS = ("kafka", "ministack")
+
+
+def stop_part(name: str, kill: bool = False) -> bool:
+    """Stop one part that `up` started (SIGTERM, or SIGKILL with kill=True); data on disk stays."""
+    stopped = _stop(name, kill=kill)
+    say(f"{name} {'killed' if kill else 'stopped'}" if stopped else f"{name} was not running")
+    return stopped
+
+
+def start_part(cfg: StackConfig, name: str) -> None:
+    """Start one part again on the same ports and state directory, and wait until it answers.
+
+    MiniStack keeps its resources in memory: after a restart they must be deployed again.
+    """
+    STATE.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    if name == "kafka":
+        start_kafka(cfg)
+        ensure_topics(cfg)
+    else:
+        start_ministack(cfg)
+    say(f"{name} ready ({time.monotonic() - started:.1f}s)")
+
+
+def pause_part(name: str, resume: bool = False) -> bool:
+    """SIGSTOP (or SIGCONT) a part's whole process group: connections hang instead of being refused,
+    and the part keeps its state (MiniStack's resources survive a pause, not a restart)."""
+    pid = _read_pid(name)
+    if pid is None:
+        raise StackError(f"{name} is not running (no live pid in {_rel(PIDS[name])})")
+    _signal_group(pid, signal.SIGCONT if resume else signal.SIGSTOP)
+    say(f"{name} (process group {pid}) {'resumed' if resume else 'paused'}")
+    return True
 
 
 def status(cfg: StackConfig) -> bool:
@@ -481,9 +537,14 @@ def status(cfg: StackConfig) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["fetch", "up", "down", "status"])
+    parser.add_argument("command", choices=["fetch", "up", "down", "status", "stop-part", "start-part",
+                                            "pause-part", "resume-part"])
+    parser.add_argument("part", nargs="?", choices=PARTS, help="for the *-part commands")
     parser.add_argument("--stack", choices=["native", "docker"], default=os.environ.get("STACK", "native"))
+    parser.add_argument("--kill", action="store_true", help="stop-part: SIGKILL at once instead of SIGTERM")
     args = parser.parse_args(argv)
+    if args.command.endswith("-part") and (args.part is None or args.stack != "native"):
+        parser.error(f"{args.command} needs a part ({' or '.join(PARTS)}) and the native stack")
     try:
         cfg = StackConfig.from_env()
         if args.command == "fetch":
@@ -495,6 +556,12 @@ def main(argv: list[str] | None = None) -> int:
             down(args.stack)
         elif args.command == "status":
             return 0 if status(cfg) else 1
+        elif args.command == "stop-part":
+            stop_part(args.part, kill=args.kill)
+        elif args.command == "start-part":
+            start_part(cfg, args.part)
+        elif args.command in ("pause-part", "resume-part"):
+            pause_part(args.part, resume=args.command == "resume-part")
     except (StackError, ConfigError) as exc:
         print(f"[stack] error: {exc}", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ InvalidState with a reason, which the handler reports as a batch item failure.
 from __future__ import annotations
 
 import math
+import sys
 import time
 
 FEET_PER_METRE = 3.28084
@@ -27,6 +28,7 @@ KNOTS_PER_MPS = 1.943844
 COORDINATE_DECIMALS = 5
 # time.gmtime and ISO 8601 four-digit years both stop at 9999-12-31T23:59:59Z.
 MAX_EPOCH_S = 253402300799
+_FLOAT_MAX = sys.float_info.max
 
 OUTPUT_FIELDS = ("icao24", "callsign", "origin_country", "time_position", "longitude", "latitude",
                  "altitude_feet", "velocity_knots")
@@ -65,6 +67,12 @@ def _number(state: dict, field: str) -> float | None:
     value = state.get(field)
     if value is None:
         return None
+    # Hot path (several fields of every record): a JSON float or int within the float range is finite.
+    # NaN and +-inf fail the comparison, and so does an int too large for a float, which the general
+    # path below turns into the same error as before.
+    kind = type(value)
+    if (kind is float or kind is int) and -_FLOAT_MAX <= value <= _FLOAT_MAX:
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidState(f"{field} is not a number: {value!r}")
     if not math.isfinite(value):
@@ -76,6 +84,8 @@ def _text(state: dict, field: str) -> str | None:
     value = state.get(field)
     if value is None:
         return None
+    if type(value) is str:
+        return value.strip() or None
     if not isinstance(value, str):
         raise InvalidState(f"{field} is not a string: {value!r}")
     return value.strip() or None
@@ -147,6 +157,17 @@ def _notification(state: dict, longitude: float, latitude: float, altitude: floa
     }
 
 
+def _require_identity(state: dict) -> None:
+    """Every state, in the air or not, names its aircraft and country and when it was heard. A record
+    without them is malformed (a batch item failure, dead-lettered), not a flight filtered out."""
+    if _text(state, "icao24") is None:
+        raise InvalidState("icao24 is missing")
+    if _text(state, "origin_country") is None:
+        raise InvalidState("origin_country is missing (subscribers filter on it)")
+    if _epoch(state, "time_position") is None and _epoch(state, "last_contact") is None:
+        raise InvalidState("time_position and last_contact are both missing")
+
+
 def to_notification(state: dict) -> dict:
     """The notification for a state already known to be airborne. Raises InvalidState if malformed."""
     _on_ground, longitude, latitude, altitude = _position(state)
@@ -164,6 +185,7 @@ def evaluate(state: object) -> tuple[dict | None, str | None]:
         raise InvalidState(f"state is not a JSON object but {type(state).__name__}")
     try:
         position = _position(state)
+        _require_identity(state)
         reason = _airborne_reason(*position)
         if reason is not None:
             return None, reason

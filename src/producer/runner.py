@@ -287,7 +287,7 @@ def _loop(config: ProducerConfig, source, sink: Sink, clock: Clock, stop: thread
             wait = min(exc.retry_after, config.opensky.max_retry_after_s)
             logger.warning("OpenSky rate limit reached; waiting %.0f s (server asked for %.0f s)",
                            wait, exc.retry_after, extra={"retry_after_s": exc.retry_after})
-            resume_at = now + wait
+            resume_at = clock.now() + wait  # counted from the answer, as the server means it
         except OpenSkyError as exc:
             if not exc.retriable:
                 raise ProducerError(f"OpenSky: {exc}") from None

@@ -88,13 +88,16 @@ def parse_item_failures(payload: bytes, records: Sequence) -> ItemFailures:
     for item in items if isinstance(items, list) else [items]:
         ident = item.get("itemIdentifier") if isinstance(item, dict) else None
         key = (ident.get("partition"), ident.get("offset")) if isinstance(ident, dict) else None
-        if key is None or isinstance(key[1], bool) or not isinstance(key[1], int) or key not in sent:
+        # Checked for type before the lookup: a list or object here must fail the batch, not the trigger.
+        if key is None or not isinstance(key[0], str) or isinstance(key[1], bool) or not isinstance(key[1], int) \
+                or key not in sent:
             return ItemFailures(frozenset(), {}, problem=f"itemIdentifier {ident!r} was not in the event")
         keys.add(key)
     reasons = {}
-    for entry in doc.get("failureReasons") or []:
-        if isinstance(entry, dict):
-            reasons[(entry.get("partition"), entry.get("offset"))] = str(entry.get("reason", ""))[:1000]
+    entries = doc.get("failureReasons")
+    for entry in entries if isinstance(entries, list) else []:  # optional and only informative: never fatal
+        if isinstance(entry, dict) and isinstance(entry.get("partition"), str) and isinstance(entry.get("offset"), int):
+            reasons[(entry["partition"], entry["offset"])] = str(entry.get("reason", ""))[:1000]
     return ItemFailures(frozenset(keys), reasons)
 
 

@@ -61,6 +61,12 @@ class TriggerConfig:
     max_partition_fetch_bytes: int = 2 * 1024 * 1024
     fetch_max_bytes: int = 16 * 1024 * 1024
     max_poll_records: int = 2000
+    # Kafka's defaults. A trigger killed outright keeps its partitions until its session times out;
+    # a static member (group.instance.id, one per trigger process, stable across restarts) takes them
+    # back at once when it restarts. A static member does not leave the group on shutdown either.
+    session_timeout_s: float = 45.0
+    group_instance_id: str | None = None
+    connect_timeout_s: float = 120.0  # keep retrying an unreachable broker at start (as the producer does)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     def __post_init__(self) -> None:
@@ -99,6 +105,11 @@ class TriggerConfig:
             raise bad("TRIGGER_INVOKE_READ_TIMEOUT_S", "must be > 0")
         if self.status_interval_s <= 0:
             raise bad("TRIGGER_STATUS_INTERVAL_S", "must be > 0")
+        if not 6 <= self.session_timeout_s <= 1800:
+            # The broker's group.min/max.session.timeout.ms defaults.
+            raise bad("TRIGGER_SESSION_TIMEOUT_S", f"{self.session_timeout_s} is outside 6..1800")
+        if self.connect_timeout_s < 0:
+            raise bad("TRIGGER_CONNECT_TIMEOUT_S", "must be >= 0")
 
     @property
     def effective_retry_attempts(self) -> int:
@@ -149,6 +160,9 @@ class TriggerConfig:
                                               env=env, minimum=64 * 1024),
             fetch_max_bytes=env_int("TRIGGER_FETCH_MAX_BYTES", 16 * 1024 * 1024, env=env, minimum=64 * 1024),
             max_poll_records=env_int("TRIGGER_MAX_POLL_RECORDS", 2000, env=env, minimum=1),
+            session_timeout_s=env_float("TRIGGER_SESSION_TIMEOUT_S", 45.0, env=env),
+            group_instance_id=env_str("TRIGGER_GROUP_INSTANCE_ID", None, env=env),
+            connect_timeout_s=env_float("TRIGGER_CONNECT_TIMEOUT_S", 120.0, env=env, minimum=0),
         )
         values.update({k: v for k, v in overrides.items() if v is not None and k != "kafka"})
         if isinstance(values.get("dlq_topic"), str) and values["dlq_topic"].lower() in DISABLED:

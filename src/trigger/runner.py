@@ -32,7 +32,7 @@ from .stats import StatsCollector, TriggerStats
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Trigger", "TriggerStats"]
+__all__ = ["BrokerUnavailable", "Trigger", "TriggerStats"]
 
 _IDLE_POLL_S = 0.2
 # A join/sync that has not completed in this long is treated as hung (see _subscribe).
@@ -48,6 +48,10 @@ class _InFlight:
     cancel: threading.Event
     first: int
     last: int
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker could not be reached within TRIGGER_CONNECT_TIMEOUT_S at start."""
 
 
 class Trigger:
@@ -109,7 +113,9 @@ class Trigger:
         stop = stop_event or self._stop
         started = time.monotonic()
         deadline = started + duration if duration else None
-        consumer = self._consumer or self._make_consumer()
+        consumer = self._consumer or self._connect(stop)
+        if consumer is None:  # stopped while waiting for the broker
+            return self.stats
         self._subscribe(consumer)
         executor = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="trigger-invoke")
         logger.info("trigger started: %s -> %s (group %s, %s, batch %d, window %.1fs, concurrency %d, "
@@ -206,7 +212,33 @@ class Trigger:
         self._subscribe(replacement)
         return replacement
 
-    def _make_consumer(self):
+    def _connect(self, stop: threading.Event):
+        """The consumer, retried while the broker cannot be reached (starting, restarting, or a network
+        hiccup) for up to TRIGGER_CONNECT_TIMEOUT_S; None if asked to stop meanwhile."""
+        cfg = self.config
+        deadline = time.monotonic() + cfg.connect_timeout_s
+        delay, attempt = 1.0, 0
+        while True:
+            attempt += 1
+            try:
+                # A short bootstrap timeout leaves room for retries (and a log line each) within the deadline.
+                return self._make_consumer(bootstrap_timeout_s=min(10.0, max(cfg.connect_timeout_s / 3, 0.5)))
+            except KafkaError as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BrokerUnavailable(
+                        f"Kafka broker at {cfg.kafka.bootstrap_servers} is not reachable after {attempt} "
+                        f"attempt(s) in {cfg.connect_timeout_s:.0f}s: {type(exc).__name__}: {exc}. Is it "
+                        "running (make run; make status) and is KAFKA_BOOTSTRAP_SERVERS right?") from None
+                wait = min(delay, remaining)
+                logger.warning("Kafka broker at %s not reachable (%s); retrying in %.0f s",
+                               cfg.kafka.bootstrap_servers, type(exc).__name__, wait,
+                               extra={"topic": cfg.topic, "attempt": attempt})
+                if stop.wait(wait):
+                    return None
+                delay = min(delay * 2, 30.0)
+
+    def _make_consumer(self, bootstrap_timeout_s: float = 30.0):
         cfg = self.config
         check_crcs = cfg.check_crcs
         if check_crcs is None:
@@ -222,8 +254,10 @@ class Trigger:
             # past the target (and what precedes it is dropped by the buffer's offset check).
             auto_offset_reset="latest" if cfg.starting_position == "LATEST" else "earliest",
             max_poll_records=cfg.max_poll_records, check_crcs=check_crcs,
+            session_timeout_ms=int(cfg.session_timeout_s * 1000), group_instance_id=cfg.group_instance_id,
+            heartbeat_interval_ms=min(3000, int(cfg.session_timeout_s * 1000) // 3),
             max_partition_fetch_bytes=cfg.max_partition_fetch_bytes, fetch_max_bytes=cfg.fetch_max_bytes,
-            **cfg.kafka.client_kwargs())
+            bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000), **cfg.kafka.client_kwargs())
 
     def _apply_rebalance(self, polled: dict) -> None:
         """Act on the assignments the listener recorded during poll() (kafka-python runs listeners on its
