@@ -40,8 +40,7 @@ class PartitionBuffer:
             return 0
         if not self._records:
             self.first_arrival = time.monotonic() if now is None else now
-        size = self._builder.record_size
-        sizes = [size(r) for r in records]
+        sizes = self._builder.record_sizes(self.topic, self.partition, records)
         self._records.extend(records)
         self._sizes.extend(sizes)
         self.bytes += sum(sizes) + len(sizes)  # + one comma each

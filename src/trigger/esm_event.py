@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from base64 import b64encode
+from binascii import b2a_base64
 from typing import Iterable, Sequence
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ _RECORD_HEAD = b'{"topic":%s,"partition":%d,"offset":%d,"timestamp":%d,"timestam
 _FIXED = len(b'{"topic":,"partition":,"offset":,"timestamp":,"timestampType":"","headers":}')
 _KEY_FIXED = len(b',"key":""')
 _VALUE_FIXED = len(b',"value":""')
+# The usual record (key and value present): the whole record in one formatting operation.
+_RECORD_FULL = _RECORD_HEAD + b',"key":"%s","value":"%s","headers":%s}'
+_TIMESTAMP_TYPE_LEN = {k: len(v) for k, v in TIMESTAMP_TYPES.items()}
 
 
 def _b64len(n: int) -> int:
@@ -86,6 +90,23 @@ class EsmEventBuilder:
         if rec.value is not None:
             size += _VALUE_FIXED + _b64len(len(rec.value))
         return size + (len(_headers_json(rec.headers)) if rec.headers else 2)
+
+    def record_sizes(self, topic: str, partition: int, records: Sequence) -> list[int]:
+        """record_size of each record of one partition, in one pass: the trigger's hottest loop
+        (every record fetched), so the per-partition part is computed once and the rest inline."""
+        fixed = _FIXED + len(self._topic(topic)) + len(str(partition))
+        ts_len, no_ts_len = _TIMESTAMP_TYPE_LEN, len(NO_TIMESTAMP_TYPE)
+        sizes = []
+        append = sizes.append
+        for rec in records:
+            key, value, headers = rec.key, rec.value, rec.headers
+            size = fixed + len(str(rec.offset)) + len(str(rec.timestamp)) + ts_len.get(rec.timestamp_type, no_ts_len)
+            if key is not None:
+                size += _KEY_FIXED + 4 * ((len(key) + 2) // 3)
+            if value is not None:
+                size += _VALUE_FIXED + 4 * ((len(value) + 2) // 3)
+            append(size + (len(_headers_json(headers)) if headers else 2))
+        return sizes
 
     def group_size(self, topic: str, partition: int) -> int:
         """Bytes a "<topic>-<partition>": [ ... ] group adds around its records."""
@@ -142,15 +163,25 @@ class EsmEventBuilder:
             group.append(rec)
         out = bytearray(self._head)
         write = self._write_record
+        full, types, b64 = _RECORD_FULL, TIMESTAMP_TYPES, b2a_base64
         for n, ((topic, partition), recs) in enumerate(groups.items()):
             if n:
                 out += b","
             out += _quoted(f"{topic}-{partition}")
             out += b":["
+            quoted = self._topic(topic)
             for i, rec in enumerate(recs):
                 if i:
                     out += b","
-                write(out, rec)
+                key, value = rec.key, rec.value
+                if key is not None and value is not None:
+                    # Same bytes as _write_record, one formatting operation instead of nine appends.
+                    out += full % (quoted, partition, rec.offset, rec.timestamp,
+                                   types.get(rec.timestamp_type, NO_TIMESTAMP_TYPE),
+                                   b64(key, newline=False), b64(value, newline=False),
+                                   _headers_json(rec.headers) if rec.headers else b"[]")
+                else:
+                    write(out, rec)
             out += b"]"
         out += self._tail
         return out

@@ -63,8 +63,9 @@ def test_deploy_resources_creates_everything_and_running_it_twice_is_fine(aws, s
     assert (config["Runtime"], config["Handler"], config["Timeout"], config["MemorySize"]) == (
         "python3.12", "handler.lambda_handler", 60, 512)
     assert config["State"] == "Active" and config["LastUpdateStatus"] == "Successful"
+    # LOG_LEVEL=INFO by default: a function that logs nothing makes MiniStack wait after every invoke
     assert config["Environment"]["Variables"] == {"SNS_TOPIC_ARN": first["topic_arn"],
-                                                  "METRICS_NAMESPACE": "FlightPipeline"}
+                                                  "METRICS_NAMESPACE": "FlightPipeline", "LOG_LEVEL": "INFO"}
     [subscription] = aws.sns.list_subscriptions_by_topic(TopicArn=first["topic_arn"])["Subscriptions"]
     attributes = aws.sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])["Attributes"]
     assert json.loads(attributes["FilterPolicy"]) == {

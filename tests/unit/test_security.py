@@ -45,6 +45,7 @@ PLACEHOLDERS = {
     "standin-client-secret-0123456789abcdef": "dummy OpenSky secret in tests/integration/test_faults.py",
     "unit-test-secret-9f8e7d6c5b4a": "dummy OpenSky secret in this file",
     "sasl-password-never-logged-42": "dummy SASL password in this file",
+    "the-right-one": "dummy OpenSky secret the stand-in accepts, in this file",
 }
 
 # Each pattern's first group is the credential value (checked against PLACEHOLDERS); a pattern
