@@ -6,6 +6,9 @@ starts one with infra/stack.py and stops it at the end, so ``make test`` needs n
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 from dataclasses import dataclass
 
 import pytest
@@ -48,3 +51,28 @@ def stack():
         finally:
             if not running and not os.environ.get("KEEP_STACK"):
                 stack_mod.down()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """Starts `python -m trigger` with its log in a file (a pipe nobody reads would fill up and stall
+    it); kills whatever is still running when the test ends, pass or fail."""
+    procs = []
+
+    def start(env: dict, *args: str) -> subprocess.Popen:
+        log = open(tmp_path / f"trigger-{len(procs)}.log", "w")
+        proc = subprocess.Popen([sys.executable, "-m", "trigger", *args], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
+        proc.log_path = Path(log.name)
+        procs.append((proc, log))
+        return proc
+
+    yield start
+    for proc, log in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        log.close()

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import boto3
 import pytest
@@ -123,27 +122,6 @@ class BackgroundTrigger:
         self.stop_event.set()
         self.thread.join(timeout=60)
         assert not self.thread.is_alive(), "the trigger did not stop within 60 s"
-
-
-@pytest.fixture
-def spawn(tmp_path):
-    """`python -m trigger` subprocesses with their logs in files; any left running are killed at the end."""
-    procs = []
-
-    def start(env: dict, *args: str) -> subprocess.Popen:
-        log = open(tmp_path / f"trigger-{len(procs)}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "trigger", *args], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=log)
-        proc.log_path = Path(log.name)
-        procs.append((proc, log))
-        return proc
-
-    yield start
-    for proc, log in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        log.close()
 
 
 def wait_assigned(pipeline: Pipeline) -> None:

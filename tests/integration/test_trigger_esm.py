@@ -13,8 +13,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -248,28 +246,6 @@ def test_partial_batch_failures_retry_only_the_failed_record(stack, reporting_fu
     assert doc["responseContext"]["functionError"] is None
     [message] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2)["Messages"]
     assert json.loads(message["Body"])["errorContext"] == doc["errorContext"]
-
-
-@pytest.fixture
-def spawn(tmp_path):
-    """Starts `python -m trigger` with its log in a file (a pipe nobody reads would fill up and stall
-    it); kills whatever is still running when the test ends, pass or fail."""
-    procs = []
-
-    def start(env: dict, *args: str) -> subprocess.Popen:
-        log = open(tmp_path / f"trigger-{len(procs)}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "trigger", *args], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=log)
-        proc.log_path = Path(log.name)
-        procs.append((proc, log))
-        return proc
-
-    yield start
-    for proc, log in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        log.close()
 
 
 def log_tail(proc) -> str:
