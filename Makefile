@@ -25,7 +25,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
-        produce trigger demo test test-unit test-integration reliability bench settings-table clean
+        produce trigger demo soak test test-unit test-integration reliability bench settings-table clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -79,6 +79,10 @@ trigger: setup ## run the Kafka -> Lambda trigger (event source mapping)
 
 demo: setup ## whole pipeline for about a minute, then a reconciled summary
 	@$(PY) infra/demo.py $(ARGS)
+
+MINUTES ?= 30
+soak: setup ## the typical session for MINUTES (default 30) on a fresh stack: docs/SOAK.md, exit 1 if it falls behind or grows
+	@$(PY) -m infra.soak --minutes $(MINUTES) $(ARGS)
 
 test: setup ## unit + integration tests (starts and stops the broker and endpoint itself)
 	@$(PY) -m pytest tests $(ARGS)
