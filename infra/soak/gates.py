@@ -96,7 +96,8 @@ def lag_gate(group: str, lag: Series, in_rate: float, measured_from: float, end:
     spread = interquartile_range([v for _, v in half])
     tolerance = max(spread, LAG_TOLERANCE_INPUT_S * in_rate)
     ok = rise <= tolerance
-    return Gate(f"lag {group}", ok,
+    name = group if group.startswith("queue ") else f"lag {group}"
+    return Gate(name, ok,
                 f"{slope * 60:+,.0f} records/min (rise {rise:,.0f} over {span / 60:.1f} min; "
                 f"median lag {statistics.median(v for _, v in half):,.0f})",
                 limit, "" if ok else f"falling behind: the lag rose {rise:,.0f} records, more than the tolerated "

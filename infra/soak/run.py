@@ -329,6 +329,10 @@ def judge(samples: list[sampler.Sample], run_end: float, duration_s: float) -> l
                                                      if group in s.committed], warm, run_end))
     if not groups:
         results.append(gates.Gate("a consumer group consumed the topic", False, "none found", ">= 1"))
+    # A subscriber queue is a consumer too: its depth is the subscriber's lag.
+    for queue in sorted({q for s in measured for q in s.queues}):
+        results.append(gates.lag_gate(f"queue {queue}", [(s.t, s.queues[queue]) for s in measured
+                                                         if queue in s.queues], 0.0, warm, run_end))
     for process in sorted({p for s in measured for p in s.memory_mb}):
         results.append(gates.memory_gate(process, [(s.t, s.memory_mb[process]) for s in measured
                                                    if process in s.memory_mb], warm))

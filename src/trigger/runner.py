@@ -25,6 +25,7 @@ from .batch_processor import BatchAborted, BatchProcessor, backoff_delay
 from .batching import PartitionBuffer
 from .esm_event import EsmEventBuilder, partition_key
 from .invoker import LambdaInvoker
+from .lag_trend import LagTrend
 from .mapping import TriggerConfig
 from .offsets import OffsetTracker
 from .on_failure import FailedRecord, KafkaDestination, SqsDestination, build_on_failure_record
@@ -63,6 +64,7 @@ class Trigger:
         self.config = config or TriggerConfig.from_env()
         cfg = self.config
         self._stats = StatsCollector()
+        self._lag_trend = LagTrend()
         self._builder = EsmEventBuilder(cfg.kafka.bootstrap_servers, cfg.event_source, cfg.event_source_arn)
         self._invoker = invoker or LambdaInvoker(
             cfg.function_name, cfg.qualifier, max_pool_connections=cfg.concurrency + 2,
@@ -447,6 +449,11 @@ class Trigger:
                            "consumed": s.consumed, "invocations": s.invocations, "succeeded": s.succeeded,
                            "invoke_p50_ms": round(s.invoke_p50_ms, 1), "invoke_p99_ms": round(s.invoke_p99_ms, 1),
                            "retries": s.retries, "dead_lettered": s.dead_lettered, "in_flight": len(self._inflight)})
+        behind = self._lag_trend.observe(time.monotonic(), s.lag, s.committed)
+        if behind:
+            logger.warning("%s", behind.advice(self._batch_size), extra={
+                "lag": s.lag, "records_in_per_s": round(behind.rate_in, 1),
+                "records_out_per_s": round(behind.rate_out, 1), "topic": self.config.topic})
 
     # -- on-failure delivery (runs in worker threads) ------------------------------------
     def _deliver(self, failed: list[FailedRecord], cancel: threading.Event) -> None:
