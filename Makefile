@@ -40,6 +40,8 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven)
 	@$(PY) infra/stack.py fetch
+	@$(PY) infra/map_assets.py fetch
+	@$(PY) infra/map_assets.py browser
 
 run: setup ## start Kafka (KRaft) and the AWS endpoint, wait until usable, create topics
 	@$(PY) infra/stack.py up --stack $(STACK)

@@ -113,25 +113,32 @@ def fetch_jars() -> Path:
     if JAR_STAMP.exists() and JAR_STAMP.read_text().strip() == _pom_digest() and any(JAR_DIR.glob("kafka_2.13-*.jar")):
         return JAR_DIR
     _require_java()
+    resolve_pom(POM, JAR_DIR, "Apache Kafka broker jars")
+    JAR_STAMP.write_text(_pom_digest())
+    return JAR_DIR
+
+
+def resolve_pom(pom: Path, dest: Path, what: str) -> list[Path]:
+    """Copy the pinned dependencies of `pom` into a fresh `dest` with Maven; returns the jars."""
     if shutil.which("mvn") is None:
-        raise StackError("Maven (mvn) is not installed; it resolves the Kafka broker jars from the pinned "
-                         "infra/kafka/pom.xml. Install it (Debian: apt-get install maven) and run `make setup` again.")
-    say(f"resolving Apache Kafka broker jars with Maven into {_rel(JAR_DIR)} (first run only)")
-    if JAR_DIR.exists():
-        shutil.rmtree(JAR_DIR)
-    JAR_DIR.mkdir(parents=True)
+        raise StackError(f"Maven (mvn) is not installed; it resolves the {what} from the pinned "
+                         f"{_rel(pom)}. Install it (Debian: apt-get install maven) and run `make setup` again.")
+    say(f"resolving {what} with Maven into {_rel(dest)} (first run only)")
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
     started = time.monotonic()
     proc = subprocess.run(
-        ["mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-         f"-DoutputDirectory={JAR_DIR}", "-DincludeScope=runtime"],
+        ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+         f"-DoutputDirectory={dest}", "-DincludeScope=runtime"],
         capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise StackError("Maven could not resolve the Kafka jars from infra/kafka/pom.xml (is Maven Central "
+        raise StackError(f"Maven could not resolve the {what} from {_rel(pom)} (is Maven Central "
                          f"reachable? a proxy in ~/.m2/settings.xml?). Maven said:\n{tail}")
-    JAR_STAMP.write_text(_pom_digest())
-    say(f"resolved {len(list(JAR_DIR.glob('*.jar')))} jars in {time.monotonic() - started:.1f}s")
-    return JAR_DIR
+    jars = sorted(dest.glob("*.jar"))
+    say(f"resolved {len(jars)} jars in {time.monotonic() - started:.1f}s")
+    return jars
 
 
 def _require_java() -> str:
