@@ -25,7 +25,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
-        produce trigger demo test test-unit test-integration reliability bench clean
+        produce trigger tracker psql demo test test-unit test-integration reliability bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -43,7 +43,7 @@ setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka 
 	@$(PY) infra/map_assets.py fetch
 	@$(PY) infra/map_assets.py browser
 
-run: setup ## start Kafka (KRaft) and the AWS endpoint, wait until usable, create topics
+run: setup ## start Kafka (KRaft), the AWS endpoint and PostgreSQL, wait until usable, create topics
 	@$(PY) infra/stack.py up --stack $(STACK)
 up: run
 
@@ -52,7 +52,7 @@ stop: ## stop exactly what `make run` started
 
 restart: stop run ## stop, then start again
 
-status: ## broker reachable? topics? endpoint healthy?
+status: ## broker reachable? topics? endpoint healthy? database? (prints DATABASE_URL)
 	@$(PY) infra/stack.py status --stack $(STACK)
 
 create-sns-topic: setup ## create the FlightNotifications topic (idempotent)
@@ -78,6 +78,13 @@ produce: setup ## run the producer: make produce SOURCE=opensky|synthetic|replay
 
 trigger: setup ## run the Kafka -> Lambda trigger (event source mapping)
 	@$(PY) -m trigger $(ARGS)
+
+tracker: setup ## run the flight tracker: consumer + REST/WebSocket API + map (TRACKER_API_PORT, default 8000)
+	@$(PY) -m tracker $(ARGS)
+
+psql: setup ## a psql shell on the tracker's database (DATABASE_URL, else the native server)
+	@command -v psql >/dev/null || { echo "error: psql not found (Debian: apt-get install postgresql-client; macOS: brew install libpq)" >&2; exit 1; }
+	@url=$$($(PY) infra/stack.py database-url) && exec psql "$$url"
 
 demo: setup ## whole pipeline for about a minute, then a reconciled summary
 	@$(PY) infra/demo.py $(ARGS)

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Installs, starts, checks and stops the native stack: Apache Kafka (KRaft, on the JVM) and MiniStack.
+"""Installs, starts, checks and stops the native stack: Apache Kafka (KRaft, on the JVM), MiniStack and
+PostgreSQL (infra/postgres.py; not started when DATABASE_URL points at a server of your own).
 
     python infra/stack.py fetch                 resolve the broker jars with Maven (cached)
     python infra/stack.py up [--stack docker]   start both, wait until usable, create topics
     python infra/stack.py status                broker, topics, endpoint
     python infra/stack.py down                  stop exactly what `up` started (pid files)
-    python infra/stack.py stop-part kafka|ministack [--kill]    one part only (fault tests)
-    python infra/stack.py start-part kafka|ministack            start that part again, wait until usable
+    python infra/stack.py stop-part kafka|ministack|postgres [--kill]   one part only (fault tests)
+    python infra/stack.py start-part kafka|ministack|postgres           start that part again, wait until usable
     python infra/stack.py pause-part|resume-part kafka|ministack   SIGSTOP/SIGCONT its process group
+    python infra/stack.py database-url          print the tracker's DATABASE_URL (make psql)
 
 Everything it writes lives under .cache/ (jars) and .state/ (data, logs, pid files), both gitignored.
 """
@@ -31,11 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
+for _path in (ROOT, ROOT / "src"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from pipeline_common.kafka_client import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC  # noqa: E402
 from pipeline_common.settings import ConfigError, env_int, env_str  # noqa: E402
+from infra import postgres  # noqa: E402
 
 POM = ROOT / "infra" / "kafka" / "pom.xml"
 LOG4J_CONFIG = ROOT / "infra" / "kafka" / "log4j2.properties"
@@ -451,8 +455,11 @@ def up(cfg: StackConfig, stack: str = "native") -> None:
             say(f"kafka ready on {cfg.bootstrap} ({time.monotonic() - started:.1f}s)")
             start_ministack(cfg)
             say(f"ministack ready on {cfg.endpoint} ({time.monotonic() - started:.1f}s)")
+            db_url = postgres.start(postgres.PostgresConfig.from_env())
+            say(f"postgres ready: DATABASE_URL={postgres._redact(db_url)} ({time.monotonic() - started:.1f}s)")
         except BaseException:
             # Nothing half-started: whatever came up in this call goes down again.
+            postgres.stop()
             for name in ("ministack", "kafka"):
                 _stop(name)
             raise
@@ -470,16 +477,16 @@ def down(stack: str = "native") -> None:
     if stack == "docker":
         _compose("down")
         return
-    stopped = [name for name in ("ministack", "kafka") if _stop(name)]
+    stopped = [name for name in ("ministack", "kafka") if _stop(name)] + (["postgres"] if postgres.stop() else [])
     say("stopped " + ", ".join(stopped) if stopped else "nothing was running")
 
 
-PARTS = ("kafka", "ministack")
+PARTS = ("kafka", "ministack", "postgres")
 
 
 def stop_part(name: str, kill: bool = False) -> bool:
     """Stop one part that `up` started (SIGTERM, or SIGKILL with kill=True); data on disk stays."""
-    stopped = _stop(name, kill=kill)
+    stopped = postgres.stop(kill=kill) if name == "postgres" else _stop(name, kill=kill)
     say(f"{name} {'killed' if kill else 'stopped'}" if stopped else f"{name} was not running")
     return stopped
 
@@ -494,6 +501,8 @@ def start_part(cfg: StackConfig, name: str) -> None:
     if name == "kafka":
         start_kafka(cfg)
         ensure_topics(cfg)
+    elif name == "postgres":
+        postgres.start(postgres.PostgresConfig.from_env())
     else:
         start_ministack(cfg)
     say(f"{name} ready ({time.monotonic() - started:.1f}s)")
@@ -502,7 +511,7 @@ def start_part(cfg: StackConfig, name: str) -> None:
 def pause_part(name: str, resume: bool = False) -> bool:
     """SIGSTOP (or SIGCONT) a part's whole process group: connections hang instead of being refused,
     and the part keeps its state (MiniStack's resources survive a pause, not a restart)."""
-    pid = _read_pid(name)
+    pid = postgres._read_pid() if name == "postgres" else _read_pid(name)
     if pid is None:
         raise StackError(f"{name} is not running (no live pid in {_rel(PIDS[name])})")
     _signal_group(pid, signal.SIGCONT if resume else signal.SIGSTOP)
@@ -539,13 +548,13 @@ def status(cfg: StackConfig) -> bool:
     else:
         ok = False
         say(f"aws       {cfg.endpoint}: NOT answering (make run)")
-    return ok
+    return postgres.status(postgres.PostgresConfig.from_env()) and ok
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["fetch", "up", "down", "status", "stop-part", "start-part",
-                                            "pause-part", "resume-part"])
+                                            "pause-part", "resume-part", "database-url"])
     parser.add_argument("part", nargs="?", choices=PARTS, help="for the *-part commands")
     parser.add_argument("--stack", choices=["native", "docker"], default=os.environ.get("STACK", "native"))
     parser.add_argument("--kill", action="store_true", help="stop-part: SIGKILL at once instead of SIGTERM")
@@ -557,19 +566,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             if args.stack == "native":
                 fetch_jars()
+                postgres.fetch()
         elif args.command == "up":
             up(cfg, args.stack)
         elif args.command == "down":
             down(args.stack)
         elif args.command == "status":
             return 0 if status(cfg) else 1
+        elif args.command == "database-url":
+            print(postgres.PostgresConfig.from_env().url)
         elif args.command == "stop-part":
             stop_part(args.part, kill=args.kill)
         elif args.command == "start-part":
             start_part(cfg, args.part)
         elif args.command in ("pause-part", "resume-part"):
             pause_part(args.part, resume=args.command == "resume-part")
-    except (StackError, ConfigError) as exc:
+    except (StackError, ConfigError, postgres.PostgresError) as exc:
         print(f"[stack] error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
