@@ -2,6 +2,7 @@
 (feet, knots, feet per minute, rounded half up), times as ISO 8601 UTC with a Z."""
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timezone
 
@@ -79,3 +80,23 @@ def geojson(flights: list[dict]) -> dict:
             "features": [{"type": "Feature", "id": f["icao24"],
                           "geometry": {"type": "Point", "coordinates": [f["longitude"], f["latitude"]]},
                           "properties": f} for f in flights if f["longitude"] is not None and f["latitude"] is not None]}
+
+
+class FlightJsonCache:
+    """Each aircraft's Flight JSON, encoded once per position instead of once per request (GET /flights
+    with 10,000 aircraft would otherwise spend its time in the JSON encoder). Bounded: cleared whenever it
+    holds more than `limit` aircraft."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self._cache: dict[str, tuple[Position, str]] = {}
+
+    def get(self, p: Position) -> str:
+        held = self._cache.get(p.icao24)
+        if held is not None and held[0] is p:
+            return held[1]
+        text = json.dumps(flight(p), separators=(",", ":"))
+        if len(self._cache) >= self.limit:
+            self._cache.clear()
+        self._cache[p.icao24] = (p, text)
+        return text
