@@ -33,6 +33,9 @@ WEBJARS = {"leaflet": "dist"}
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 APT_PACKAGES = ("chromium", "chromium-driver")
+# Headless, and nothing that phones home: the tests and the bench reach only 127.0.0.1.
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
 
 def _pom_digest() -> str:
@@ -109,6 +112,25 @@ def ensure_browser() -> bool:
     if still:
         raise StackError(f"apt-get installed {' '.join(APT_PACKAGES)} but {', '.join(still)} is still missing")
     return True
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium driven by Playwright (which never downloads a browser of its own here)."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_FLAGS), headless=True)
+
+
+def local_only(page) -> None:
+    """Abort every request that would leave this machine (map tiles, fonts): pages under test stay offline."""
+    from urllib.parse import urlsplit
+
+    def route(r):
+        host = urlsplit(r.request.url).hostname or ""
+        if host in ("127.0.0.1", "localhost", "::1"):
+            r.continue_()
+        else:
+            r.abort("internetdisconnected")
+
+    page.route("**/*", route)
 
 
 def main(argv: list[str] | None = None) -> int:

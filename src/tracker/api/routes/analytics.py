@@ -6,8 +6,13 @@ import logging
 from datetime import datetime, timezone
 
 import psycopg
+from fastapi import APIRouter, Query
+
+from ...filters import BadParameter
+from ..deps import DbDep
 
 logger = logging.getLogger(__name__)
+router = APIRouter(tags=["analytics"])
 
 MAX_HOURS = 48  # the materialized views keep the last 48 hours (0010_analytics.sql)
 REFRESH_AFTER_S = 60.0
@@ -24,19 +29,15 @@ _QUERIES = {
 }
 
 
-class BadParameter(ValueError):
-    """A query parameter out of range; the message names it (the route answers 400)."""
-
-
 def parse_hours(raw: str | None) -> int:
     if raw is None or raw == "":
         return 24
     try:
         hours = int(raw)
     except ValueError:
-        raise BadParameter(f"hours={raw!r} is not a whole number of hours (1..{MAX_HOURS})") from None
+        raise BadParameter("hours", f"{raw!r} is not a whole number of hours (1..{MAX_HOURS})") from None
     if not 1 <= hours <= MAX_HOURS:
-        raise BadParameter(f"hours={hours} is out of range: the analytics keep 1..{MAX_HOURS} hours")
+        raise BadParameter("hours", f"{hours} is out of range: the analytics keep 1..{MAX_HOURS} hours")
     return hours
 
 
@@ -68,3 +69,8 @@ def hourly(conn: psycopg.Connection, hours: int, refresh_after_s: float = REFRES
         body[key] = [{"hour": _iso(hour), "name": name, "flights": flights, "positions": positions}
                      for hour, name, flights, positions in conn.execute(query, (hours,))]
     return body
+
+
+@router.get("/analytics/hourly", summary="Hourly aircraft and positions per country, airline and altitude band")
+def get_hourly(conn: DbDep, hours: str | None = Query(None, description=f"hours back, 1..{MAX_HOURS} (default 24)")) -> dict:
+    return hourly(conn, parse_hours(hours))

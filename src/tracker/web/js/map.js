@@ -49,6 +49,8 @@ const map = L.map("map", {
   preferCanvas: true,
 });
 const trailRenderer = L.canvas({ padding: 0.5 });
+// The banner and notices above the map change its height: keep the centre where it was.
+new ResizeObserver(() => map.invalidateSize()).observe(map.getContainer());
 installBaseLayers(map, urlState.base, showNotice);
 map.on("baselayerchange", (e) => {
   map.getContainer().classList.toggle("plain", !e.layer.getTileUrl);
