@@ -120,15 +120,16 @@ test("GIVEN the page location THEN the WebSocket URL follows its scheme and host
 
 test("GIVEN hourly rows THEN pivot ranks names by aircraft-hours and fills missing hours with 0", () => {
   const rows = [
-    { hour: "2026-12-01T09:00:00Z", name: "DLH", flights: 5 },
+    { hour: "2026-12-01T08:00:00Z", name: "DLH", flights: 5 },
     { hour: "2026-12-01T10:00:00Z", name: "DLH", flights: 7 },
     { hour: "2026-12-01T10:00:00Z", name: "RYR", flights: 20 },
     { hour: "2026-12-01T10:00:00Z", name: "BAW", flights: 1 },
   ];
   const { hours, series } = pivotHourly(rows, { top: 2, keepOther: true });
-  assert.deepEqual(hours, ["2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z"]);
+  assert.deepEqual(hours, ["2026-12-01T08:00:00.000Z", "2026-12-01T09:00:00.000Z", "2026-12-01T10:00:00.000Z"]);
   assert.deepEqual(series.map((s) => [s.name, s.values, s.total]),
-    [["RYR", [0, 20], 20], ["DLH", [5, 7], 12], ["Other", [0, 1], 1]]);
+    [["RYR", [0, 0, 20], 20], ["DLH", [5, 0, 7], 12], ["Other", [0, 0, 1], 1]]);
+  assert.deepEqual(pivotHourly([]), { hours: [], series: [] });
   assert.equal(niceMax(0), 1);
   assert.equal(niceMax(17), 20);
   assert.equal(niceMax(240), 250);

@@ -133,8 +133,13 @@ export function stackedBars(container, hours, series, label) {
 // Rows {hour, name, flights} -> {hours, series: [{name, values}]} for the `top` names by aircraft-hours
 // (the sum over hours of aircraft seen in each hour); the rest are folded into "Other" when keepOther.
 export function pivotHourly(rows, { top = 8, keepOther = false, order = null } = {}) {
-  const hours = [...new Set(rows.map((r) => r.hour))].sort();
-  const index = new Map(hours.map((h, i) => [h, i]));
+  // Every hour from the first to the last, so an hour without data is a 0, not a missing point.
+  const times = rows.map((r) => Date.parse(r.hour));
+  const hours = [];
+  if (times.length) {
+    for (let t = Math.min(...times); t <= Math.max(...times); t += 3600000) hours.push(new Date(t).toISOString());
+  }
+  const index = new Map(hours.map((h, i) => [Date.parse(h), i]));
   const totals = new Map();
   for (const r of rows) totals.set(r.name, (totals.get(r.name) || 0) + r.flights);
   let names = order ? order.filter((n) => totals.has(n))
@@ -145,8 +150,9 @@ export function pivotHourly(rows, { top = 8, keepOther = false, order = null } =
   const other = new Array(hours.length).fill(0);
   for (const r of rows) {
     const values = byName.get(r.name);
-    if (values) values[index.get(r.hour)] += r.flights;
-    else other[index.get(r.hour)] += r.flights;
+    const i = index.get(Date.parse(r.hour));
+    if (values) values[i] += r.flights;
+    else other[i] += r.flights;
   }
   const series = names.map((name) => ({ name, values: byName.get(name), total: totals.get(name) }));
   if (keepOther && rest.length) {
