@@ -221,9 +221,16 @@ class TrackerConsumer:
         if not len(batch):
             return True
         delay = 0.5
+        rejected = len(batch.rejects)
         while True:
             try:
                 inserted = self._database().write(batch.positions, batch.rejects)
+                break
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                # The content, not the server: retrying the same batch would fail forever.
+                logger.error("the database refused the batch (%s); writing its rows one by one", exc)
+                inserted, refused = self._writer.write_each(batch.positions, batch.rejects, self.config.topic)
+                rejected += len(refused)
                 break
             except psycopg.Error as exc:
                 self.stats.database_error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
@@ -237,7 +244,7 @@ class TrackerConsumer:
                 stop.wait(delay)
                 delay = min(delay * 2, self.config.db_retry_max_s)
         self.stats.database_error = None
-        self.stats.written(inserted, len(batch.positions), len(batch.rejects))
+        self.stats.written(inserted, len(batch.positions) - (rejected - len(batch.rejects)), rejected)
         self._commit(batch.offsets)
         self._batch = _Batch([], [], {})
         return True

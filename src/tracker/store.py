@@ -89,8 +89,9 @@ def ensure_partitions(conn: psycopg.Connection, days) -> int:
 
 def partitions(conn: psycopg.Connection) -> list[date]:
     """The days that have a partition of `positions`, oldest first."""
+    # 'positions'::regclass is the table on the search path (tests give each run a schema of its own).
     rows = conn.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'positions'").fetchall()
+                        "WHERE i.inhparent = 'positions'::regclass").fetchall()
     days = []
     for (name,) in rows:
         match = _PARTITION_NAME.match(name)
@@ -182,6 +183,27 @@ class PositionWriter:
                                     "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                                     [(r.topic, r.partition, r.offset, r.reason, r.value) for r in rejects])
         return inserted
+
+
+    def write_each(self, positions: list[Position], rejects: list[Reject], topic: str) -> tuple[int, list[Reject]]:
+        """The slow path after the database refused a whole batch for its content (not for being down):
+        each row in its own savepoint, a refused row becomes a reject with the database's reason, so one
+        bad row can neither block the batch forever nor take its neighbours with it."""
+        inserted, refused = 0, []
+        insert = sql.SQL("INSERT INTO positions ({}) VALUES ({}) ON CONFLICT (icao24, time_position) DO NOTHING").format(
+            sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)))
+        with self.conn.transaction():
+            for p in positions:
+                try:
+                    with self.conn.transaction():
+                        inserted += self.conn.execute(insert, p).rowcount
+                except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as exc:
+                    reason = f"database refused the row: {type(exc).__name__}: {str(exc).strip()[:300]}"
+                    logger.warning("%s", reason, extra={"topic": topic, "partition": p.kafka_partition,
+                                                        "offset": p.kafka_offset})
+                    refused.append(Reject(topic, p.kafka_partition, p.kafka_offset, reason, None))
+        self.write([], list(rejects) + refused)
+        return inserted, refused
 
 
 # --------------------------------------------------------------------------- queries
