@@ -96,6 +96,27 @@ def end_offsets(kafka: KafkaSettings, topic: str) -> int:
         consumer.close()
 
 
+def read_topic_timestamps(kafka: KafkaSettings, topic: str, timeout_s: float = 60.0) -> dict[str, int]:
+    """Every flight-state record of the topic as "icao24|position time in ms" -> its Kafka timestamp (ms)."""
+    import json
+
+    consumer = KafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        ends = consumer.end_offsets(partitions)
+        out: dict[str, int] = {}
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500, max_records=50_000).values():
+                for r in records:
+                    state = json.loads(r.value)
+                    out[f"{state['icao24']}|{int(state['time_position'] * 1000)}"] = r.timestamp
+        return out
+    finally:
+        consumer.close()
+
+
 # ---------------------------------------------------------------- consumer-group progress
 class GroupProgress:
     """Polls a consumer group's committed offsets: what the trigger has fully handled, seen from outside.

@@ -287,13 +287,16 @@ function drawTrail() {
 }
 
 // ------------------------------------------------------------------ live connection
-function emitUpdate(kind, flights) {
-  // For the bench and anyone embedding the page: when each position reached the browser.
-  window.dispatchEvent(new CustomEvent("tracker:update", { detail: { kind, flights, receivedAt: Date.now() } }));
+function emitUpdate(msg, flights) {
+  // For the bench and anyone embedding the page: when each position reached the browser (and when the
+  // tracker sent it: msg.time).
+  window.dispatchEvent(new CustomEvent("tracker:update", {
+    detail: { kind: msg.type, flights, sentAt: msg.time, receivedAt: Date.now() },
+  }));
 }
 
 function onSnapshot(msg) {
-  emitUpdate("snapshot", msg.flights);
+  emitUpdate(msg, msg.flights);
   if (!live) {
     pending = { snapshot: msg.flights, changed: new Map(), removed: new Set() };
     return;
@@ -309,7 +312,7 @@ function onSnapshot(msg) {
 }
 
 function onUpdate(msg) {
-  emitUpdate("update", msg.changed || []);
+  emitUpdate(msg, msg.changed || []);
   if (!live) {
     for (const f of msg.changed || []) { pending.changed.set(f.icao24, f); pending.removed.delete(f.icao24); }
     for (const id of msg.removed || []) { pending.removed.add(id); pending.changed.delete(id); }
@@ -374,5 +377,6 @@ if (urlState.sel) select(urlState.sel);
 window.flightMap = {
   map, store, select,
   containerPointOf: (icao24) => aircraftLayer.containerPointOf(icao24),
+  drawTimesMs: () => aircraftLayer.drawTimesMs.slice(),
   connection,
 };

@@ -37,27 +37,62 @@ function paths() {
   return compiledPaths;
 }
 
-const colourCache = new Map();
-function fillFor(flight, stale) {
+// Each (shape, size, colour, heading) is rasterised once into a small sprite; a redraw is then one
+// drawImage per aircraft, which software rendering (no GPU, as in CI) does ~20x faster than filling and
+// stroking 10,000 paths. Headings in 5 degree steps and hues in 6 degree steps are invisible differences.
+const ROTATION_STEP_DEG = 5;
+const HUE_STEP = 6;
+const SPRITE_CACHE_MAX = 6000; // bounded: cleared when full (a few MB of small canvases)
+const spriteCache = new Map();
+
+export function colourKey(flight, stale) {
   let key;
   if (flight.on_ground) key = "g";
   else if (flight.altitude_feet == null) key = "u";
-  else key = Math.round(altitudeHue(flight.altitude_feet));
-  key = `${key}${stale ? "s" : ""}`;
-  let colour = colourCache.get(key);
-  if (!colour) {
-    const alpha = stale ? 0.45 : 1;
-    if (key.startsWith("g")) colour = `hsla(0, 0%, 55%, ${alpha})`;
-    else if (key.startsWith("u")) colour = `hsla(0, 0%, 35%, ${alpha})`;
-    else colour = `hsla(${parseInt(key, 10)}, 85%, 45%, ${alpha})`;
-    colourCache.set(key, colour);
+  else key = String(Math.round(altitudeHue(flight.altitude_feet) / HUE_STEP) * HUE_STEP);
+  return stale ? `${key}s` : key;
+}
+
+function colourOf(key) {
+  const alpha = key.endsWith("s") ? 0.45 : 1;
+  if (key.startsWith("g")) return `hsla(0, 0%, 55%, ${alpha})`;
+  if (key.startsWith("u")) return `hsla(0, 0%, 35%, ${alpha})`;
+  return `hsla(${parseInt(key, 10)}, 85%, 45%, ${alpha})`;
+}
+
+function spriteFor(shape, scale, cKey, trackDeg, dpr) {
+  const rot = Math.round((((trackDeg || 0) % 360) + 360) % 360 / ROTATION_STEP_DEG) % (360 / ROTATION_STEP_DEG);
+  const key = `${shape}|${scale}|${cKey}|${rot}|${dpr}`;
+  let sprite = spriteCache.get(key);
+  if (sprite) return sprite;
+  if (spriteCache.size >= SPRITE_CACHE_MAX) {
+    for (const old of spriteCache.values()) if (old.image.close) old.image.close();
+    spriteCache.clear();
   }
-  return colour;
+  const k = scale * dpr;
+  const size = Math.ceil(36 * k) + 2;
+  const canvas = document.createElement("canvas");
+  canvas.width = size;
+  canvas.height = size;
+  const ctx = canvas.getContext("2d");
+  const rad = (rot * ROTATION_STEP_DEG * Math.PI) / 180;
+  ctx.setTransform(k * Math.cos(rad), k * Math.sin(rad), -k * Math.sin(rad), k * Math.cos(rad), size / 2, size / 2);
+  ctx.fillStyle = colourOf(cKey);
+  ctx.fill(paths()[shape]);
+  ctx.lineWidth = 1 / k;
+  ctx.strokeStyle = "rgba(0, 0, 0, 0.55)";
+  ctx.stroke(paths()[shape]);
+  sprite = { image: canvas, half: size / 2 };
+  // Drawn from an ImageBitmap once it is ready: about 3x faster per drawImage than from a canvas.
+  if (window.createImageBitmap) createImageBitmap(canvas).then((bitmap) => { sprite.image = bitmap; });
+  spriteCache.set(key, sprite);
+  return sprite;
 }
 
 const HIT_RADIUS_PX = 12;
 const LABEL_MAX_AIRCRAFT = 300;
 const LABEL_MIN_ZOOM = 7;
+const DRAW_TIMES_KEPT = 200;
 
 export const AircraftLayer = L.Layer.extend({
   initialize(options) {
@@ -67,6 +102,7 @@ export const AircraftLayer = L.Layer.extend({
     this._nowMs = Date.now();
     this._drawn = { x: new Float32Array(0), y: new Float32Array(0), items: [] };
     this._frame = null;
+    this.drawTimesMs = []; // the last DRAW_TIMES_KEPT canvas redraws, for `make bench`
   },
 
   onAdd(map) {
@@ -111,6 +147,13 @@ export const AircraftLayer = L.Layer.extend({
   },
 
   _draw() {
+    const started = performance.now();
+    this._drawAircraft();
+    this.drawTimesMs.push(performance.now() - started);
+    if (this.drawTimesMs.length > DRAW_TIMES_KEPT) this.drawTimesMs.shift();
+  },
+
+  _drawAircraft() {
     const map = this._map;
     const size = map.getSize();
     const dpr = window.devicePixelRatio || 1;
@@ -126,7 +169,6 @@ export const AircraftLayer = L.Layer.extend({
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, canvas.width, canvas.height);
 
-    const shapes = paths();
     const zoom = map.getZoom();
     const iconScale = zoom < 4 ? 0.6 : zoom < 7 ? 0.8 : 1.0;
     const n = this._aircraft.length;
@@ -136,28 +178,31 @@ export const AircraftLayer = L.Layer.extend({
     }
     const drawn = [];
     const margin = 20;
-    ctx.lineWidth = 1;
-    ctx.strokeStyle = "rgba(0, 0, 0, 0.55)";
+    // Web Mercator by hand (what map.latLngToContainerPoint does, without an object per aircraft):
+    // container point = projected pixel - pixel origin - the map pane's offset.
+    const worldPx = 256 * 2 ** zoom;
+    const origin = map.getPixelOrigin();
+    const paneTopLeft = map.containerPointToLayerPoint([0, 0]);
+    const offX = origin.x + paneTopLeft.x;
+    const offY = origin.y + paneTopLeft.y;
+    const RAD = Math.PI / 180;
+    const MAX_LAT = 85.0511287798;
     let selectedPoint = null;
     for (const a of this._aircraft) {
       const f = a.flight;
       if (f.latitude == null || f.longitude == null) continue;
-      const p = map.latLngToContainerPoint([f.latitude, f.longitude]);
-      if (p.x < -margin || p.y < -margin || p.x > size.x + margin || p.y > size.y + margin) continue;
+      const lat = Math.max(-MAX_LAT, Math.min(MAX_LAT, f.latitude));
+      const x = (worldPx * (f.longitude + 180)) / 360 - offX;
+      const sinLat = Math.sin(lat * RAD);
+      const y = worldPx * (0.5 - Math.log((1 + sinLat) / (1 - sinLat)) / (4 * Math.PI)) - offY;
+      if (x < -margin || y < -margin || x > size.x + margin || y > size.y + margin) continue;
       const [shape, scale] = shapeFor(f.category);
-      const s = scale * iconScale * dpr;
-      const rad = ((f.true_track || 0) * Math.PI) / 180;
-      const cos = Math.cos(rad) * s;
-      const sin = Math.sin(rad) * s;
-      ctx.setTransform(cos, sin, -sin, cos, p.x * dpr, p.y * dpr);
-      ctx.fillStyle = fillFor(f, a.isStale(this._nowMs));
-      ctx.fill(shapes[shape]);
-      ctx.lineWidth = 1 / s;
-      ctx.stroke(shapes[shape]);
-      this._drawn.x[drawn.length] = p.x;
-      this._drawn.y[drawn.length] = p.y;
+      const sprite = spriteFor(shape, scale * iconScale, colourKey(f, a.isStale(this._nowMs)), f.true_track, dpr);
+      ctx.drawImage(sprite.image, Math.round(x * dpr - sprite.half), Math.round(y * dpr - sprite.half));
+      this._drawn.x[drawn.length] = x;
+      this._drawn.y[drawn.length] = y;
       drawn.push(a);
-      if (a.icao24 === this._selected) selectedPoint = p;
+      if (a.icao24 === this._selected) selectedPoint = { x, y };
     }
     this._drawn.items = drawn;
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
