@@ -107,5 +107,6 @@ bench: setup ## benchmarks; writes docs/BENCHMARKS.md
 settings-table: setup ## regenerate README.md's environment table from the settings' declarations
 	@$(PY) -m infra.settings_table --write
 
-clean: stop ## remove runtime state (broker data, logs); keeps the jar cache
+clean: stop ## remove runtime state (broker data, database, logs); keeps the jar cache
+	@$(PY) -c "from infra import postgres; postgres.remove_data()"
 	rm -rf .state

@@ -21,17 +21,20 @@ import tarfile
 import time
 import zipfile
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from pipeline_common.settings import env_int, env_str  # noqa: E402
+from pipeline_common.settings import Settings  # noqa: E402
+from tracker.settings import DATABASE_URL, POSTGRES_PORT, native_database_url  # noqa: E402
 
 POM = ROOT / "infra" / "postgres-server" / "pom.xml"
 CACHE = ROOT / ".cache" / "postgres"
-STATE = Path(os.environ.get("STACK_STATE_DIR") or ROOT / ".state").resolve()
+# Same rule as infra/stack.py (STACK_STATE_DIR, relative to the project).
+STATE = (ROOT / (os.environ.get("STACK_STATE_DIR") or ".state")).resolve()
 PG_DIR = STATE / "postgres"
 LOG = STATE / "logs" / "postgres.out"
 PID_FILE = STATE / "postgres.pid"
@@ -55,16 +58,12 @@ class PostgresError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class PostgresConfig:
-    port: int = 5432
-    database_url: str | None = None   # set: an outside server, nothing is started
-    start_timeout_s: int = 60
+class PostgresConfig(Settings):
+    USED_BY: ClassVar[str] = "`make run` (infra/postgres.py)"
+    FLAGS: ClassVar[bool] = False
 
-    @classmethod
-    def from_env(cls) -> "PostgresConfig":
-        return cls(port=env_int("POSTGRES_PORT", 5432, minimum=1, maximum=65535),
-                   database_url=env_str("DATABASE_URL", None),
-                   start_timeout_s=env_int("STACK_START_TIMEOUT_S", 90, minimum=5))
+    port: int = POSTGRES_PORT.field()
+    database_url: str | None = DATABASE_URL.field()   # set: an outside server, nothing is started
 
     @property
     def external(self) -> bool:
@@ -73,11 +72,7 @@ class PostgresConfig:
     @property
     def url(self) -> str:
         """What the tracker connects to: DATABASE_URL, else the native server's URL."""
-        return self.database_url or native_url(self.port)
-
-
-def native_url(port: int) -> str:
-    return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{DATABASE}"
+        return self.database_url or native_database_url(self.port)
 
 
 def say(msg: str) -> None:
@@ -160,15 +155,41 @@ def _chown_for_server(path: Path) -> None:
         os.chown(p, user.pw_uid, user.pw_gid, follow_symlinks=False)
 
 
-def _check_reachable(path: Path) -> None:
-    """As root the server user must reach the project folder; a checkout under /root is not reachable."""
+def _reachable(path: Path) -> bool:
+    """Can the server user reach `path`? Always, unless we are root and a parent folder is private (/root)."""
     if os.geteuid() != 0:
-        return
-    probe = subprocess.run(_as_server_user(["test", "-x", str(path)]), capture_output=True)
-    if probe.returncode != 0:
-        raise PostgresError(f"PostgreSQL runs as `{RUN_AS}` when started by root, and `{RUN_AS}` cannot reach "
-                            f"{path} (a parent folder is not world-searchable, e.g. /root). Clone the project "
-                            "elsewhere, `chmod o+x` the parent folders, or set DATABASE_URL.")
+        return True
+    return subprocess.run(_as_server_user(["test", "-x", str(path)]), capture_output=True).returncode == 0
+
+
+def server_home() -> tuple[Path, Path]:
+    """(binaries, data parent) as the server user sees them. Normally .cache/postgres/install and
+    .state/postgres; when root runs a checkout that `nobody` cannot reach (under /root, or pytest's
+    private tmp), both go to /var/tmp/flightpipe-pg-<hash of the state folder> instead, once."""
+    binaries = fetch()
+    PG_DIR.mkdir(parents=True, exist_ok=True)
+    if _reachable(binaries / "bin" / "postgres") and _reachable(PG_DIR):
+        return binaries, PG_DIR
+    home = Path("/var/tmp") / f"flightpipe-pg-{hashlib.sha256(str(PG_DIR).encode()).hexdigest()[:12]}"
+    home.mkdir(mode=0o755, exist_ok=True)
+    home.chmod(0o755)
+    copy, stamp = home / "install", home / "install.pom-sha256"
+    if not stamp.exists() or stamp.read_text().strip() != _stamp():
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(binaries, copy, symlinks=True)
+        stamp.write_text(_stamp())
+    (PG_DIR / "location").write_text(f"{home}\n")  # where `make clean` finds it
+    say(f"{RUN_AS} cannot reach {PG_DIR}: PostgreSQL runs from {home} instead")
+    return copy, home / "postgres"
+
+
+def remove_data() -> None:
+    """Forget the database (`make clean`): the data folder, wherever server_home() put it."""
+    stop()
+    pointer = PG_DIR / "location"
+    if pointer.exists():
+        shutil.rmtree(Path(pointer.read_text().strip()), ignore_errors=True)
+    shutil.rmtree(PG_DIR, ignore_errors=True)
 
 
 def _read_pid() -> int | None:
@@ -207,15 +228,15 @@ def ready(url: str, timeout: float = 2.0) -> str | None:
         return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _initdb(binaries: Path) -> None:
-    data = PG_DIR / "data"
+def _initdb(binaries: Path, pg_dir: Path) -> None:
+    data = pg_dir / "data"
     if (data / "PG_VERSION").exists():
         return
     say("initdb (first start)")
     if data.exists():
         shutil.rmtree(data)  # a half-written data folder from an interrupted first start
     data.mkdir(parents=True, mode=0o700)
-    _chown_for_server(PG_DIR)
+    _chown_for_server(pg_dir)
     proc = subprocess.run(_as_server_user([str(binaries / "bin" / "initdb"), "-D", str(data), "-U", SUPERUSER,
                                            "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"]),
                           capture_output=True, text=True)
@@ -224,7 +245,7 @@ def _initdb(binaries: Path) -> None:
         raise PostgresError(f"initdb failed:\n{(proc.stdout + proc.stderr).strip()[-2000:]}")
 
 
-def start(cfg: PostgresConfig) -> str:
+def start(cfg: PostgresConfig, start_timeout_s: float = 90) -> str:
     """Start the native server (unless DATABASE_URL is set), wait until it answers; returns the URL."""
     if cfg.external:
         say("DATABASE_URL is set: using that PostgreSQL server, starting none")
@@ -236,24 +257,22 @@ def start(cfg: PostgresConfig) -> str:
         raise PostgresError(f"port {cfg.port} is already in use, so PostgreSQL cannot bind it. Stop that process "
                             f"(`ss -ltnp 'sport = :{cfg.port}'`), choose another POSTGRES_PORT, or point "
                             "DATABASE_URL at that server.")
-    binaries = fetch()
-    _check_reachable(binaries / "bin" / "postgres")
-    PG_DIR.mkdir(parents=True, exist_ok=True)
-    _check_reachable(PG_DIR)
-    _initdb(binaries)
+    binaries, pg_dir = server_home()
+    pg_dir.mkdir(parents=True, exist_ok=True)
+    _initdb(binaries, pg_dir)
     LOG.parent.mkdir(parents=True, exist_ok=True)
     # Unix sockets off: the default folder (/tmp) is shared by every checkout on the machine; TCP on loopback only.
-    argv = _as_server_user([str(binaries / "bin" / "postgres"), "-D", str(PG_DIR / "data"), "-p", str(cfg.port),
+    argv = _as_server_user([str(binaries / "bin" / "postgres"), "-D", str(pg_dir / "data"), "-p", str(cfg.port),
                             "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
                             "-c", "max_connections=50", "-c", "shared_buffers=64MB",
                             "-c", "fsync=on", "-c", "synchronous_commit=on"])
     with open(LOG, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=PG_DIR, start_new_session=True)
+                                cwd=pg_dir, start_new_session=True)
     PID_FILE.write_text(str(proc.pid))
     say(f"postgres starting (pid {proc.pid}, log {LOG.relative_to(ROOT) if LOG.is_relative_to(ROOT) else LOG})")
     admin_url = f"postgresql://{SUPERUSER}@127.0.0.1:{cfg.port}/postgres"
-    deadline = time.monotonic() + cfg.start_timeout_s
+    deadline = time.monotonic() + start_timeout_s
     reason = "not started"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -265,7 +284,7 @@ def start(cfg: PostgresConfig) -> str:
             return cfg.url
         time.sleep(0.3)
     stop()
-    raise PostgresError(f"PostgreSQL did not accept connections within {cfg.start_timeout_s}s ({reason}). "
+    raise PostgresError(f"PostgreSQL did not accept connections within {start_timeout_s:.0f}s ({reason}). "
                         f"Last lines of {LOG}:\n{_tail(LOG)}")
 
 
@@ -338,7 +357,7 @@ def status(cfg: PostgresConfig) -> bool:
 
 
 def _redact(url: str) -> str:
-    """postgresql://user:secret@host/db -> postgresql://user:***@host/db for printing."""
+    """The URL for printing: a password in it becomes *** (the user, host and database stay)."""
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
     if at and ":" in creds:

@@ -454,7 +454,7 @@ def up(cfg: StackConfig, stack: str = "native") -> None:
             say(f"kafka ready on {cfg.bootstrap} ({time.monotonic() - started:.1f}s)")
             start_ministack(cfg)
             say(f"ministack ready on {cfg.endpoint} ({time.monotonic() - started:.1f}s)")
-            db_url = postgres.start(postgres.PostgresConfig.from_env())
+            db_url = postgres.start(postgres.PostgresConfig.from_env(), cfg.start_timeout_s)
             say(f"postgres ready: DATABASE_URL={postgres._redact(db_url)} ({time.monotonic() - started:.1f}s)")
         except BaseException:
             # Nothing half-started: whatever came up in this call goes down again.
@@ -501,7 +501,7 @@ def start_part(cfg: StackConfig, name: str) -> None:
         start_kafka(cfg)
         ensure_topics(cfg)
     elif name == "postgres":
-        postgres.start(postgres.PostgresConfig.from_env())
+        postgres.start(postgres.PostgresConfig.from_env(), cfg.start_timeout_s)
     else:
         start_ministack(cfg)
     say(f"{name} ready ({time.monotonic() - started:.1f}s)")

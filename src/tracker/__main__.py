@@ -1,6 +1,6 @@
 """python -m tracker: the Kafka consumer (group flight-tracker) and the REST/WebSocket API + map, in one process.
 
-Settings come from the environment (see README, "Environment"); flags override them.
+Settings come from the environment (README, "Environment"); each flag below overrides its variable.
 """
 from __future__ import annotations
 
@@ -19,16 +19,9 @@ logger = logging.getLogger("tracker")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tracker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Environment: DATABASE_URL (else the native server on POSTGRES_PORT), KAFKA_BOOTSTRAP_SERVERS, "
-               "KAFKA_TOPIC, TRACKER_GROUP_ID, TRACKER_API_HOST, TRACKER_API_PORT, TRACKER_BATCH_SIZE, "
-               "TRACKER_BATCH_LINGER_S, TRACKER_STALE_AFTER_S, TRACKER_MAX_AIRCRAFT, TRACKER_RETENTION_DAYS, "
-               "TRACKER_PARTITIONS_AHEAD_DAYS, TRACKER_WS_INTERVAL_S, TRACKER_DB_RETRY_MAX_S, "
-               "TRACKER_CONNECT_TIMEOUT_S, TRACKER_STARTING_POSITION.")
-    parser.add_argument("--host", help="API bind address (TRACKER_API_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="API port (TRACKER_API_PORT, default 8000)")
-    parser.add_argument("--database-url", help="PostgreSQL URL (DATABASE_URL)")
+    parser = argparse.ArgumentParser(prog="python -m tracker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    TrackerConfig.add_flags(parser)
     parser.add_argument("--no-api", action="store_true", help="consume and store only, serve nothing")
     parser.add_argument("--log-level", help="LOG_LEVEL (default INFO)")
     return parser
@@ -38,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     try:
-        config = TrackerConfig.from_env(api_host=args.host, api_port=args.port, database_url=args.database_url)
+        config = TrackerConfig.from_args(args)
     except ConfigError as exc:
         print(f"tracker: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -74,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         from .api.deps import AppState
         from .flight_view import FlightJsonCache
 
-        pool = ConnectionPool(config.database_url, min_size=1, max_size=8, open=False,
+        pool = ConnectionPool(config.database, min_size=1, max_size=8, open=False,
                               kwargs={"application_name": "flight-tracker-api", "connect_timeout": 3})
         pool.open(wait=False)
 

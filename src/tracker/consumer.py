@@ -180,7 +180,7 @@ class TrackerConsumer:
     # ------------------------------------------------------------------ database
     def _database(self) -> store.PositionWriter:
         if self._writer is None:
-            conn = psycopg.connect(self.config.database_url, connect_timeout=5,
+            conn = psycopg.connect(self.config.database, connect_timeout=5,
                                    application_name="flight-tracker")
             try:
                 store.prepare(conn, self.config.retention_days, self.config.partitions_ahead_days)

@@ -47,7 +47,7 @@ def run_tracker(config: TrackerConfig) -> tuple[TrackerConsumer, threading.Event
 
 def config(stack, db: str, topic: str, **extra) -> TrackerConfig:
     return TrackerConfig.from_env(database_url=db, topic=topic, group_id=f"it-{topic}",
-                                  kafka_overrides={"bootstrap_servers": stack.bootstrap}, **extra)
+                                  kafka={"bootstrap_servers": stack.bootstrap}, **extra)
 
 
 def test_rows_equal_the_distinct_records_and_malformed_ones_are_kept_with_their_reason(stack, db, topic):

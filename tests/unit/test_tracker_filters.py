@@ -49,5 +49,5 @@ def test_tracker_settings_reject_bad_values_naming_the_variable():
     with pytest.raises(ConfigError, match="TRACKER_WS_INTERVAL_S"):
         TrackerConfig.from_env(env={"TRACKER_WS_INTERVAL_S": "0.1"})  # "at most once a second"
     cfg = TrackerConfig.from_env(env={"POSTGRES_PORT": "25432"})
-    assert cfg.database_url == "postgresql://flightpipe@127.0.0.1:25432/flightpipe"
+    assert cfg.database == "postgresql://flightpipe@127.0.0.1:25432/flightpipe"
     assert cfg.group_id == "flight-tracker" and cfg.api_port == 8000
