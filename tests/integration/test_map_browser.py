@@ -24,7 +24,9 @@ from tracker_support import fresh_topic, isolated_schema
 ROOT = Path(__file__).resolve().parents[2]
 AIRCRAFT = 300
 TICKS = 4
-SCREENSHOT = ROOT / "docs" / "map.png"
+# Every run keeps its screenshot as an artefact; UPDATE_DOCS_SCREENSHOT=1 also refreshes the README's one.
+SCREENSHOT = ROOT / ".state" / "screenshots" / "map.png"
+DOCS_SCREENSHOT = ROOT / "docs" / "map.png"
 
 
 def _get(url: str, timeout: float = 5.0):
@@ -157,7 +159,10 @@ def test_map_shows_every_aircraft_and_a_click_shows_details_and_trail(chromium, 
             page.wait_for_timeout(300)
         expect(page.get_by_label("Aircraft shown")).to_have_text(str(flights["count"]))
         page.wait_for_timeout(500)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT))
+        if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
+            page.screenshot(path=str(DOCS_SCREENSHOT))
         assert errors == []
     finally:
         page.close()
