@@ -12,14 +12,16 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from infra import map_assets
 from fault_harness import free_port, wait_until
-from tracker_support import fresh_topic, isolated_schema
+from tracker_support import fresh_topic, isolated_schema, produce, state
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRCRAFT = 300
@@ -27,6 +29,13 @@ TICKS = 4
 # Every run keeps its screenshot as an artefact; UPDATE_DOCS_SCREENSHOT=1 also refreshes the README's one.
 SCREENSHOT = ROOT / ".state" / "screenshots" / "map.png"
 DOCS_SCREENSHOT = ROOT / "docs" / "map.png"
+
+
+@dataclass(frozen=True)
+class Tracker:
+    url: str
+    topic: str
+    bootstrap: str
 
 
 def _get(url: str, timeout: float = 5.0):
@@ -74,7 +83,7 @@ def tracker(stack, database_url, tmp_path_factory):
             assert producer.returncode == 0, producer.stderr[-2000:]
             wait_until(lambda: _get(f"{base}/stats")["positions_total"] >= AIRCRAFT * TICKS, 60,
                        f"the tracker to store {AIRCRAFT * TICKS} positions")
-            yield base
+            yield Tracker(base, topic, stack.bootstrap)
         except BaseException:
             print(log_path.read_text()[-4000:])
             raise
@@ -104,7 +113,7 @@ def test_map_shows_every_aircraft_and_a_click_shows_details_and_trail(chromium, 
     from playwright.sync_api import expect
 
     # GIVEN the tracker has the synthetic fleet live and its positions in PostgreSQL
-    flights = _get(f"{tracker}/flights")
+    flights = _get(f"{tracker.url}/flights")
     assert flights["count"] == AIRCRAFT
     # an airborne aircraft listed in the table (first 150 by callsign) with no other within 0.2 degrees
     def alone(f):
@@ -112,10 +121,10 @@ def test_map_shows_every_aircraft_and_a_click_shows_details_and_trail(chromium, 
                    for o in flights["flights"] if o["icao24"] != f["icao24"])
     target = next(f for f in sorted(flights["flights"], key=lambda f: (f["callsign"] or "").strip())
                   if not f["on_ground"] and f["callsign"] and alone(f))
-    track = _get(f"{tracker}/flights/{target['icao24']}/track")
+    track = _get(f"{tracker.url}/flights/{target['icao24']}/track")
 
     # WHEN a person opens the map (a shared link centred on one aircraft)
-    page, errors = _open(chromium, f"{tracker}/?lat={target['latitude']}&lon={target['longitude']}&z=9")
+    page, errors = _open(chromium, f"{tracker.url}/?lat={target['latitude']}&lon={target['longitude']}&z=9")
     try:
         # THEN the aircraft counter appears and equals what GET /flights reports
         expect(page.get_by_label("Aircraft shown")).to_have_text(str(flights["count"]), timeout=15000)
@@ -239,10 +248,10 @@ def test_lost_connection_shows_a_banner_and_the_page_reconnects_by_itself(chromi
     from playwright.sync_api import expect
 
     # GIVEN the map open through a network path that can fail
-    proxy = CuttableProxy(int(tracker.rsplit(":", 1)[1]))
+    proxy = CuttableProxy(int(tracker.url.rsplit(":", 1)[1]))
     page, errors = _open(chromium, f"http://127.0.0.1:{proxy.port}/")
     try:
-        count = _get(f"{tracker}/flights")["count"]
+        count = _get(f"{tracker.url}/flights")["count"]
         expect(page.get_by_label("Aircraft shown")).to_have_text(str(count), timeout=15000)
         banner = page.get_by_role("alert")
         expect(banner).to_be_hidden()
@@ -272,11 +281,11 @@ def test_stats_page_draws_the_hourly_analytics_from_postgresql(chromium, tracker
     from playwright.sync_api import expect
 
     # GIVEN positions stored by the tracker, and the hourly analytics the API serves from the views
-    hourly = _get(f"{tracker}/analytics/hourly?hours=6")
+    hourly = _get(f"{tracker.url}/analytics/hourly?hours=6")
     top_airline = max(hourly["by_airline"], key=lambda r: r["flights"])["name"]
-    countries_now = _get(f"{tracker}/stats")["by_country"]
+    countries_now = _get(f"{tracker.url}/stats")["by_country"]
     # WHEN a person opens the stats page
-    page, errors = _open(chromium, f"{tracker}/stats.html?hours=6")
+    page, errors = _open(chromium, f"{tracker.url}/stats.html?hours=6")
     try:
         # THEN each chart is drawn, with the names from the data, and no error is shown
         for name in ("Aircraft now by altitude band", "Aircraft per hour by country", "Top airlines by aircraft-hours",
@@ -286,6 +295,32 @@ def test_stats_page_draws_the_hourly_analytics_from_postgresql(chromium, tracker
         expect(page.get_by_role("img", name="Aircraft now by country")).to_contain_text(next(iter(countries_now)))
         expect(page.get_by_text("analytics refreshed")).to_be_visible()
         expect(page.get_by_role("alert")).to_be_hidden()
+        assert errors == []
+    finally:
+        page.close()
+
+
+def test_paused_map_holds_still_and_catches_up_when_live_again(chromium, tracker):
+    from playwright.sync_api import expect
+
+    # GIVEN the map showing every aircraft the tracker has
+    before = _get(f"{tracker.url}/flights")["count"]
+    page, errors = _open(chromium, f"{tracker.url}/")
+    try:
+        expect(page.get_by_label("Aircraft shown")).to_have_text(str(before), timeout=15000)
+        # WHEN the person pauses it and a new aircraft is heard
+        page.get_by_role("switch", name="Live").click()
+        expect(page.get_by_role("switch", name="Paused")).to_have_attribute("aria-checked", "false")
+        produce(tracker.bootstrap, tracker.topic, [state(1, 0, time.time())])
+        wait_until(lambda: _get(f"{tracker.url}/flights")["count"] == before + 1, 30, "the tracker to hear it")
+        page.wait_for_timeout(2500)  # more than two WebSocket update intervals
+        # THEN the paused map still shows the old picture
+        expect(page.get_by_label("Aircraft shown")).to_have_text(str(before))
+        # WHEN it is switched back to live THEN the new aircraft appears at once
+        page.get_by_role("switch", name="Paused").click()
+        expect(page.get_by_label("Aircraft shown")).to_have_text(str(before + 1), timeout=2000)
+        page.get_by_label("Filter").fill("TST0001")
+        expect(page.get_by_role("row").filter(has_text="TST0001")).to_be_visible()
         assert errors == []
     finally:
         page.close()
