@@ -20,6 +20,9 @@ const Graticule = L.GridLayer.extend({
     const nw = map.unproject(coords.scaleBy(size), z);
     const se = map.unproject(coords.add([1, 1]).scaleBy(size), z);
     const origin = coords.scaleBy(size);
+    // Labels on every third row/column of tiles only: enough to read, not one per tile.
+    const labelLon = ((coords.y % 3) + 3) % 3 === 0;
+    const labelLat = ((coords.x % 3) + 3) % 3 === 0;
     ctx.strokeStyle = "rgba(60, 90, 120, 0.35)";
     ctx.lineWidth = 1;
     ctx.font = "10px system-ui, sans-serif";
@@ -27,12 +30,12 @@ const Graticule = L.GridLayer.extend({
     for (let lon = Math.ceil(nw.lng / step) * step; lon <= se.lng; lon += step) {
       const x = map.project([0, lon], z).x - origin.x;
       ctx.beginPath(); ctx.moveTo(x + 0.5, 0); ctx.lineTo(x + 0.5, size.y); ctx.stroke();
-      ctx.fillText(`${Math.abs(+lon.toFixed(2))}\u00b0${lon < 0 ? "W" : lon > 0 ? "E" : ""}`, x + 3, 11);
+      if (labelLon) ctx.fillText(`${Math.abs(+lon.toFixed(2))}\u00b0${lon < 0 ? "W" : lon > 0 ? "E" : ""}`, x + 3, 11);
     }
     for (let lat = Math.ceil(se.lat / step) * step; lat <= nw.lat; lat += step) {
       const y = map.project([lat, 0], z).y - origin.y;
       ctx.beginPath(); ctx.moveTo(0, y + 0.5); ctx.lineTo(size.x, y + 0.5); ctx.stroke();
-      ctx.fillText(`${Math.abs(+lat.toFixed(2))}\u00b0${lat < 0 ? "S" : lat > 0 ? "N" : ""}`, 3, y - 3);
+      if (labelLat) ctx.fillText(`${Math.abs(+lat.toFixed(2))}\u00b0${lat < 0 ? "S" : lat > 0 ? "N" : ""}`, 3, y - 3);
     }
     return tile;
   },
