@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Set-up for the tracker's map page: the pinned browser libraries and the headless browser for its tests.
 
-    python infra/map_assets.py fetch      resolve infra/web/pom.xml (Leaflet WebJar) into .cache/web (cached)
-    python infra/map_assets.py browser    install Debian's chromium + chromium-driver when missing
+    python -m infra.map_assets fetch      resolve infra/web/pom.xml (Leaflet WebJar) into .cache/web (cached)
+    python -m infra.map_assets browser    install Debian's chromium + chromium-driver when missing
 
 The tracker serves .cache/web/<name>/ at /vendor/<name>/ (see tracker/api/web.py).
 """
@@ -17,11 +16,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from infra.stack import StackError, resolve_pom, say
 
-from infra.stack import StackError, resolve_pom, say  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 POM = ROOT / "infra" / "web" / "pom.xml"
 VENDOR_DIR = ROOT / ".cache" / "web"

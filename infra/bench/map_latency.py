@@ -16,7 +16,7 @@ import urllib.request
 from urllib.parse import quote
 
 from infra import map_assets, postgres
-from infra.bench.kafka_load import read_topic_timestamps
+from infra.observe import read_topic
 
 # Installed before the page's own scripts, so no update is missed: the first time each
 # (icao24, position time) reaches the page, and when.
@@ -119,7 +119,11 @@ def run(session, rate: int = 1000, seconds: float = 20, aircraft: int = 10_000) 
         if started_pg:
             postgres.stop()
 
-    produced = read_topic_timestamps(session.kafka, topic)
+    # Every record of the run's topic: "icao24|position time in ms" -> its Kafka timestamp (ms).
+    produced = {}
+    for record in read_topic(session.kafka, topic):
+        state = json.loads(record.value)
+        produced[f"{state['icao24']}|{int(state['time_position'] * 1000)}"] = record.timestamp
     latencies = [seen[key][0] - ts for key, ts in produced.items() if key in seen]
     # The split: record -> the tracker sending the update, and the update -> the page having parsed it.
     to_send = [seen[key][1] - ts for key, ts in produced.items() if key in seen]
