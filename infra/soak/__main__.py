@@ -13,9 +13,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-for _path in (ROOT, ROOT / "src", ROOT / "src" / "lambda"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -193,7 +193,7 @@ def _method() -> list[str]:
         f"measured time in shorter runs) must be >= {gates.THROUGHPUT_MIN_RATIO:.0%} of the first 5. A short run "
         "shows what grows, not reliably how fast.",
         "* Then the producer stops, the consumers drain, the notification printer empties the queue, and the run is "
-        "reconciled with `make demo`'s own recount (`infra/demo.py`): the run's records read back from Kafka through "
+        "reconciled with `make demo`'s own recount (`infra/observe.py`): the run's records read back from Kafka through "
         "the function's filter, the function's metrics, the dead-letter topic and the subscriber's count.",
         "* MiniStack applies an SQS queue's MessageRetentionPeriod only when the queue is read or its attributes "
         "are asked for; the soak's depth sampling asks every 10 s.",
