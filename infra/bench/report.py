@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from infra.bench import history_ingest as tracker_section
+
 # Each target is a ratio or an absolute figure measured in the same run.
 TARGETS = {
     "e2e_vs_sink": "end to end >= 0.9 x the sink ceiling (notifications/s, same run)",
@@ -12,6 +14,8 @@ TARGETS = {
     "trigger_rss": "trigger peak resident memory <= 200 MB at full rate",
 }
 LIMITS = {"e2e_vs_sink": 0.9, "e2e_vs_seed": 50.0, "capacity": 50_000.0, "p99_at_1000": 1500.0, "trigger_rss": 200.0}
+TARGETS.update(tracker_section.TARGETS)
+LIMITS.update(tracker_section.LIMITS)
 
 PROCESS_ORDER = ("MiniStack", "function workers", "trigger", "producer", "Kafka broker", "sink clients",
                  "bench harness")
@@ -142,6 +146,7 @@ def evaluate_targets(results: dict) -> list[dict]:
             "6 MB payloads buffered across partitions")
     else:
         add("trigger_rss", None, "not run", None)
+    tracker_section.evaluate(results, add, _n)
     return out
 
 
@@ -181,6 +186,7 @@ def render(results: dict) -> str:
               "utime + stime from /proc.", ""]
     lines += _sink(results.get("sink")) + _e2e(results.get("end_to_end")) + _capacity(results.get("capacity"))
     lines += _seed(results.get("seed")) + _growth(results.get("growth"), results.get("end_to_end"))
+    lines += tracker_section.render(results.get("tracker"), _n)
     lines += _method(results)
     return "\n".join(lines) + "\n"
 

@@ -30,9 +30,10 @@ for _path in (ROOT, ROOT / "src"):
 
 from infra import stack  # noqa: E402
 from infra.bench import capacity, end_to_end, growth, machine, procstat, report, seed_design, sink_ceiling  # noqa: E402
+from infra.bench import history_ingest as tracker_section  # noqa: E402
 from infra.bench.session import STATE_DIR, Session  # noqa: E402
 
-SECTIONS = ("sink", "e2e", "capacity", "seed", "growth")
+SECTIONS = ("sink", "e2e", "capacity", "seed", "growth", "tracker")
 DEFAULT_OUT = ROOT / "docs" / "BENCHMARKS.md"
 
 
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--seed-seconds", type=float, default=15, help="how long the seed design runs (default 15)")
     a("--growth-records", type=int, default=150_000, help="records per partitions x concurrency topic (default 150000)")
     a("--growth-seconds", type=float, default=12, help="longest growth run (default 12)")
+    a("--tracker-aircraft", type=int, default=10_000, help="live aircraft in the tracker section (default 10000)")
+    a("--tracker-ticks", type=int, default=20,
+      help="positions per aircraft pre-filled for the tracker's ingest (default 20)")
     a("--keep-stack", action="store_true", help="leave a stack this command started running")
     a("--from-json", type=Path, metavar="RESULTS",
       help="run nothing: write the report (--out, default docs/BENCHMARKS.md) from a saved results file")
@@ -121,6 +125,8 @@ def run_sections(args: argparse.Namespace, session: Session, results: dict) -> N
         results["seed"] = seed_design.run(session, args.seed_records, args.seed_seconds)
     if "growth" in wanted:
         results["growth"] = growth.run(session, cap, args.growth_records, max_seconds=args.growth_seconds)
+    if "tracker" in wanted:
+        results["tracker"] = tracker_section.run(session, args.tracker_aircraft, args.tracker_ticks)
 
 
 def main(argv: list[str] | None = None) -> int:
