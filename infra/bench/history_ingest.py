@@ -23,7 +23,6 @@ from kafka import KafkaProducer
 
 from infra import postgres
 from infra.bench.kafka_load import GroupProgress
-from pathlib import Path
 from infra.bench.session import Session
 
 TARGETS = {
@@ -35,19 +34,7 @@ LIMITS = {"tracker_ingest": 20_000.0, "tracker_vs_e2e": 3.0, "flights_p99": 50.0
 
 
 def _postgres_pids() -> list[int]:
-    """The native server's processes: the postmaster and its backends share its process group."""
-    pgid = postgres._read_pid()
-    if pgid is None:
-        return []
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[-1].split()[2]) == pgid:
-                    found.append(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
+    return postgres.server_pids()
 
 
 def _free_port() -> int:
