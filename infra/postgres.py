@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tarfile
 import time
 import zipfile
@@ -24,12 +23,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
+from pipeline_common.settings import Settings
+from tracker.settings import DATABASE_URL, POSTGRES_PORT, native_database_url
 
-from pipeline_common.settings import Settings  # noqa: E402
-from tracker.settings import DATABASE_URL, POSTGRES_PORT, native_database_url  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 POM = ROOT / "infra" / "postgres-server" / "pom.xml"
 CACHE = ROOT / ".cache" / "postgres"

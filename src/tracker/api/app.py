@@ -1,17 +1,13 @@
 """The FastAPI application: REST routes, the WebSocket, the static map. OpenAPI at /docs."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 
 from ..filters import BadParameter
 from .deps import AppState
-from .routes import flights, health, live, stats
-
-WEB = Path(__file__).resolve().parent.parent / "web"
+from .routes import analytics, flights, health, live, stats
+from .web import mount_web
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -23,8 +19,7 @@ def create_app(state: AppState) -> FastAPI:
     async def bad_parameter(_request: Request, exc: BadParameter) -> JSONResponse:
         return JSONResponse(status_code=400, content={"detail": str(exc)})
 
-    for module in (flights, stats, health, live):
+    for module in (flights, stats, health, live, analytics):
         app.include_router(module.router)
-    if WEB.is_dir():  # the map and stats pages (tracker-map); mounted last so the API routes win
-        app.mount("/", StaticFiles(directory=WEB, html=True), name="web")
+    mount_web(app)  # the map, the stats page and /vendor/leaflet; last, so the API routes win
     return app
