@@ -82,6 +82,8 @@ def render(result: dict, plots: dict[str, Path], report_path: Path, command: str
     rel = {name: os.path.relpath(path, report_path.parent) for name, path in plots.items()}
     m, rec = result["machine"], result["reconciliation"]
     verdict = "PASSED" if result["passed"] else "FAILED"
+    peak_load = max([result["load_before"][0], result["load_after"][0],
+                     *(s.get("load1", 0.0) for s in result["samples"])])
     lines = [
         "# Soak: the typical session for hours",
         "",
@@ -94,6 +96,9 @@ def render(result: dict, plots: dict[str, Path], report_path: Path, command: str
         f"* machine: {m.get('cores')} cores, {m.get('memory_gib', 0):.1f} GiB RAM, {m.get('cpu_model', '')}; load average "
         f"before {result['load_before'][0]:.2f}, after {result['load_after'][0]:.2f}",
         "* versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
+        *([f"* **measured with other load on the machine** (1-minute load average up to {peak_load:.1f} on "
+           f"{m.get('cores')} cores, the session's own included): rates and slopes are not those of a quiet machine"]
+          if peak_load > 1.5 * (m.get("cores") or 1) else []),
         "* session (each part is what its `make` target runs, with the Makefile's and the components' defaults):",
     ]
     lines += [f"  * {p['name']}: `{p['command']}`" for p in result["parts"]]

@@ -92,11 +92,12 @@ def _process_sources(state_dir: Path, parts: list[Part]) -> dict:
 
 
 def _progress(s: sampler.Sample, previous: sampler.Sample | None) -> str:
-    dt = s.t - previous.t if previous else 0
+    previous = previous or sampler.Sample(0.0, 0)
+    dt = s.t - previous.t
     rate = lambda now, before: (now - before) / dt if dt > 0 else 0.0  # noqa: E731
-    parts = [f"in {rate(s.produced, previous.produced if previous else 0):,.0f}/s"]
+    parts = [f"in {rate(s.produced, previous.produced):,.0f}/s"]
     for group in s.lag:
-        out = rate(s.committed[group], previous.committed.get(group, 0) if previous else 0)
+        out = rate(s.committed[group], previous.committed.get(group, 0))
         parts.append(f"{group} lag {s.lag[group]:,} out {out:,.0f}/s")
     parts.append(" ".join(f"{k} {v:,.0f}MB" for k, v in s.memory_mb.items()))
     if s.queues:
@@ -113,6 +114,8 @@ def run_soak(cfg: SoakConfig) -> dict:
     load_before = machine.load_average()
     say(f"{cfg.minutes:g} min on a fresh stack in {state_dir} (Kafka {kafka.bootstrap_servers}, "
         f"AWS {os.environ.get('AWS_ENDPOINT_URL')})")
+    if state_dir in (ROOT.resolve(), (ROOT / ".state").resolve()):
+        raise RuntimeError(f"--state-dir {state_dir} is your own stack's: the soak wipes its folder at start")
     _make("stop", env, check=False)      # a stack an earlier soak left running (--keep-stack)
     subprocess.run(["rm", "-rf", str(state_dir)], check=True)
     parts: list[Part] = []

@@ -5,6 +5,7 @@ so nothing is taken from the components' own counters.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +33,13 @@ class Sample:
     memory_mb: dict[str, float] = field(default_factory=dict)  # per process (group)
     cpu_s: dict[str, float] = field(default_factory=dict)      # cumulative CPU seconds per process
     queues: dict[str, int] = field(default_factory=dict)       # visible + in flight, per SQS queue
+    load1: float = 0.0                                         # the machine's 1-minute load average
 
     def as_dict(self) -> dict:
         return {"t": round(self.t, 1), "produced": self.produced, "committed": self.committed, "lag": self.lag,
                 "memory_mb": {k: round(v, 1) for k, v in self.memory_mb.items()},
-                "cpu_s": {k: round(v, 2) for k, v in self.cpu_s.items()}, "queues": self.queues}
+                "cpu_s": {k: round(v, 2) for k, v in self.cpu_s.items()}, "queues": self.queues,
+                "load1": round(self.load1, 2)}
 
 
 # ---------------------------------------------------------------- /proc
@@ -173,6 +176,7 @@ class Sampler:
                 sample.memory_mb[name] = rss
             sample.cpu_s[name] = self._cpu(pids)
         sample.queues = self._queues()
+        sample.load1 = os.getloadavg()[0]
         return sample
 
     def _cpu(self, pids: list[int]) -> float:
