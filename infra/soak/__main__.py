@@ -7,6 +7,7 @@ KAFKA_CONTROLLER_PORT and AWS_PORT, and is stopped at the end unless --keep-stac
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout-s", type=float, default=300.0,
                    help="how long the consumers may take to catch up after the producer stops (default 300)")
     p.add_argument("--keep-stack", action="store_true", help="leave the soak's stack running afterwards")
+    p.add_argument("--from-json", type=Path, metavar="RESULTS",
+                   help="write the report and plots again from a run's raw samples (runs nothing)")
     return p
 
 
@@ -43,10 +46,19 @@ def main(argv: list[str] | None = None) -> int:
     from infra.soak import report
     from infra.soak.run import SoakConfig, run_soak, write_results
 
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        plots = report.plot(result, args.plots or args.report.parent / "soak")
+        args.report.write_text(report.render(result, plots, args.report, result.get("command", "make soak")))
+        print(f"[soak] {args.report} written again from {args.from_json}")
+        return 0
+
     cfg = SoakConfig(minutes=args.minutes, interval_s=args.interval_s, state_dir=args.state_dir,
                      report=args.report, results=args.results, drain_timeout_s=args.drain_timeout_s,
                      keep_stack=args.keep_stack,
                      part_args={"producer": args.producer_args, "trigger": args.trigger_args})
+    command = " ".join(["python -m infra.soak", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     try:
         result = run_soak(cfg)
     except KeyboardInterrupt:
@@ -55,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"[soak] error: {exc}", file=sys.stderr)
         return 1
+    result["command"] = command
     write_results(result, cfg.results)
     plots = report.plot(result, args.plots or cfg.report.parent / "soak")
-    command = " ".join(["python -m infra.soak", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     cfg.report.parent.mkdir(parents=True, exist_ok=True)
     cfg.report.write_text(report.render(result, plots, cfg.report, command))
     failed = [g for g in result["gates"] if not g["ok"]]

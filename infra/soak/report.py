@@ -189,7 +189,7 @@ def _method() -> list[str]:
         "`make notifications`, `make produce`), run as the command its make target runs.",
         "* Every 10 s: the topic's end offsets (records in), each consumer group's committed offsets (records out; "
         "the consumers commit only handled records) and lag (end - committed), resident memory from /proc "
-        "(VmRSS; PSS summed for several processes: PostgreSQL's backends, MiniStack's function workers), CPU "
+        "(VmRSS; for a group of processes, PostgreSQL's and MiniStack's function workers, the sum of their private memory, which leaves out PostgreSQL's shared buffer cache), CPU "
         "seconds, and each SQS queue's depth (visible + in flight).",
         f"* Gates after the warm-up: the lag of each group must not rise over the second half by more than its own "
         f"spread there and {gates.LAG_TOLERANCE_INPUT_S:g} s of input (Theil-Sen slope x time); no process may grow "

@@ -53,24 +53,24 @@ def _status_kb(pid: int, key: str) -> int | None:
     return None
 
 
-def _pss_kb(pid: int) -> int | None:
-    """Proportional set size: shared pages divided among the processes sharing them, so a sum over
-    PostgreSQL's backends or MiniStack's function workers does not count shared memory twice."""
+def _private_kb(pid: int) -> int | None:
+    """Memory only this process uses (Private_Clean + Private_Dirty, the USS): a sum over PostgreSQL's
+    backends or MiniStack's function workers then counts no shared page twice, and leaves out
+    PostgreSQL's shared buffer cache, which fills up to shared_buffers and stays there."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
         return None
-    return None
+    values = [int(line.split()[1]) for line in lines if line.startswith(("Private_Clean:", "Private_Dirty:"))]
+    return sum(values) if values else None
 
 
 def memory_mb(pids: list[int]) -> float | None:
-    """Resident memory of one process (VmRSS), or the PSS sum of several; None if all are gone."""
+    """Resident memory of one process (VmRSS), or the private memory summed over several; None if all are gone."""
     if len(pids) == 1:
         kb = _status_kb(pids[0], "VmRSS")
         return None if kb is None else kb / 1024
-    values = [kb for kb in (_pss_kb(pid) or _status_kb(pid, "VmRSS") for pid in pids) if kb is not None]
+    values = [kb for kb in (_private_kb(pid) or _status_kb(pid, "VmRSS") for pid in pids) if kb is not None]
     return sum(values) / 1024 if values else None
 
 
