@@ -24,7 +24,7 @@ Every option can also come from the environment (the command line wins):
   PRODUCER_EXPORT_CSV, PRODUCER_REPLAY, PRODUCER_BATCH_ROWS, PRODUCER_BATCH_DELAY,
   PRODUCER_CONNECT_TIMEOUT; OpenSky: OPENSKY_CLIENT_ID, OPENSKY_CLIENT_SECRET (OAuth2 client
   credentials; anonymous when unset), OPENSKY_API_URL, OPENSKY_TOKEN_URL, OPENSKY_TIMEOUT,
-  OPENSKY_MAX_RETRIES, OPENSKY_MAX_RETRY_AFTER; Kafka: KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL,
+  OPENSKY_MAX_RETRIES, OPENSKY_MAX_RETRY_AFTER, OPENSKY_DAILY_CREDITS, OPENSKY_BUDGET_FRACTION; Kafka: KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL,
   KAFKA_SASL_*, KAFKA_SSL_*; logging: LOG_LEVEL, LOG_FORMAT=json|console.
 
 Examples:
@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bbox", metavar="LAMIN,LOMIN,LAMAX,LOMAX", help="OpenSky bounding box in degrees")
     p.add_argument("--icao24", action="append", metavar="HEX[,HEX]",
                    help="OpenSky: only these transponders (repeat or comma-separate)")
+    p.add_argument("--daily-credits", type=int, metavar="N",
+                   help="OpenSky credits per day (default 400 anonymous / 4000 authenticated; feeders 8000)")
+    p.add_argument("--budget-fraction", type=float, metavar="F",
+                   help="share of the daily OpenSky credits this producer may spend, 0 < F <= 1 (default 1); "
+                        "polls are spread so that share lasts until the credits renew")
     p.add_argument("--topic", help="Kafka topic (default aviation-data)")
     p.add_argument("--export-csv", metavar="PATH", help="write states to a CSV file instead of Kafka")
     p.add_argument("--replay", metavar="PATH", help="CSV file to replay (with --source replay)")
@@ -68,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> ProducerConfig:
+    opensky = {"daily_credits": args.daily_credits, "budget_fraction": args.budget_fraction}
     return ProducerConfig.from_env(
+        opensky={k: v for k, v in opensky.items() if v is not None},
         source=args.source, interval_s=args.interval, duration_s=args.duration, max_ticks=args.max_ticks,
         aircraft=args.aircraft, seed=args.seed, rate=args.rate, start_time=args.start_time,
         bbox=parse_bbox(args.bbox, "--bbox") if args.bbox else None,

@@ -77,8 +77,14 @@ class OpenSkySettings:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 30.0
     max_retry_after_s: float = 300.0
+    daily_credits: int | None = None      # None: 400 anonymous / 4,000 authenticated (feeders set 8,000)
+    budget_fraction: float = 1.0          # share of the daily credits this producer may spend
 
     def __post_init__(self) -> None:
+        if self.daily_credits is not None and self.daily_credits < 1:
+            raise ConfigError(f"OPENSKY_DAILY_CREDITS={self.daily_credits} must be >= 1")
+        if not 0 < self.budget_fraction <= 1:
+            raise ConfigError(f"OPENSKY_BUDGET_FRACTION={self.budget_fraction} must be > 0 and <= 1")
         if bool(self.client_id) != bool(self.client_secret):
             raise ConfigError("OPENSKY_CLIENT_ID and OPENSKY_CLIENT_SECRET must be set together "
                               "(leave both empty for anonymous access)")
@@ -106,6 +112,8 @@ class OpenSkySettings:
             max_retries=env_int("OPENSKY_MAX_RETRIES", 3, env=env, minimum=0),
             backoff_base_s=env_float("OPENSKY_BACKOFF_BASE", 1.0, env=env, minimum=0.0),
             max_retry_after_s=env_float("OPENSKY_MAX_RETRY_AFTER", 300.0, env=env, minimum=0.0),
+            daily_credits=env_int("OPENSKY_DAILY_CREDITS", None, env=env, minimum=1),
+            budget_fraction=env_float("OPENSKY_BUDGET_FRACTION", 1.0, env=env),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

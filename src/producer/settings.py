@@ -12,6 +12,7 @@ from typing import Mapping
 from pipeline_common.kafka_client import DEFAULT_TOPIC, KafkaSettings
 from pipeline_common.settings import ConfigError, env_float, env_int, env_str
 
+from .credit_pacing import BudgetTooSmall, check_requested_interval, default_daily_credits
 from .opensky import OpenSkySettings
 
 SOURCE_CHOICES = ("opensky", "synthetic", "replay")
@@ -101,6 +102,15 @@ class ProducerConfig:
                 raise ConfigError(f"{name}={value} must be >= 1")
         if self.max_ticks is not None and self.max_ticks < 1:
             raise ConfigError(f"PRODUCER_MAX_TICKS={self.max_ticks} must be >= 1")
+        if self.source == "opensky" and self.interval_s is not None:
+            try:
+                check_requested_interval(
+                    max(self.interval_s, self.opensky.resolution_s), bbox=self.bbox,
+                    daily_credits=self.opensky.daily_credits or default_daily_credits(self.opensky.authenticated),
+                    budget_fraction=self.opensky.budget_fraction, max_polls=self.max_ticks,
+                    duration_s=self.duration_s)
+            except BudgetTooSmall as exc:
+                raise ConfigError(str(exc)) from None
         if self.export_csv and self.source == "synthetic" and not (self.max_ticks or self.duration_s):
             raise ConfigError("--export-csv of the synthetic source needs --ticks N or --duration S "
                               "(it runs on a simulated clock and would never end)")
