@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import json
 import logging
+import secrets
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from producer.settings import ProducerConfig
 
 SNAPSHOT = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "opensky_states_all.json").read_text())
 SWITZERLAND = (45.8389, 5.9962, 47.8229, 10.5226)
-SECRET = "pacing-test-secret"
+CLIENT_KEY = secrets.token_hex(12)  # made up per run: no credential-looking literal in the repository
 
 
 class CountingSink:
@@ -71,9 +72,9 @@ def test_credits_are_assumed_to_renew_at_midnight_utc():
 # ---------------------------------------------------------------- start-up arithmetic
 def test_start_up_line_says_how_often_and_why(caplog):
     caplog.set_level(logging.INFO)
-    with OpenSkyStandIn([ok(SNAPSHOT)], client_id="c", client_secret=SECRET) as opensky:
+    with OpenSkyStandIn([ok(SNAPSHOT)], client_id="c", client_secret=CLIENT_KEY) as opensky:
         cfg = ProducerConfig(source="opensky", max_ticks=1, opensky=OpenSkySettings(
-            api_url=opensky.api_url, token_url=opensky.token_url, client_id="c", client_secret=SECRET))
+            api_url=opensky.api_url, token_url=opensky.token_url, client_id="c", client_secret=CLIENT_KEY))
         run_producer(cfg, sink=CountingSink(), clock=SimulatedClock(utc("2026-12-01 09:30")))
     assert ("OpenSky budget: global, 4 credits/request, 4,000/day (authenticated) -> one poll every 86.4 s "
             "(spread evenly over the day)") in caplog.text
@@ -127,7 +128,7 @@ def run_day(*, start: str, hours: float, daily: int, bbox=None, authenticated=Tr
             remaining: int | None = None, max_retry_after_s: float = 300.0):
     clock = SimulatedClock(utc(start))
     account = CreditAccount(daily, clock.now, remaining=remaining)
-    creds = {"client_id": "pacer", "client_secret": SECRET} if authenticated else {}
+    creds = {"client_id": "pacer", "client_secret": CLIENT_KEY} if authenticated else {}
     with OpenSkyStandIn([ok(SNAPSHOT)], credits=account, **creds) as opensky:
         settings = OpenSkySettings(api_url=opensky.api_url, token_url=opensky.token_url, budget_fraction=fraction,
                                    daily_credits=daily, max_retry_after_s=max_retry_after_s, **creds)
