@@ -38,8 +38,10 @@ $(VENV)/.installed: pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven)
+setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven), Protobuf code
 	@$(PY) infra/stack.py fetch
+	@$(PY) -m infra.protobuf_codegen
+	@$(PY) -m infra.lambda_package --fetch-wheels >/dev/null
 
 run: setup ## start Kafka (KRaft) and the AWS endpoint, wait until usable, create topics
 	@$(PY) infra/stack.py up --stack $(STACK)

@@ -74,7 +74,8 @@ class SimulatedClock:
 def build_sink(config: ProducerConfig, stop_event: threading.Event) -> Sink:
     if config.export_csv:
         return CsvSink(config.export_csv)
-    return KafkaSink(config.topic, config.kafka, connect_timeout_s=config.connect_timeout_s, stop_event=stop_event)
+    return KafkaSink(config.topic, config.kafka, value_format=config.value_format,
+                     connect_timeout_s=config.connect_timeout_s, stop_event=stop_event)
 
 
 def run_producer(config: ProducerConfig, stop_event: threading.Event | None = None, *,

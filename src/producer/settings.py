@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from pipeline_common.kafka_client import KAFKA_TOPIC, KafkaSettings
 from pipeline_common.settings import ConfigError, Settings, setting
+from pipeline_common.state_codec import FORMATS
 
 from .credit_pacing import BudgetTooSmall, check_requested_interval, default_daily_credits
 from .opensky import OpenSkySettings
@@ -85,6 +86,8 @@ class ProducerConfig(Settings):
                                    help="replay: seconds between micro-batches")
     connect_timeout_s: float = setting("PRODUCER_CONNECT_TIMEOUT", 120.0, minimum=0.0, unit="s", metavar="S",
                                        help="keep retrying an unreachable broker this long at start")
+    value_format: str = setting("PRODUCER_FORMAT", "json", choices=tuple(FORMATS), flag="--format",
+                                help="wire format of each Kafka record (its content-type header says which)")
     opensky: OpenSkySettings = field(default_factory=OpenSkySettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
