@@ -25,7 +25,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
-        produce trigger demo test test-unit test-integration reliability bench settings-table clean
+        produce trigger tracker psql demo test test-unit test-integration reliability bench settings-table clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,39 +39,41 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven), Protobuf code
-	@$(PY) infra/stack.py fetch
+	@$(PY) -m infra.stack fetch
+	@$(PY) -m infra.map_assets fetch
+	@$(PY) -m infra.map_assets browser
 	@$(PY) -m infra.protobuf_codegen
 	@$(PY) -m infra.lambda_package --fetch-wheels >/dev/null
 
-run: setup ## start Kafka (KRaft) and the AWS endpoint, wait until usable, create topics
-	@$(PY) infra/stack.py up --stack $(STACK)
+run: setup ## start Kafka (KRaft), the AWS endpoint and PostgreSQL, wait until usable, create topics
+	@$(PY) -m infra.stack up --stack $(STACK)
 up: run
 
 stop: ## stop exactly what `make run` started
-	@$(PY) infra/stack.py down --stack $(STACK)
+	@$(PY) -m infra.stack down --stack $(STACK)
 
 restart: stop run ## stop, then start again
 
-status: ## broker reachable? topics? endpoint healthy?
-	@$(PY) infra/stack.py status --stack $(STACK)
+status: ## broker reachable? topics? endpoint healthy? database? (prints DATABASE_URL)
+	@$(PY) -m infra.stack status --stack $(STACK)
 
 create-sns-topic: setup ## create the FlightNotifications topic (idempotent)
-	@$(PY) infra/aws_resources.py create-sns-topic
+	@$(PY) -m infra.aws_resources create-sns-topic
 
 deploy-lambda: setup ## package and create-or-update the function; waits until active
-	@$(PY) infra/aws_resources.py deploy-lambda
+	@$(PY) -m infra.aws_resources deploy-lambda
 
 deploy-resources: setup ## topic + IAM role + function + demo SQS subscriber with filter policy
-	@$(PY) infra/aws_resources.py deploy-resources
+	@$(PY) -m infra.aws_resources deploy-resources
 
 count-messages: setup ## notifications published in the last $(mins) minute(s): make count-messages mins=5
-	@$(PY) infra/aws_resources.py count-messages --mins $(mins)
+	@$(PY) -m infra.observe count-messages --mins $(mins)
 
 notifications: setup ## print each notification as the demo subscriber receives it
-	@$(PY) infra/aws_resources.py notifications $(ARGS)
+	@$(PY) -m infra.observe notifications $(ARGS)
 
 destroy: setup ## delete the function, role, topic and subscriber queue
-	@$(PY) infra/aws_resources.py destroy
+	@$(PY) -m infra.aws_resources destroy
 
 produce: setup ## run the producer: make produce SOURCE=opensky|synthetic|replay
 	@$(PY) -m producer --source $(SOURCE) $(ARGS)
@@ -79,8 +81,15 @@ produce: setup ## run the producer: make produce SOURCE=opensky|synthetic|replay
 trigger: setup ## run the Kafka -> Lambda trigger (event source mapping)
 	@$(PY) -m trigger $(ARGS)
 
+tracker: setup ## run the flight tracker: consumer + REST/WebSocket API + map (TRACKER_API_PORT, default 8000)
+	@$(PY) -m tracker $(ARGS)
+
+psql: setup ## a psql shell on the tracker's database (DATABASE_URL, else the native server)
+	@command -v psql >/dev/null || { echo "error: psql not found (Debian: apt-get install postgresql-client; macOS: brew install libpq)" >&2; exit 1; }
+	@url=$$($(PY) -m infra.stack database-url) && exec psql "$$url"
+
 demo: setup ## whole pipeline for about a minute, then a reconciled summary
-	@$(PY) infra/demo.py $(ARGS)
+	@$(PY) -m infra.demo $(ARGS)
 
 test: setup ## unit + integration tests (starts and stops the broker and endpoint itself)
 	@$(PY) -m pytest tests $(ARGS)
@@ -92,13 +101,14 @@ test-integration: setup ## integration tests against the real broker and endpoin
 	@$(PY) -m pytest tests/integration $(ARGS)
 
 reliability: setup ## refresh docs/RELIABILITY.md from the last fault-test run
-	@$(PY) infra/reliability_report.py
+	@$(PY) -m infra.reliability_report
 
 bench: setup ## benchmarks; writes docs/BENCHMARKS.md
-	@$(PY) infra/bench/run.py $(ARGS)
+	@$(PY) -m infra.bench.run $(ARGS)
 
 settings-table: setup ## regenerate README.md's environment table from the settings' declarations
 	@$(PY) -m infra.settings_table --write
 
-clean: stop ## remove runtime state (broker data, logs); keeps the jar cache
+clean: stop ## remove runtime state (broker data, database, logs); keeps the jar cache
+	@$(PY) -c "from infra import postgres; postgres.remove_data()"
 	rm -rf .state

@@ -8,7 +8,7 @@ wheels built for the deployed runtime's platform (WHEELS: manylinux x86_64, Pyth
 sha256 and cached in .cache/lambda-wheels by `make setup`, so the same zip deploys unchanged to AWS.
 boto3 is in the Lambda runtime.
 
-  python infra/lambda_package.py [--src src/lambda] [--out build/lambda/flight-processor.zip]
+  python -m infra.lambda_package [--src src/lambda] [--out build/lambda/flight-processor.zip]
 prints the zip's path, size and sha256 (and Lambda's CodeSha256, the base64 form of the same digest).
 """
 from __future__ import annotations
@@ -60,7 +60,9 @@ def source_files(src: Path = DEFAULT_SRC) -> list[Path]:
     files = []
     for path in src.rglob("*"):
         rel = path.relative_to(src)
-        if not path.is_file() or any(part in _EXCLUDED_DIRS or part.startswith(".") for part in rel.parts):
+        # *.egg-info: the editable install's metadata lands in src/lambda (pyproject.toml maps it as a source root)
+        if not path.is_file() or any(part in _EXCLUDED_DIRS or part.startswith(".") or part.endswith(".egg-info")
+                                     for part in rel.parts):
             continue
         if path.suffix in _EXCLUDED_SUFFIXES or rel.name.startswith("test_") or rel.name == "conftest.py":
             continue

@@ -2,12 +2,13 @@
 """Benchmarks of the whole pipeline on the native stack, in one go; writes docs/BENCHMARKS.md.
 
     make bench                                   # everything, about 6 minutes on 2 cores
-    python infra/bench/run.py --sections sink,e2e --loads 500,1000 --out /tmp/b.md
+    python -m infra.bench.run --sections sink,e2e --loads 500,1000 --out /tmp/b.md
 
 Sections: sink (PublishBatch ceiling, 1 and 4 threads), e2e (producer -> Kafka -> trigger -> Lambda
 -> SNS -> subscriber at rising loads until saturation, with latency), capacity (no sink: every
 record filtered out), seed (one invoke per message), growth (partitions x concurrency, batch
-size, peak RSS). Starts the stack if it is not running and stops it afterwards only then; every
+size, peak RSS), map (Kafka record -> tracker -> live map in headless Chromium latency, redraw time).
+Starts the stack if it is not running and stops it afterwards only then; every
 topic, group, function and queue it creates carries the run id and is deleted at the end.
 """
 from __future__ import annotations
@@ -23,16 +24,12 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+from infra import stack
+from infra.bench import capacity, end_to_end, growth, machine, map_latency, procstat, report, seed_design, sink_ceiling
+from infra.bench.session import STATE_DIR, Session
+
 ROOT = Path(__file__).resolve().parent.parent.parent
-for _path in (ROOT, ROOT / "src"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from infra import stack  # noqa: E402
-from infra.bench import capacity, end_to_end, growth, machine, procstat, report, seed_design, sink_ceiling  # noqa: E402
-from infra.bench.session import STATE_DIR, Session  # noqa: E402
-
-SECTIONS = ("sink", "e2e", "capacity", "seed", "growth")
+SECTIONS = ("sink", "e2e", "capacity", "seed", "growth", "map")
 DEFAULT_OUT = ROOT / "docs" / "BENCHMARKS.md"
 
 
@@ -55,7 +52,7 @@ def _sections(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="infra/bench/run.py", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m infra.bench.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--sections", type=_sections, default=SECTIONS, help=f"comma list of {', '.join(SECTIONS)} (default: all)")
@@ -75,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--seed-seconds", type=float, default=15, help="how long the seed design runs (default 15)")
     a("--growth-records", type=int, default=150_000, help="records per partitions x concurrency topic (default 150000)")
     a("--growth-seconds", type=float, default=12, help="longest growth run (default 12)")
+    a("--map-rate", type=int, default=1000, help="map: positions/s offered to the tracker and the page (default 1000)")
+    a("--map-seconds", type=float, default=20, help="map: seconds of load (default 20)")
+    a("--map-aircraft", type=int, default=10_000, help="map: fleet size, all of it on the page (default 10000)")
     a("--keep-stack", action="store_true", help="leave a stack this command started running")
     a("--from-json", type=Path, metavar="RESULTS",
       help="run nothing: write the report (--out, default docs/BENCHMARKS.md) from a saved results file")
@@ -97,7 +97,7 @@ _STACK_VARIABLES = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "AWS_PORT", "STACK_ST
 def command_line(argv: list[str]) -> str:
     """The command as typed, with the variables that chose the stack (other ports, another state dir)."""
     env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in _STACK_VARIABLES if os.environ.get(k))
-    exact = " ".join(shlex.quote(a) for a in [".venv/bin/python", "infra/bench/run.py", *argv])
+    exact = " ".join(shlex.quote(a) for a in [".venv/bin/python", "-m", "infra.bench.run", *argv])
     if os.environ.get("MAKELEVEL"):
         args = f' ARGS="{" ".join(argv)}"' if argv else ""
         return f"{env + ' ' if env else ''}make bench{args}  (runs {exact})"
@@ -121,6 +121,8 @@ def run_sections(args: argparse.Namespace, session: Session, results: dict) -> N
         results["seed"] = seed_design.run(session, args.seed_records, args.seed_seconds)
     if "growth" in wanted:
         results["growth"] = growth.run(session, cap, args.growth_records, max_seconds=args.growth_seconds)
+    if "map" in wanted:
+        results["map"] = map_latency.run(session, args.map_rate, args.map_seconds, args.map_aircraft)
 
 
 def main(argv: list[str] | None = None) -> int:
