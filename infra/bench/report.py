@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from infra.bench import history_ingest as tracker_section
+from infra.bench import wire_format
 
 # Each target is a ratio or an absolute figure measured in the same run.
 TARGETS = {
@@ -199,6 +200,7 @@ def render(results: dict) -> str:
     lines += _seed(results.get("seed")) + _growth(results.get("growth"), results.get("end_to_end"))
     lines += tracker_section.render(results.get("tracker"), _n)
     lines += map_section(results.get("map"))
+    lines += wire_format.render(results.get("format"), _n)
     lines += _method(results)
     return "\n".join(lines) + "\n"
 
