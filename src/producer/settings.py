@@ -61,7 +61,7 @@ class ProducerConfig(Settings):
     topic: str = KAFKA_TOPIC.field()
     interval_s: float | None = setting(
         "PRODUCER_INTERVAL", None, greater_than=0, metavar="S",
-        doc_default="OpenSky: 10 s anonymous / 5 s authenticated (never less); synthetic: 1 s",
+        doc_default="OpenSky: paced by the credit budget, never under 10 s anonymous / 5 s authenticated; synthetic: 1 s",
         help="seconds between polls/ticks")
     duration_s: float | None = setting("PRODUCER_DURATION", None, greater_than=0, metavar="S",
                                        doc_default="run until stopped", help="stop after S seconds")

@@ -140,7 +140,7 @@ def run_day(*, start: str, hours: float, daily: int, bbox=None, authenticated=Tr
 
 @pytest.mark.parametrize("daily, bbox, authenticated", [
     (400, None, False),                      # anonymous, whole world: 100 polls a day
-    (4000, None, True),                      # registered, whole world: 1,000 polls a day
+    pytest.param(4000, None, True, marks=pytest.mark.slow),  # registered, whole world: 1,000 polls a day
     (400, (40, 0, 50, 10), False),           # anonymous, a 100 sq deg box at 2 credits: 200 polls a day
 ])
 def test_over_a_simulated_day_credits_last_until_they_renew_and_little_is_left(daily, bbox, authenticated, caplog):
