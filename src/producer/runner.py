@@ -138,8 +138,8 @@ def _loop(config: ProducerConfig, source, sink: Sink, clock: Clock, stop: thread
             break
         except OpenSkyRateLimited as exc:
             stats.errors += 1
-            # Counted from the answer, as the server means it.
-            resume_at = clock.now() + source.rate_limited(clock.now(), exc.retry_after)
+            answered = clock.now()  # the wait counts from the answer, as the server means it
+            resume_at = answered + source.rate_limited(answered, exc.retry_after)
         except OpenSkyError as exc:
             if not exc.retriable:
                 raise ProducerError(f"OpenSky: {exc}") from None
