@@ -42,10 +42,10 @@ class AlertSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "AlertSettings":
         env = os.environ if env is None else env
-        if _raw(env, "AWS_LAMBDA_FUNCTION_NAME") is None and _raw(env, "FUNCTION_NAME") is None:
-            function = FunctionSettings.from_env(env, function_name=DEFAULT_FUNCTION_NAME)
-        else:
-            function = FunctionSettings.from_env(env)
+        function = overrides.pop("function", None)
+        if function is None:
+            named = _raw(env, "AWS_LAMBDA_FUNCTION_NAME") or _raw(env, "FUNCTION_NAME")
+            function = FunctionSettings.from_env(env, function_name=None if named else DEFAULT_FUNCTION_NAME)
         bucket = _raw(env, "GEOFENCES_BUCKET")
         if overrides.get("geofences_bucket") is None and bucket is None:
             raise FunctionConfigError("GEOFENCES_BUCKET is required but not set")
