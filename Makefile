@@ -25,6 +25,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
+        geofences alerts alerts-trigger \
         produce trigger demo test test-unit test-integration reliability bench clean
 
 help: ## list the targets
@@ -61,6 +62,18 @@ deploy-lambda: setup ## package and create-or-update the function; waits until a
 
 deploy-resources: setup ## topic + IAM role + function + demo SQS subscriber with filter policy
 	@$(PY) infra/aws_resources.py deploy-resources
+	@$(PY) infra/alerts_resources.py deploy
+
+FILE ?= infra/geofences/default.geojson
+geofences: setup ## validate a GeoJSON file and replace the alert geofences: make geofences FILE=my.geojson
+	@$(PY) infra/alerts_resources.py geofences $(FILE)
+
+alerts: setup ## print alerts as a subscriber receives them: make alerts ARGS="--type EMERGENCY"
+	@$(PY) infra/alerts_resources.py alerts $(ARGS)
+
+ALERTS_TRIGGER_ARGS ?= --function-name flight-alerts --group-id flight-alerts --dlq-topic aviation-data-alerts-dlq --batch-size 500
+alerts-trigger: setup ## run the second event source mapping: aviation-data -> flight-alerts
+	@$(PY) -m trigger $(ALERTS_TRIGGER_ARGS) $(ARGS)
 
 count-messages: setup ## notifications published in the last $(mins) minute(s): make count-messages mins=5
 	@$(PY) infra/aws_resources.py count-messages --mins $(mins)
@@ -68,8 +81,9 @@ count-messages: setup ## notifications published in the last $(mins) minute(s): 
 notifications: setup ## print each notification as the demo subscriber receives it
 	@$(PY) infra/aws_resources.py notifications $(ARGS)
 
-destroy: setup ## delete the function, role, topic and subscriber queue
+destroy: setup ## delete the functions, roles, topics, subscriber queues and the alert state table
 	@$(PY) infra/aws_resources.py destroy
+	@$(PY) infra/alerts_resources.py destroy
 
 produce: setup ## run the producer: make produce SOURCE=opensky|synthetic|replay
 	@$(PY) -m producer --source $(SOURCE) $(ARGS)
