@@ -7,22 +7,19 @@
 
 Same conventions as aws_resources.py (whose clients, IAM templating and Lambda helpers it reuses):
 only the standard AWS variables select the endpoint, so MiniStack and real AWS work unchanged.
-Settings (defaults in brackets): ALERTS_TOPIC_NAME [FlightAlerts], ALERTS_FIFO [false] (true: the
-topic is <name>.fifo and every alert carries a deduplication id), ALERTS_FUNCTION_NAME
-[flight-alerts], ALERTS_TABLE [FlightAlertState], GEOFENCES_BUCKET [flightpipe-geofences-<account>],
-GEOFENCES_KEY [geofences.geojson], ALERTS_QUEUE_NAME [flight-alerts-demo], ALERTS_QUEUE_RETENTION_S
-[345600], ALERT_WATCHLIST [callsign=QFA*,callsign=BAW1*]; GEOFENCE_REFRESH_S, WATCH_GAP_S,
-ALERT_STATE_TTL_S, PUBLISH_* and LOG_LEVEL are passed on to the function when set.
+Settings: AlertResourceSettings below (also in the README's table). GEOFENCE_REFRESH_S, WATCH_GAP_S,
+ALERT_STATE_TTL_S, PUBLISH_* and LOG_LEVEL are passed on to the function when set here.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, ClassVar, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, WaiterError
 
@@ -33,9 +30,10 @@ for _path in (INFRA, ROOT / "src" / "lambda"):
         sys.path.insert(0, str(_path))
 
 import aws_resources as base  # noqa: E402
-from geofence import GeofenceError, parse_fences  # noqa: E402  (the function's own validation)
+from alert_rules import Watchlist, WatchlistError  # noqa: E402  (the function's own parsers)
+from geofence import GeofenceError, parse_fences  # noqa: E402
 from lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256  # noqa: E402
-from pipeline_common.settings import ConfigError, env_bool, env_int, env_str  # noqa: E402
+from pipeline_common.settings import ConfigError, Settings, setting  # noqa: E402
 
 DEFAULT_FENCES = INFRA / "geofences" / "default.geojson"
 HANDLER = "alerts_handler.lambda_handler"
@@ -49,18 +47,24 @@ Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class AlertResourceSettings:
-    topic_name: str = "FlightAlerts"
-    fifo: bool = False
-    function_name: str = "flight-alerts"
-    table: str = "FlightAlertState"
-    bucket: str = ""  # "" means flightpipe-geofences-<account>
-    key: str = "geofences.geojson"
-    queue_name: str = "flight-alerts-demo"
-    queue_retention_s: int = 345600
-    watchlist: str = DEFAULT_WATCHLIST
+class AlertResourceSettings(Settings):
+    USED_BY: ClassVar[str] = "alerts deploy, geofences, alerts (infra/alerts_resources.py)"
+
+    topic_name: str = setting("ALERTS_TOPIC_NAME", "FlightAlerts", help="the alerts topic")
+    fifo: bool = setting("ALERTS_FIFO", False, help="true: the topic is `<name>.fifo` (an SQS FIFO demo queue) "
+                                                    "and SNS drops a re-sent alert by its deduplication id")
+    function_name: str = setting("ALERTS_FUNCTION_NAME", "flight-alerts", help="the alerts function")
+    table: str = setting("ALERTS_TABLE", "FlightAlertState", help="DynamoDB table of the per-aircraft alert state")
+    bucket: str = setting("GEOFENCES_BUCKET", "", doc_default="`flightpipe-geofences-<account>`",
+                          help="S3 bucket holding the geofences (the deployer creates it)")
+    key: str = setting("GEOFENCES_KEY", "geofences.geojson", help="S3 key of the geofences' GeoJSON")
+    queue_name: str = setting("ALERTS_QUEUE_NAME", "flight-alerts-demo", help="demo subscriber queue of every alert")
+    queue_retention_s: int = setting("ALERTS_QUEUE_RETENTION_S", 345600, minimum=60, maximum=1209600, unit="s",
+                                     help="how long the demo alerts queue keeps an alert nobody read")
+    watchlist: str = setting("ALERT_WATCHLIST", DEFAULT_WATCHLIST,
+                             help="comma-separated `icao24=<hex>` and `callsign=<pattern>` entries")
     base: base.AwsResourceSettings = field(default_factory=base.AwsResourceSettings)
-    function_env: Mapping[str, str] = field(default_factory=dict)
+    function_env: Mapping[str, str] = field(default_factory=dict)  # extra variables for the function
 
     @property
     def topic(self) -> str:
@@ -74,23 +78,19 @@ class AlertResourceSettings:
     def role_name(self) -> str:
         return f"{self.function_name}-role"
 
+    def check(self) -> None:
+        try:
+            Watchlist.parse(self.watchlist)
+        except WatchlistError as exc:
+            raise ConfigError(f"ALERT_WATCHLIST: {exc}") from None
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "AlertResourceSettings":
-        values = dict(
-            topic_name=env_str("ALERTS_TOPIC_NAME", "FlightAlerts", env=env),
-            fifo=env_bool("ALERTS_FIFO", False, env=env),
-            function_name=env_str("ALERTS_FUNCTION_NAME", "flight-alerts", env=env),
-            table=env_str("ALERTS_TABLE", "FlightAlertState", env=env),
-            bucket=env_str("GEOFENCES_BUCKET", "", env=env),
-            key=env_str("GEOFENCES_KEY", "geofences.geojson", env=env),
-            queue_name=env_str("ALERTS_QUEUE_NAME", "flight-alerts-demo", env=env),
-            queue_retention_s=env_int("ALERTS_QUEUE_RETENTION_S", 345600, env=env, minimum=60, maximum=1209600),
-            watchlist=env_str("ALERT_WATCHLIST", DEFAULT_WATCHLIST, env=env),
-            base=base.AwsResourceSettings.from_env(env),
-            function_env={n: v for n in FUNCTION_PASSTHROUGH if (v := env_str(n, None, env=env)) is not None},
-        )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        """The function's own tuning variables, when set here, are passed on to it."""
+        env = os.environ if env is None else env
+        overrides.setdefault("function_env", {name: env[name].strip() for name in FUNCTION_PASSTHROUGH
+                                              if env.get(name, "").strip()})
+        return super().from_env(env, **overrides)
 
 
 def _say(message: str) -> None:
@@ -362,6 +362,7 @@ def destroy(settings: AlertResourceSettings | None = None, clients: base.AwsClie
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alerts_resources.py", description=__doc__.splitlines()[0])
+    AlertResourceSettings.add_flags(parser.add_argument_group("settings (before the command)"))
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("deploy", help="topic, table, bucket + default fences, role, function, demo queue")
     fences = commands.add_parser("geofences", help="validate a GeoJSON file, then replace the fences")
@@ -377,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = AlertResourceSettings.from_env()
+        settings = AlertResourceSettings.from_args(args)
         if args.command == "deploy":
             _say("deployed: " + json.dumps(deploy(settings)))
         elif args.command == "geofences":

@@ -1,23 +1,18 @@
 """flight-alerts' configuration: one frozen object read from the environment once per container.
 
-Variables (defaults in brackets), besides flight-processor's SNS_TOPIC_ARN (here: the FlightAlerts
-topic), METRICS_*, PUBLISH_* and LOG_LEVEL, read by the same FunctionSettings:
-  ALERTS_TABLE         [FlightAlertState] DynamoDB table of per-aircraft alert state
-  GEOFENCES_BUCKET     required; S3 bucket holding the geofences
-  GEOFENCES_KEY        [geofences.geojson] object key of the GeoJSON FeatureCollection
-  GEOFENCE_REFRESH_S   [30] how often a running function checks the object for a new version (0..3600)
-  ALERT_WATCHLIST      [empty] comma-separated icao24=<hex> and callsign=<pattern> entries
-  WATCH_GAP_S          [1800] unseen for longer than this, an aircraft's next position is a new appearance
-  ALERT_STATE_TTL_S    [86400] state of aircraft not seen for this long expires (DynamoDB TTL)
+Declared with pipeline_common.settings (shipped in the zip) like flight-processor's FunctionSettings,
+which it contains for what both functions read: SNS_TOPIC_ARN (here the FlightAlerts topic; a
+``.fifo`` ARN turns on deduplication ids), METRICS_*, PUBLISH_* and LOG_LEVEL.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, Mapping
 
-from alert_rules import Watchlist, WatchlistError
-from flight_settings import FunctionConfigError, FunctionSettings, _int, _raw
+from alert_rules import Watchlist
+from flight_settings import FunctionSettings
+from pipeline_common.settings import Settings, setting
 
 DEFAULT_TABLE = "FlightAlertState"
 DEFAULT_KEY = "geofences.geojson"
@@ -25,15 +20,26 @@ DEFAULT_FUNCTION_NAME = "flight-alerts"
 
 
 @dataclass(frozen=True)
-class AlertSettings:
-    function: FunctionSettings
-    geofences_bucket: str
-    table: str = DEFAULT_TABLE
-    geofences_key: str = DEFAULT_KEY
-    geofence_refresh_s: int = 30
-    watchlist: Watchlist = Watchlist()
-    watch_gap_s: int = 1800
-    state_ttl_s: int = 86400
+class AlertSettings(Settings):
+    FLAGS: ClassVar[bool] = False  # a Lambda function has no command line
+    USED_BY: ClassVar[str] = "flight-alerts function (the alerts deployer sets or passes it on)"
+
+    function: FunctionSettings = field(default_factory=FunctionSettings)
+    geofences_bucket: str = setting("GEOFENCES_BUCKET", None, required=True,
+                                    doc_default="`flightpipe-geofences-<account>`",
+                                    help="S3 bucket holding the geofences (the deployer creates it)")
+    table: str = setting("ALERTS_TABLE", DEFAULT_TABLE, help="DynamoDB table of the per-aircraft alert state")
+    geofences_key: str = setting("GEOFENCES_KEY", DEFAULT_KEY, help="S3 key of the geofences' GeoJSON")
+    geofence_refresh_s: int = setting("GEOFENCE_REFRESH_S", 30, minimum=0, maximum=3600, unit="s",
+                                      help="how often a running function checks the fences object for a new version")
+    watchlist: Watchlist = setting("ALERT_WATCHLIST", Watchlist(), parse=Watchlist.parse,
+                                   doc_default="`callsign=QFA*,callsign=BAW1*` (from the deployer)",
+                                   help="comma-separated `icao24=<hex>` and `callsign=<pattern>` entries")
+    watch_gap_s: int = setting("WATCH_GAP_S", 1800, minimum=60, maximum=7 * 86400, unit="s",
+                               help="unseen for longer than this, an aircraft's next position is a new "
+                                    "appearance (WATCHLIST again)")
+    state_ttl_s: int = setting("ALERT_STATE_TTL_S", 86400, minimum=3600, maximum=365 * 86400, unit="s",
+                               help="alert state of aircraft not seen for this long expires (DynamoDB TTL)")
 
     @property
     def fifo(self) -> bool:
@@ -42,24 +48,8 @@ class AlertSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "AlertSettings":
         env = os.environ if env is None else env
-        function = overrides.pop("function", None)
-        if function is None:
-            named = _raw(env, "AWS_LAMBDA_FUNCTION_NAME") or _raw(env, "FUNCTION_NAME")
-            function = FunctionSettings.from_env(env, function_name=None if named else DEFAULT_FUNCTION_NAME)
-        bucket = _raw(env, "GEOFENCES_BUCKET")
-        if overrides.get("geofences_bucket") is None and bucket is None:
-            raise FunctionConfigError("GEOFENCES_BUCKET is required but not set")
-        try:
-            watchlist = Watchlist.parse(_raw(env, "ALERT_WATCHLIST"))
-        except WatchlistError as exc:
-            raise FunctionConfigError(f"ALERT_WATCHLIST: {exc}") from None
-        values = dict(
-            function=function, geofences_bucket=bucket, watchlist=watchlist,
-            table=_raw(env, "ALERTS_TABLE") or DEFAULT_TABLE,
-            geofences_key=_raw(env, "GEOFENCES_KEY") or DEFAULT_KEY,
-            geofence_refresh_s=_int(env, "GEOFENCE_REFRESH_S", 30, 0, 3600),
-            watch_gap_s=_int(env, "WATCH_GAP_S", 1800, 60, 7 * 86400),
-            state_ttl_s=_int(env, "ALERT_STATE_TTL_S", 86400, 3600, 365 * 86400),
-        )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        named = any((env.get(v) or "").strip() for v in ("AWS_LAMBDA_FUNCTION_NAME", "FUNCTION_NAME"))
+        if overrides.get("function") is None and not named:
+            # Outside Lambda (tests, tools) the metric dimension is still this function's name.
+            overrides["function"] = {"function_name": DEFAULT_FUNCTION_NAME}
+        return super().from_env(env, **overrides)

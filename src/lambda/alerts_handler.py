@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from alert_rules import Observation, fold, observe
 from alert_settings import AlertSettings
 from alert_state import StateStore, StoredState
-from flight_logging import install_json_logging
+from pipeline_common.logs import install_json_logging
 from flight_metrics import emit_invocation_metrics
 from flight_transform import InvalidState
 from geofence import Fence, GeofenceError, parse_fences

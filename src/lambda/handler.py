@@ -17,12 +17,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from flight_logging import install_json_logging
 from flight_metrics import emit_invocation_metrics
 from flight_settings import FunctionSettings
 from flight_transform import InvalidState, evaluate
 from kafka_esm import InputRecord, read_event
 from lambda_clients import client as _client, encode_form_once as _encode_form_once  # noqa: F401 (tests)
+from pipeline_common.logs import install_json_logging
 from sns_batch import Notification, SnsBatchPublisher
 
 logger = logging.getLogger(__name__)

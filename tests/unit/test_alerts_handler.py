@@ -13,7 +13,7 @@ from moto import mock_aws
 
 import alerts_handler
 from alert_settings import AlertSettings
-from flight_settings import FunctionConfigError, FunctionSettings
+from flight_settings import FunctionConfigError, FunctionSettings  # FunctionConfigError is ConfigError
 
 BOX = {"type": "FeatureCollection", "features": [
     {"type": "Feature", "properties": {"name": "Box"},
@@ -186,6 +186,6 @@ def test_fifo_topic_entries_carry_group_and_deduplication_ids(aws):
 def test_missing_bucket_setting_is_named():
     with pytest.raises(FunctionConfigError, match="GEOFENCES_BUCKET"):
         AlertSettings.from_env({"SNS_TOPIC_ARN": "arn:aws:sns:us-east-1:000000000000:FlightAlerts"})
-    with pytest.raises(FunctionConfigError, match="ALERT_WATCHLIST"):
+    with pytest.raises(FunctionConfigError, match="ALERT_WATCHLIST='nope' watchlist entry"):
         AlertSettings.from_env({"SNS_TOPIC_ARN": "arn:aws:sns:us-east-1:000000000000:FlightAlerts",
                                 "GEOFENCES_BUCKET": "b", "ALERT_WATCHLIST": "nope"})
