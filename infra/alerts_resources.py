@@ -25,11 +25,12 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 INFRA = Path(__file__).resolve().parent
 ROOT = INFRA.parent
-for _path in (INFRA, ROOT / "src" / "lambda"):
+for _path in (ROOT, INFRA, ROOT / "src" / "lambda"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-import aws_resources as base  # noqa: E402
+# As a package module, so that there is one AwsResourceSettings class however this file is loaded.
+from infra import aws_resources as base  # noqa: E402
 from alert_rules import Watchlist, WatchlistError  # noqa: E402  (the function's own parsers)
 from geofence import GeofenceError, parse_fences  # noqa: E402
 from lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256  # noqa: E402
