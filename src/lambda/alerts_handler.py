@@ -215,19 +215,27 @@ def process_event(event: object, runtime: AlertsRuntime) -> dict:
             for items in by_aircraft.values():
                 failures.update({index: reason for index, _ in items})
             by_aircraft, fences, stored = {}, (), {}
-        for icao24, items in by_aircraft.items():
-            first = items[0][0]
+
+        def apply(entry):
+            icao24, items = entry
             try:
-                t, outbox, new_alerts, old = _apply(runtime, icao24, stored.get(icao24), items, fences)
+                return _apply(runtime, icao24, stored.get(icao24), items, fences), None
             except (ClientError, BotoCoreError, RuntimeError) as exc:
-                failures.update({index: f"alert state not written: {exc}" for index, _ in items})
+                return None, exc
+
+        # One conditional write per aircraft: concurrently, as the publishes are (different items).
+        for (icao24, items), (applied, error) in zip(by_aircraft.items(),
+                                                      runtime.executor.map(apply, by_aircraft.items())):
+            if error is not None:
+                failures.update({index: f"alert state not written: {error}" for index, _ in items})
                 continue
+            t, outbox, new_alerts, old = applied
             stale += old
             raised += new_alerts
             republished += len(outbox) - new_alerts
             if t is not None and outbox:
                 written[icao24] = (t, len(outbox))
-                outgoing.extend(Notification(first, e["message"], e["attributes"], e.get("extra"))
+                outgoing.extend(Notification(items[0][0], e["message"], e["attributes"], e.get("extra"))
                                 for e in outbox)
 
     failed_aircraft = set()
