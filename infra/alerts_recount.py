@@ -1,7 +1,7 @@
 """The alerts a run's records should raise, recounted without the pipeline: for `make demo`.
 
-The run's records are read back from Kafka partition by partition in offset order (the order the
-alerts mapping delivers them; an aircraft's records share a partition, keyed by icao24), and put
+The run's records are read back from Kafka (observe.read_topic: each partition in offset order, the
+order the alerts mapping delivers them; an aircraft's records share a partition, keyed by icao24), and put
 through the function's own pure rules (alert_rules.fold) starting from the alert state the table
 held before the run, with the fences the function reads from S3. Nothing of the trigger, the
 function's invocations, DynamoDB writes, SNS or SQS is trusted: what the subscriber received is then
@@ -13,13 +13,16 @@ import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-
-from kafka import KafkaConsumer, TopicPartition
+from typing import Iterable
 
 from alert_rules import AircraftState, Watchlist, fold, observe
 from alert_state import from_item
 from flight_transform import InvalidState
 from geofence import Fence, parse_fences
+from infra import alerts_resources
+from infra.observe import read_topic
+from trigger.mapping import TriggerConfig
+from trigger.runner import Trigger
 
 
 def snapshot_state(dynamodb, table: str) -> tuple[dict[str, AircraftState], set[str]]:
@@ -51,42 +54,23 @@ class AlertRecount:
         return dict(Counter(self.expected.values()))
 
 
-def recount_alerts(topic: str, since_ms: int, kafka_kwargs: dict, fences: tuple[Fence, ...], watchlist: Watchlist,
-                   watch_gap_s: int, initial: dict[str, AircraftState]) -> AlertRecount:
-    consumer = KafkaConsumer(**kafka_kwargs, enable_auto_commit=False, group_id=None, consumer_timeout_ms=5000)
+def recount_alerts(records: Iterable, fences: tuple[Fence, ...], watchlist: Watchlist, watch_gap_s: int,
+                   initial: dict[str, AircraftState]) -> AlertRecount:
+    """``records``: the run's Kafka records, each partition's in offset order (observe.read_topic)."""
     recount, states = AlertRecount(), dict(initial)
-    try:
-        for partition in sorted(consumer.partitions_for_topic(topic) or []):
-            tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
-            start = consumer.offsets_for_times({tp: since_ms}).get(tp)
-            end = consumer.end_offsets([tp])[tp]
-            if start is None or start.offset >= end:
-                continue
-            consumer.seek(tp, start.offset)
-            position = start.offset
-            while position < end:
-                polled = consumer.poll(timeout_ms=2000, max_records=5000).get(tp, [])
-                if not polled:
-                    break
-                for record in polled:
-                    if record.offset >= end:
-                        break
-                    position = record.offset + 1
-                    try:
-                        obs, _ = observe(json.loads(record.value))
-                    except (TypeError, ValueError, InvalidState):  # dead-lettered by the function too
-                        continue
-                    if obs is None:
-                        continue
-                    final, alerts, stale = fold(states.get(obs.icao24), [obs], fences, watchlist, watch_gap_s)
-                    recount.stale += stale
-                    if final is not None:
-                        states[obs.icao24] = final
-                    recount.expected.update((a.alert_id, a.alert_type) for a in alerts)
-        return recount
-    finally:
-        consumer.close()
+    for record in records:
+        try:
+            obs, _ = observe(json.loads(record.value))
+        except (TypeError, ValueError, InvalidState):  # dead-lettered by the function too
+            continue
+        if obs is None:
+            continue
+        final, alerts, stale = fold(states.get(obs.icao24), [obs], fences, watchlist, watch_gap_s)
+        recount.stale += stale
+        if final is not None:
+            states[obs.icao24] = final
+        recount.expected.update((a.alert_id, a.alert_type) for a in alerts)
+    return recount
 
 
 class DemoAlerts:
@@ -95,11 +79,6 @@ class DemoAlerts:
     recount_alerts. Kept here so that infra/demo.py only calls it."""
 
     def __init__(self, clients, topic: str, kafka, run_id: str, since, say):
-        from trigger.mapping import TriggerConfig
-        from trigger.runner import Trigger
-
-        from infra import alerts_resources
-
         self._resources, self._clients, self._topic, self._kafka = alerts_resources, clients, topic, kafka
         self.settings = alerts_resources.AlertResourceSettings.from_env()
         say(f"deploying the alerts side ({self.settings.topic}, {self.settings.function_name})")
@@ -126,12 +105,10 @@ class DemoAlerts:
         self._thread.join(timeout=60)
 
     def reconcile(self, since_ms: int) -> tuple[dict, list[tuple[str, bool, str]]]:
-        from alert_rules import Watchlist
-
         received = self._resources.receive_alerts(self.settings, self._clients, quiet_s=4.0, on_alert=lambda _b: None)
         ids = Counter(body.get("alert_id") for body in received)
         fences = read_fences(self._clients.s3, self.bucket, self.settings.key)
-        recount = recount_alerts(self._topic, since_ms, self._kafka.client_kwargs(), fences,
+        recount = recount_alerts(read_topic(self._kafka, self._topic, since_ms), fences,
                                  Watchlist.parse(self.settings.watchlist),
                                  int(self.settings.function_env.get("WATCH_GAP_S", 1800)), self.initial)
         expected = set(recount.expected)

@@ -1,9 +1,9 @@
 """Deploys and operates the alerts side: SNS FlightAlerts, DynamoDB state, S3 geofences, flight-alerts.
 
-  python infra/alerts_resources.py deploy                # topic, table, bucket + fences, role, function, queue
-  python infra/alerts_resources.py geofences FILE        # validate, then replace the fences (no redeploy)
-  python infra/alerts_resources.py alerts [--type EMERGENCY] [--max N] [--seconds S]
-  python infra/alerts_resources.py destroy
+  python -m infra.alerts_resources deploy                # topic, table, bucket + fences, role, function, queue
+  python -m infra.alerts_resources geofences FILE        # validate, then replace the fences (no redeploy)
+  python -m infra.alerts_resources alerts [--type EMERGENCY] [--max N] [--seconds S]
+  python -m infra.alerts_resources destroy
 
 Same conventions as aws_resources.py (whose clients, IAM templating and Lambda helpers it reuses):
 only the standard AWS variables select the endpoint, so MiniStack and real AWS work unchanged.
@@ -23,18 +23,13 @@ from typing import Callable, ClassVar, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, WaiterError
 
-INFRA = Path(__file__).resolve().parent
-ROOT = INFRA.parent
-for _path in (ROOT, INFRA, ROOT / "src" / "lambda"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from alert_rules import Watchlist, WatchlistError  # the function's own parsers
+from geofence import GeofenceError, parse_fences
+from infra import aws_resources as base
+from infra.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256
+from pipeline_common.settings import ConfigError, Settings, setting
 
-# As a package module, so that there is one AwsResourceSettings class however this file is loaded.
-from infra import aws_resources as base  # noqa: E402
-from alert_rules import Watchlist, WatchlistError  # noqa: E402  (the function's own parsers)
-from geofence import GeofenceError, parse_fences  # noqa: E402
-from lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256  # noqa: E402
-from pipeline_common.settings import ConfigError, Settings, setting  # noqa: E402
+INFRA = Path(__file__).resolve().parent
 
 DEFAULT_FENCES = INFRA / "geofences" / "default.geojson"
 HANDLER = "alerts_handler.lambda_handler"
@@ -49,7 +44,7 @@ Say = Callable[[str], None]
 
 @dataclass(frozen=True)
 class AlertResourceSettings(Settings):
-    USED_BY: ClassVar[str] = "alerts deploy, geofences, alerts (infra/alerts_resources.py)"
+    USED_BY: ClassVar[str] = "alerts deploy, geofences, alerts (infra/alerts_resources.py), demo"
 
     topic_name: str = setting("ALERTS_TOPIC_NAME", "FlightAlerts", help="the alerts topic")
     fifo: bool = setting("ALERTS_FIFO", False, help="true: the topic is `<name>.fifo` (an SQS FIFO demo queue) "

@@ -21,6 +21,7 @@ from producer.opensky import OpenSkySettings
 from producer.settings import ProducerConfig
 from trigger.mapping import TriggerConfig
 
+from alert_settings import AlertSettings
 from infra.alerts_resources import AlertResourceSettings
 from infra.aws_resources import AwsResourceSettings
 from infra.stack import STACK_STATE_DIR, StackConfig
@@ -54,7 +55,6 @@ def _function_settings():
 
 
 def table() -> str:
-    from alert_settings import AlertSettings  # src/lambda is on sys.path once infra.alerts_resources is imported
     components = (KafkaSettings, StackConfig, ProducerConfig, OpenSkySettings, TriggerConfig,
                   AwsResourceSettings, _function_settings(), AlertResourceSettings, AlertSettings)
     extra = ((STACK_STATE_DIR, StackConfig.USED_BY), (LOG_LEVEL, "producer, trigger"),
