@@ -247,22 +247,13 @@ def ensure_queue(topic_arn: str, settings: AlertResourceSettings, clients: base.
     if settings.fifo:
         attributes["FifoQueue"] = "true"
     queue_url = clients.sqs.create_queue(QueueName=settings.queue, Attributes=attributes)["QueueUrl"]
-    queue_arn = clients.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    policy = base._render("demo_queue_policy.json", queue_arn=queue_arn, topic_arn=topic_arn)
     clients.sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={
-        "Policy": json.dumps(policy), "MessageRetentionPeriod": str(settings.queue_retention_s)})
-    existing = None
-    for page in clients.sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
-        for sub in page.get("Subscriptions", []):
-            if sub.get("Protocol") == "sqs" and sub.get("Endpoint") == queue_arn:
-                existing = sub["SubscriptionArn"]
-    if existing is None:
-        existing = clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, ReturnSubscriptionArn=True,
-                                         Attributes={"RawMessageDelivery": "true"})["SubscriptionArn"]
+        "MessageRetentionPeriod": str(settings.queue_retention_s)})
+    queue = base.subscribe_queue(topic_arn, settings.queue, clients)
     say(f"SQS queue {settings.queue} subscribed to {settings.topic} (all alerts, raw delivery, "
         f"kept {settings.queue_retention_s} s)")
-    return {"alerts_queue_url": queue_url, "alerts_queue_arn": queue_arn, "alerts_subscription_arn": existing}
+    return {"alerts_queue_url": queue["queue_url"], "alerts_queue_arn": queue["queue_arn"],
+            "alerts_subscription_arn": queue["subscription_arn"]}
 
 
 def deploy(settings: AlertResourceSettings | None = None, clients: base.AwsClients | None = None,

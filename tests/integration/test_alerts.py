@@ -14,7 +14,7 @@ import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from fault_harness import Subscriber, committed_lag, subscribe_everything, wait_until
+from fault_harness import Subscriber, committed_lag, wait_until
 from infra import alerts_resources, aws_resources
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -47,8 +47,9 @@ class AlertsRun:
         processor = aws_resources.deploy_resources(base, self.clients, say)
         deployed = alerts_resources.deploy(self.settings, self.clients, say)
         alerts_resources.put_geofences(fences, self.settings, self.clients, say)
-        self.alerts = Subscriber(subscribe_everything(self.clients, deployed["alerts_topic_arn"], f"it-alerts-{self.id}"))
-        self.flights = Subscriber(subscribe_everything(self.clients, processor["topic_arn"], f"it-flights-{self.id}"))
+        subscribe = aws_resources.subscribe_queue  # raw delivery, no filter policy: every message
+        self.alerts = Subscriber(subscribe(deployed["alerts_topic_arn"], f"it-alerts-{self.id}", self.clients)["queue_url"])
+        self.flights = Subscriber(subscribe(processor["topic_arn"], f"it-flights-{self.id}", self.clients)["queue_url"])
         self.alerts.start()
         self.flights.start()
         self.prefix = self.id[:4]
