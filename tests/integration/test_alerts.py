@@ -4,6 +4,7 @@ trigger process, its own consumer group) beside flight-processor's, both on one 
 Expected alerts are written out by hand from the tracks (not computed by the alert rules)."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -13,6 +14,11 @@ import uuid
 import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
+
+import alert_rules
+import alerts_handler
+from alert_state import StateStore, to_item
+from geofence import parse_fences
 
 from fault_harness import Subscriber, committed_lag, wait_until
 from infra import alerts_resources, aws_resources
@@ -183,3 +189,47 @@ def test_alerts_trigger_killed_with_sigkill_mid_run_loses_no_alert(run, record_p
           f"received {len(ids)}, missing {len(missing)}, unexpected {len(unexpected)}, duplicates {duplicates}")
     assert not missing, sorted(missing)[:10]
     assert not unexpected, sorted(unexpected)[:10]
+
+
+def test_with_a_fifo_topic_an_alert_re_sent_after_a_crash_reaches_the_subscriber_once(stack, tmp_path):
+    # GIVEN flight-alerts deployed with ALERTS_FIFO=true (FlightAlerts.fifo, an SQS FIFO subscriber)
+    run_id = uuid.uuid4().hex[:6]
+    clients = aws_resources.AwsClients()
+    settings = alerts_resources.AlertResourceSettings.from_env(
+        fifo=True, function_name=f"flight-alerts-fifo-{run_id}", queue_name=f"it-alerts-{run_id}",
+        key=f"it-fifo-{run_id}.geojson", function_env={"GEOFENCE_REFRESH_S": "1"})
+    doc = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"name": "Box"},
+                                                      "geometry": {"type": "Polygon", "coordinates": [BOX]}}]}
+    (tmp_path / "fences.geojson").write_text(json.dumps(doc))
+    quiet = lambda _m: None  # noqa: E731
+    try:
+        deployed = alerts_resources.deploy(settings, clients, quiet)
+        alerts_resources.put_geofences(tmp_path / "fences.geojson", settings, clients, quiet)
+        assert deployed["alerts_topic_arn"].endswith(":FlightAlerts.fifo")
+        icao24 = f"f{run_id[:5]}"
+        state = flight(icao24, int(time.time()) - 60, 11.0, 41.0)
+        event = {"eventSource": "SelfManagedKafka", "records": {"t-0": [
+            {"topic": "t", "partition": 0, "offset": 7, "timestamp": 1,
+             "value": base64.b64encode(json.dumps(state).encode()).decode()}]}}
+
+        def invoke() -> dict:
+            answer = clients.lambda_.invoke(FunctionName=settings.function_name, Payload=json.dumps(event))
+            return json.loads(answer["Payload"].read())
+
+        # WHEN the record is processed, and then the crash between publish and clearing the outbox is
+        # re-enacted (the outbox written back) and the record is delivered again
+        first = invoke()
+        alert = alert_rules.fold(None, [alert_rules.observe(state)[0]], parse_fences(doc), alert_rules.Watchlist(),
+                                 1800)[1][0]
+        stored = StateStore(clients.dynamodb, settings.table, 86400).get(icao24)
+        clients.dynamodb.put_item(TableName=settings.table, Item=to_item(
+            icao24, stored.state, (alerts_handler._outbox_entry(alert, fifo=True),), 86400))
+        second = invoke()
+
+        # THEN the function sent it twice and says so, and the subscriber got it once
+        assert (first["alerts"], first["published"]) == (1, 1), first
+        assert (second["republished"], second["published"]) == (1, 1), second
+        received = alerts_resources.receive_alerts(settings, clients, quiet_s=3.0, on_alert=quiet)
+        assert [b["alert_id"] for b in received] == [alert.alert_id]
+    finally:
+        clients.lambda_.delete_function(FunctionName=settings.function_name)
