@@ -189,3 +189,14 @@ def test_missing_bucket_setting_is_named():
     with pytest.raises(FunctionConfigError, match="ALERT_WATCHLIST='nope' watchlist entry"):
         AlertSettings.from_env({"SNS_TOPIC_ARN": "arn:aws:sns:us-east-1:000000000000:FlightAlerts",
                                 "GEOFENCES_BUCKET": "b", "ALERT_WATCHLIST": "nope"})
+
+
+def test_a_concurrent_writer_is_detected_by_the_condition_and_nothing_is_raised_twice(aws):
+    runtime = aws.runtime()
+    alerts_handler.process_event(esm_event([state(1, 1, 110)]), runtime)
+    assert [b["alert_type"] for b, _ in aws.received()] == ["GEOFENCE_ENTER"]
+    # WHEN another invocation read the aircraft's state before that write (it saw no state at all)
+    with mock.patch.object(runtime.store, "load", return_value={}):
+        result = alerts_handler.process_event(esm_event([state(1.5, 1, 120)], 1), runtime)
+    # THEN its conditional write fails, it starts again from the stored state, and raises no second ENTER
+    assert aws.received() == [] and result["alerts"] == 0 and result["failed"] == 0
