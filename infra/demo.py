@@ -24,6 +24,7 @@ from pathlib import Path
 
 from infra import aws_resources, observe, stack
 from infra.alerts_recount import DemoAlerts
+from infra.demo_tracker import DemoTracker
 from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.logs import configure_logging
 from producer.runner import run_producer
@@ -112,6 +113,8 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
     alerts = DemoAlerts(clients, cfg.topic, kafka, run_id, since, say)  # a second mapping: flight-alerts
     say(f"run {run_id}: {aircraft} synthetic aircraft every {interval:g}s for {seconds:g}s "
         f"-> {cfg.topic} -> trigger (group demo-{run_id}) -> {settings.function_name} -> {settings.topic_name}")
+    tracker = DemoTracker(cfg.topic, kafka, run_id)
+    tracker.start(since)
     trigger_thread.start()
     alerts.start()
     producer_thread.start()
@@ -138,6 +141,7 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
     alerts.stop()
     tstats = trigger.stats
     progress("done")
+    tracked = tracker.finish(produced)
 
     say("counting: subscriber queue, dead-letter topic, function metrics, read-back of the run's records")
     received = drain_queue(clients, queue_url)
@@ -180,6 +184,7 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
          f"{received} vs {expected_at_subscriber}"),
         ("make count-messages agrees", counted == published_before + metrics["Published"],
          f"{counted} vs {published_before} before the run + {metrics['Published']}"),
+        *tracked.checks,
     ]
     summary = {
         "run_id": run_id,
@@ -206,6 +211,8 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
         "dead_lettered": dead,
         "count_messages": {"mins": mins, "value": counted, "published_before_run_in_window": published_before},
         "top_countries": dict(recount.countries.most_common(8)),
+        "tracker": {"rows_stored": tracked.rows, "distinct_positions_in_kafka": tracked.distinct_positions,
+                    "rejects": tracked.rejects},
         "checks": [{"check": c, "ok": ok, "detail": d} for c, ok, d in checks],
         "alerts": alert_summary,
         "reconciled": all(ok for _, ok, _ in checks),
@@ -234,6 +241,7 @@ def _print_summary(s: dict, path: Path) -> None:
         ("  expected by the recount", s["alerts"]["expected_by_recount"]),
         ("  duplicates (re-sent from the outbox)", s["alerts"]["duplicates"]),
         (f"make count-messages mins={s['count_messages']['mins']}", s["count_messages"]["value"]),
+        ("positions stored by the tracker (PostgreSQL)", s["tracker"]["rows_stored"]),
     ]
     width = max(len(r[0]) for r in rows)
     print()
