@@ -49,7 +49,8 @@ class TrackerService:
     def kafka_problem(self) -> str | None:
         if self.stats.kafka_error:
             return self.stats.kafka_error
-        if time.time() - self.stats.last_poll > 30:
+        # While the database is down the consumer waits for the writer instead of polling: not Kafka's fault.
+        if time.time() - self.stats.last_poll > 30 and not self.stats.database_error:
             return "the consumer has not polled Kafka for more than 30 s"
         return None
 
