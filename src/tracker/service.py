@@ -28,7 +28,11 @@ class TrackerService:
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.api_host}:{self.config.api_port}/"
+        """The API's address; with TRACKER_API_PORT=0 the port the system chose."""
+        port = self.config.api_port
+        if self._server is not None and self._server.started and self._server.servers:
+            port = self._server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{self.config.api_host}:{port}/"
 
     def _build_api(self) -> None:
         import uvicorn
