@@ -186,7 +186,7 @@ def _method() -> list[str]:
         "## How it is measured", "",
         "* A fresh stack in `.state/soak/` (`make run`), `make deploy-resources`, then each long-running part of the "
         "README's typical session that exists on this branch (`make trigger`, `make alerts-trigger`, `make tracker`, "
-        "`make notifications`, `make produce`), run as the command its make target runs.",
+        "`make notifications`, `make alerts`, `make produce`), run as the command its make target runs.",
         "* Every 10 s: the topic's end offsets (records in), each consumer group's committed offsets (records out; "
         "the consumers commit only handled records) and lag (end - committed), resident memory from /proc "
         "(VmRSS; for a group of processes, PostgreSQL's and MiniStack's function workers, the sum of their private memory, which leaves out PostgreSQL's shared buffer cache), CPU "

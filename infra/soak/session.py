@@ -25,9 +25,9 @@ class PartSpec:
     name: str
     target: str
     required: bool = False
-    # The notification printer writes data (one line per notification) on stdout and its log on stderr.
+    # The notification and alert printers write data (a line per message) on stdout, their log on stderr.
     stdout_is_data: bool = False
-    # `make notifications` stops on Ctrl-C (SIGINT); the components stop cleanly on SIGTERM.
+    # The printers stop on Ctrl-C (SIGINT); the components stop cleanly on SIGTERM.
     stop_signal: int = signal.SIGTERM
 
 
@@ -37,6 +37,7 @@ SESSION = (
     PartSpec("alerts trigger", "alerts-trigger"),
     PartSpec("tracker", "tracker"),
     PartSpec("notifications", "notifications", stdout_is_data=True, stop_signal=signal.SIGINT),
+    PartSpec("alerts printer", "alerts", stdout_is_data=True, stop_signal=signal.SIGINT),
     PartSpec("producer", "produce", required=True),
 )
 
