@@ -297,24 +297,24 @@ def deploy_lambda(topic_arn: str | None = None, role_arn: str | None = None,
         _wait(clients, "function_active_v2", name)
         action = "updated"
     _wait(clients, "function_updated_v2", name)
-    ensure_log_retention(settings, clients, say)
+    ensure_log_retention(settings.function_name, settings.log_retention_days, clients, say)
     final = clients.lambda_.get_function_configuration(FunctionName=name)
     say(f"function {name} {action}: State={final.get('State')} LastUpdateStatus={final.get('LastUpdateStatus')}")
     return {"function_arn": final["FunctionArn"], "topic_arn": topic_arn, "role_arn": role_arn,
             "code_sha256": final.get("CodeSha256", code_sha), "action": action}
 
 
-def ensure_log_retention(settings: AwsResourceSettings, clients: AwsClients, say: Say = _say) -> None:
-    """The function's log group, created now rather than at its first invocation, with a retention
-    policy: Lambda's own log groups never expire by default."""
-    group = f"/aws/lambda/{settings.function_name}"
+def ensure_log_retention(function_name: str, days: int, clients: AwsClients, say: Say = _say) -> None:
+    """A function's log group, created now rather than at its first invocation, with a retention
+    policy (LOG_RETENTION_DAYS): Lambda's own log groups never expire by default."""
+    group = f"/aws/lambda/{function_name}"
     try:
         clients.logs.create_log_group(logGroupName=group)
     except ClientError as exc:
         if _error_code(exc) != "ResourceAlreadyExistsException":
             raise
-    clients.logs.put_retention_policy(logGroupName=group, retentionInDays=settings.log_retention_days)
-    say(f"log group {group}: events kept {settings.log_retention_days} day(s)")
+    clients.logs.put_retention_policy(logGroupName=group, retentionInDays=days)
+    say(f"log group {group}: events kept {days} day(s)")
 
 
 # --- Demo subscriber queue ---------------------------------------------------------------------------------
