@@ -161,7 +161,7 @@ def run_soak(cfg: SoakConfig) -> dict:
         say(f"producer stopped: {produced_stats.get('published', 0):,} published; draining the consumers")
         drained = _drain(smp, cfg.drain_timeout_s)
         final = smp.sample()
-        _wait_for_empty_queue(clients, settings.queue_name)
+        _wait_for_empty_queue(clients, settings.queue_name, cfg.drain_timeout_s)
         for part in parts:
             if part is not producer:
                 part.stop()
@@ -212,23 +212,30 @@ def _drain(smp: sampler.Sampler, timeout_s: float) -> bool:
     return False
 
 
-def _wait_for_empty_queue(clients, queue_name: str, quiet_s: float = 6.0, timeout_s: float = 120.0) -> None:
-    """The notification printer has taken everything (the queue stayed empty for quiet_s)."""
+def _wait_for_empty_queue(clients, queue_name: str, timeout_s: float, quiet_s: float = 6.0,
+                          stalled_s: float = 60.0) -> None:
+    """The notification printer has taken everything (the queue stayed empty for quiet_s); a printer
+    that fell behind gets up to timeout_s, as long as the queue keeps shrinking."""
     try:
         url = clients.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     except Exception:  # noqa: BLE001 - no demo queue: nothing to wait for
         return
     empty_since, deadline = None, time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    depth, lowest, lowest_at = 0, None, time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - lowest_at < stalled_s:
         attrs = clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-        if sum(int(v) for v in attrs.values()) == 0:
+        depth = sum(int(v) for v in attrs.values())
+        if lowest is None or depth < lowest:
+            lowest, lowest_at = depth, time.monotonic()
+        if depth == 0:
             empty_since = empty_since or time.monotonic()
             if time.monotonic() - empty_since >= quiet_s:
                 return
         else:
             empty_since = None
         time.sleep(1)
+    say(f"the notification printer left {depth:,} notification(s) in {queue_name}")
 
 
 def _notifications_received(parts: list[Part]) -> int | None:
