@@ -186,7 +186,7 @@ class AlertFeed:
             for topic in page.get("Topics", []):
                 if topic["TopicArn"].rsplit(":", 1)[-1] in wanted:
                     return topic["TopicArn"]
-        raise FeedUnavailable(f"no SNS topic {name} (deploy it with `make deploy-resources`)")
+        raise FeedUnavailable(f"no SNS topic {name} (deploy it with make deploy-resources)")
 
     def _subscribe(self) -> None:
         s = self.settings

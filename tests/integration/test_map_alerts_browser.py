@@ -20,7 +20,9 @@ from test_map_browser import chromium  # noqa: F401 - the shared headless Chromi
 from tracker_support import fresh_topic, isolated_schema, produce, state
 
 ROOT = Path(__file__).resolve().parents[2]
+# Kept as an artefact on every run; UPDATE_DOCS_SCREENSHOT=1 also refreshes the README's one.
 SCREENSHOT = ROOT / ".state" / "screenshots" / "map-alerts.png"
+DOCS_SCREENSHOT = ROOT / "docs" / "map-alerts.png"
 AIRCRAFT = 5  # tracker_support.state(n): latitude 40 + n/10, longitude -5
 FENCE = "IT Bay"
 BOX = [[-5.5, 39.9], [-4.5, 39.9], [-4.5, 40.7], [-5.5, 40.7], [-5.5, 39.9]]
@@ -123,6 +125,8 @@ def test_the_map_draws_the_fences_and_lists_a_published_alert(chromium, alerts_t
         expect(details).to_contain_text(flight["callsign"].strip())
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOT))
+        if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
+            page.screenshot(path=str(DOCS_SCREENSHOT))
 
         # WHEN they turn the geofences off in the layer control THEN the fence is no longer drawn
         # (the control opens when the pointer reaches it; its toggle is then hidden, so no hover() on it)

@@ -92,7 +92,9 @@ export class FencesOverlay {
         ? `${formatCount(body.features.length)} geofence${body.features.length === 1 ? "" : "s"} drawn.`
         : "No geofences defined (make geofences FILE=...).");
     } catch (err) {
-      this.onStatus(`Geofences unavailable: ${err.message}`);
+      // The API's detail already starts with "geofences unavailable: ..."; a network error does not.
+      const text = err.message || String(err);
+      this.onStatus(/^geofences/i.test(text) ? text[0].toUpperCase() + text.slice(1) : `Geofences unavailable: ${text}`);
     }
   }
 
