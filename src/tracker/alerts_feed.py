@@ -203,9 +203,9 @@ class AlertFeed:
         logger.info("alerts feed: queue %s subscribed to %s (raw delivery, kept %d s)", queue, topic_arn,
                     s.queue_retention_s)
 
-    def _poll_once(self) -> None:
+    def _poll_once(self, wait_s: int = WAIT_TIME_S) -> None:
         messages = self.clients.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                                    WaitTimeSeconds=WAIT_TIME_S).get("Messages", [])
+                                                    WaitTimeSeconds=wait_s).get("Messages", [])
         self.error = None
         for message in messages:
             try:

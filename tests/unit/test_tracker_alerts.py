@@ -131,7 +131,7 @@ def test_the_feed_subscribes_its_own_queue_and_reads_what_the_topic_publishes(mo
     clients.sns.publish(TopicArn=topic, Message=json.dumps(body(7)))
     clients.sns.publish(TopicArn=topic, Message="hello")
     for _ in range(3):
-        feed._poll_once()
+        feed._poll_once(wait_s=0)
     # THEN the alert is kept, the other dropped and counted, and the queue is empty
     assert [a["icao24"] for a in feed.buffer.recent()] == ["abc007"]
     assert feed.status()["ok"] and feed.status()["rejected"] == 1 and feed.status()["received"] == 1
