@@ -128,6 +128,14 @@ def test_the_map_draws_the_fences_and_lists_a_published_alert(chromium, alerts_t
         if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
             page.screenshot(path=str(DOCS_SCREENSHOT))
 
+        # WHEN they close the details and click the aircraft itself, inside the fence (the map was panned to it)
+        page.get_by_role("button", name="Close details").click()
+        expect(details).to_be_hidden()
+        page.wait_for_timeout(500)  # the pan animation
+        page.get_by_role("application", name="Map of aircraft").click()
+        # THEN the fence does not swallow the click: the aircraft's details open again
+        expect(details).to_contain_text(flight["callsign"].strip())
+
         # WHEN they turn the geofences off in the layer control THEN the fence is no longer drawn
         # (the control opens when the pointer reaches it; its toggle is then hidden, so no hover() on it)
         box = page.get_by_role("button", name="Layers").bounding_box()
