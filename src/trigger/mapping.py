@@ -5,6 +5,7 @@ different default it says so next to the field.
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -29,6 +30,14 @@ DISABLED = ("none", "off", "-")
 @dataclass(frozen=True)
 class TriggerConfig:
     topic: str = DEFAULT_TOPIC
+    # Topics (AWS: a list, one topic per Kafka mapping today); None = (topic,). topic is then topics[0].
+    topics: tuple[str, ...] | None = None
+    # FilterCriteria as AWS takes it ({"Filters": [{"Pattern": "..."}]}), as JSON text or a dict.
+    filter_criteria: str | dict | None = None
+    # DestinationConfig.OnFailure.Destination: kafka://<topic>, or an SQS queue / SNS topic / S3 bucket ARN.
+    on_failure_destination: str | None = None
+    # A name for logs and metrics; the mapping's UUID (S3 keys, CloudWatch dimension) derives from it.
+    name: str | None = None
     group_id: str = "flight-trigger"
     starting_position: str = "TRIM_HORIZON"  # AWS has no default; this one never skips a record
     starting_position_timestamp: float | None = None  # Unix seconds, for AT_TIMESTAMP
@@ -73,6 +82,26 @@ class TriggerConfig:
         def bad(var: str, why: str) -> ConfigError:
             return ConfigError(f"{var}: {why}")
 
+        if self.topics is None:
+            object.__setattr__(self, "topics", (self.topic,))
+        else:
+            if not self.topics or not all(isinstance(t, str) and t for t in self.topics):
+                raise bad("Topics", f"{self.topics!r} must name at least one topic")
+            object.__setattr__(self, "topics", tuple(self.topics))
+            object.__setattr__(self, "topic", self.topics[0])
+        if self.filter_criteria is not None:
+            from .event_filter import FilterError, RecordFilter
+            try:
+                RecordFilter.from_criteria(self.filter_criteria)
+            except FilterError as exc:
+                raise bad("TRIGGER_FILTER_CRITERIA", str(exc)) from None
+        if self.on_failure_destination is not None:
+            from .on_failure import destination_from_uri
+            try:
+                destination_from_uri(self.on_failure_destination, self)
+            except ValueError as exc:
+                raise bad("TRIGGER_ON_FAILURE_DESTINATION", str(exc)) from None
+
         if self.starting_position not in STARTING_POSITIONS:
             raise bad("TRIGGER_STARTING_POSITION",
                       f"{self.starting_position!r} is not one of {', '.join(STARTING_POSITIONS)}")
@@ -96,7 +125,7 @@ class TriggerConfig:
             raise bad("TRIGGER_EVENT_SOURCE_ARN", "is required with TRIGGER_EVENT_SOURCE=aws:kafka (the MSK cluster ARN)")
         if self.mode not in MODES:
             raise bad("TRIGGER_MODE", f"{self.mode!r} is not one of {', '.join(MODES)}")
-        if self.dlq_topic == self.topic:
+        if self.dlq_topic in self.topics:
             # AWS blocks this too: a failed record would loop back into its own source.
             raise bad("KAFKA_DLQ_TOPIC", "must differ from KAFKA_TOPIC")
         if not 0 < self.retry_base_delay_s <= self.retry_max_delay_s:
@@ -114,9 +143,18 @@ class TriggerConfig:
     @property
     def effective_retry_attempts(self) -> int:
         """MaximumRetryAttempts as AWS applies it: -1 means 10 once an on-failure destination exists."""
-        if self.maximum_retry_attempts == -1 and (self.dlq_topic or self.dlq_sqs_url):
+        if self.maximum_retry_attempts == -1 and (self.dlq_topic or self.dlq_sqs_url or self.on_failure_destination):
             return RETRIES_WITH_DESTINATION
         return self.maximum_retry_attempts
+
+    @property
+    def mapping_uuid(self) -> str:
+        """Stable per mapping (group and function), like the UUID AWS gives an event source mapping."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"flightpipe-esm:{self.group_id}:{self.function_name}"))
+
+    @property
+    def label(self) -> str:
+        return self.name or self.group_id
 
     @property
     def per_message(self) -> bool:
@@ -131,6 +169,8 @@ class TriggerConfig:
         ts = env_str("TRIGGER_STARTING_POSITION_TIMESTAMP", None, env=env)
         values = dict(
             topic=env_str("KAFKA_TOPIC", DEFAULT_TOPIC, env=env),
+            filter_criteria=env_str("TRIGGER_FILTER_CRITERIA", None, env=env),
+            on_failure_destination=env_str("TRIGGER_ON_FAILURE_DESTINATION", None, env=env),
             group_id=env_str("TRIGGER_GROUP_ID", "flight-trigger", env=env),
             starting_position=env_str("TRIGGER_STARTING_POSITION", "TRIM_HORIZON", env=env).upper(),
             starting_position_timestamp=_float("TRIGGER_STARTING_POSITION_TIMESTAMP", ts),
