@@ -25,7 +25,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
-        produce trigger demo test test-unit test-integration reliability bench clean
+        produce trigger lag demo test test-unit test-integration reliability bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -74,8 +74,11 @@ destroy: setup ## delete the function, role, topic and subscriber queue
 produce: setup ## run the producer: make produce SOURCE=opensky|synthetic|replay
 	@$(PY) -m producer --source $(SOURCE) $(ARGS)
 
-trigger: setup ## run the Kafka -> Lambda trigger (event source mapping)
-	@$(PY) -m trigger $(ARGS)
+trigger: setup ## run the Kafka -> Lambda trigger; MAPPINGS=infra/aws/template.yaml runs every mapping declared there
+	@$(PY) -m trigger $(if $(MAPPINGS),--mappings $(MAPPINGS)) $(ARGS)
+
+lag: setup ## OffsetLag of each mapping's consumer group (MAPPINGS=... as for make trigger)
+	@$(PY) -m trigger.lag $(if $(MAPPINGS),--mappings $(MAPPINGS))
 
 demo: setup ## whole pipeline for about a minute, then a reconciled summary
 	@$(PY) infra/demo.py $(ARGS)

@@ -1,7 +1,9 @@
-"""`python -m trigger`: run the Kafka -> Lambda event source mapping until SIGINT/SIGTERM.
+"""`python -m trigger`: run Kafka -> Lambda event source mappings until SIGINT/SIGTERM.
 
-Every flag has a TRIGGER_* (or KAFKA_*) variable named after AWS's parameter; a flag wins over
-the variable. First SIGINT/SIGTERM: finish the batches in flight, commit, leave the group.
+One mapping from flags and TRIGGER_* (or KAFKA_*) variables named after AWS's parameters (a flag
+wins over the variable), or every mapping declared in a CloudFormation template or mappings file
+(`--mappings infra/aws/template.yaml`, TRIGGER_MAPPINGS): each runs with its own consumer group in
+its own thread of this process. First SIGINT/SIGTERM: finish the batches in flight, commit, leave the group.
 A second one: stop retrying now (unfinished batches stay uncommitted and are re-delivered).
 """
 from __future__ import annotations
@@ -15,9 +17,11 @@ import sys
 import threading
 
 from pipeline_common.logs import configure_logging
-from pipeline_common.settings import ConfigError
+from pipeline_common.settings import ConfigError, env_bool
 
+from .declarations import load_mappings
 from .mapping import EVENT_SOURCES, MAX_BATCH_SIZE, MODES, STARTING_POSITIONS, TriggerConfig
+from .metrics import CloudWatchPublisher
 from .runner import BrokerUnavailable, Trigger
 
 logger = logging.getLogger(__name__)
@@ -79,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dlq-topic", help="on-failure Kafka topic, 'none' to disable [KAFKA_DLQ_TOPIC, default aviation-data-dlq]")
     a("--dlq-sqs-url", help="also send failures to this SQS queue [TRIGGER_DLQ_SQS_URL]")
     a("--status-interval-s", type=float, help="status line period [TRIGGER_STATUS_INTERVAL_S, default 5]")
+    a("--filter-criteria", metavar="JSON",
+      help='FilterCriteria, e.g. \'{"Filters": [{"Pattern": "{\\"value\\": {\\"on_ground\\": [false]}}"}]}\' '
+           "[TRIGGER_FILTER_CRITERIA]")
+    a("--on-failure-destination", metavar="URI",
+      help="DestinationConfig.OnFailure.Destination: kafka://<topic>, or an SQS queue, SNS topic or S3 bucket ARN "
+           "[TRIGGER_ON_FAILURE_DESTINATION]")
+    a("--mappings", metavar="FILE",
+      help="run every AWS::Lambda::EventSourceMapping of this CloudFormation template, or every mapping of a "
+           "JSON/YAML file of CreateEventSourceMapping properties, each with its own group [TRIGGER_MAPPINGS]")
+    a("--parameter", action="append", default=[], metavar="KEY=VALUE",
+      help="a template parameter value (repeatable); the others keep their defaults")
+    a("--metrics", type=_bool, metavar="BOOL",
+      help="publish AWS's event source mapping metrics to CloudWatch on AWS_ENDPOINT_URL "
+           "[TRIGGER_METRICS, default true]")
     a("--duration", type=float, metavar="S", help="stop after S seconds")
     a("--until-idle-s", type=float, metavar="S",
       help="stop once nothing new arrived for S seconds and everything is handled (drain and exit)")
@@ -88,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 _FIELDS = ("topic", "group_id", "starting_position", "starting_position_timestamp", "batch_size",
            "maximum_batching_window_s", "function_name", "qualifier", "concurrency", "maximum_retry_attempts",
            "maximum_record_age_s", "bisect_batch_on_function_error", "report_batch_item_failures", "event_source",
-           "event_source_arn", "mode", "dlq_topic", "dlq_sqs_url", "status_interval_s")
+           "event_source_arn", "mode", "dlq_topic", "dlq_sqs_url", "status_interval_s", "filter_criteria",
+           "on_failure_destination")
 
 
 def _return_freed_memory_promptly() -> None:
@@ -106,22 +125,41 @@ def _return_freed_memory_promptly() -> None:
     libc.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
 
 
+def _configs(args) -> list[TriggerConfig]:
+    source = args.mappings or os.environ.get("TRIGGER_MAPPINGS", "").strip()
+    if not source:
+        return [TriggerConfig.from_env(**{name: getattr(args, name) for name in _FIELDS})]
+    flagged = [name for name in _FIELDS if getattr(args, name) is not None]
+    if flagged:
+        raise ConfigError(f"--mappings declares the mappings; drop --{flagged[0].replace('_', '-')} "
+                          "(use --parameter for template parameters)")
+    parameters = {}
+    for pair in args.parameter:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--parameter {pair!r} is not KEY=VALUE")
+        parameters[key] = value
+    return load_mappings(source, parameters)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     _return_freed_memory_promptly()
     try:
-        config = TriggerConfig.from_env(**{name: getattr(args, name) for name in _FIELDS})
+        configs = _configs(args)
+        metrics_on = args.metrics if args.metrics is not None else env_bool("TRIGGER_METRICS", True)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    trigger = Trigger(config)
+    triggers = [Trigger(config) for config in configs]
     stop = threading.Event()
 
     def on_signal(signum, _frame):
         if stop.is_set():
             logger.warning("second %s: giving up on batches still retrying", signal.Signals(signum).name)
-            trigger.abort()
+            for trigger in triggers:
+                trigger.abort()
         else:
             logger.info("%s: finishing the batches in flight, then committing and leaving the group",
                         signal.Signals(signum).name)
@@ -129,11 +167,32 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    try:
-        trigger.run(stop_event=stop, duration=args.duration, until_idle_s=args.until_idle_s)
-    except BrokerUnavailable as exc:
-        logger.error("%s", exc)
-        return 1
+    publisher = CloudWatchPublisher(triggers).start() if metrics_on else None
+    failures: list[BaseException] = []
+
+    def run(trigger: Trigger) -> None:
+        try:
+            trigger.run(stop_event=stop, duration=args.duration, until_idle_s=args.until_idle_s)
+        except BaseException as exc:  # noqa: BLE001 - reported below; the other mappings stop too
+            failures.append(exc)
+            stop.set()
+
+    if len(triggers) == 1:
+        run(triggers[0])
+    else:
+        threads = [threading.Thread(target=run, args=(t,), name=f"mapping-{t.config.label}") for t in triggers]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.5)
+    if publisher is not None:
+        publisher.stop()
+    for exc in failures:
+        if isinstance(exc, BrokerUnavailable):
+            logger.error("%s", exc)
+            return 1
+        raise exc
     workers = [t for t in threading.enumerate() if t.name.startswith("trigger-invoke")]
     for t in workers:
         t.join(timeout=1.0)
