@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from pipeline_common.settings import ConfigError
 
@@ -21,17 +21,14 @@ from .mapping import TriggerConfig
 
 def group_lag(config: TriggerConfig) -> dict[str, tuple[int | None, int]]:
     """{"topic-partition": (committed or None, end offset)} for the mapping's group."""
-    kwargs = config.kafka.client_kwargs()
-    admin = KafkaAdminClient(**kwargs)
-    consumer = KafkaConsumer(**kwargs)
+    # Never subscribes, so reading the group's offsets does not join (or disturb) the group.
+    consumer = KafkaConsumer(group_id=config.group_id, enable_auto_commit=False, **config.kafka.client_kwargs())
     try:
-        committed = {tp: o.offset for tp, o in admin.list_consumer_group_offsets(config.group_id).items()}
         tps = [TopicPartition(t, p) for t in config.topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         ends = consumer.end_offsets(tps) if tps else {}
+        return {partition_key(tp.topic, tp.partition): (consumer.committed(tp), ends[tp]) for tp in tps}
     finally:
         consumer.close()
-        admin.close()
-    return {partition_key(tp.topic, tp.partition): (committed.get(tp), ends[tp]) for tp in tps}
 
 
 def main(argv: list[str] | None = None) -> int:
