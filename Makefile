@@ -25,7 +25,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
-        produce trigger lag demo test test-unit test-integration reliability bench clean
+        produce trigger lag demo test test-unit test-integration reliability bench settings-table clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -97,6 +97,9 @@ reliability: setup ## refresh docs/RELIABILITY.md from the last fault-test run
 
 bench: setup ## benchmarks; writes docs/BENCHMARKS.md
 	@$(PY) infra/bench/run.py $(ARGS)
+
+settings-table: setup ## regenerate README.md's environment table from the settings' declarations
+	@$(PY) -m infra.settings_table --write
 
 clean: stop ## remove runtime state (broker data, logs); keeps the jar cache
 	rm -rf .state

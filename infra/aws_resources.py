@@ -8,11 +8,8 @@
   python infra/aws_resources.py destroy
 
 Only the standard AWS variables are used (AWS_ENDPOINT_URL, AWS_REGION, credentials; boto3 reads
-them itself), so the same commands target MiniStack, LocalStack or AWS unchanged. Settings
-(defaults in brackets): SNS_TOPIC_NAME [FlightNotifications], FUNCTION_NAME [flight-processor],
-LAMBDA_ROLE_NAME [<function>-role], NOTIFY_QUEUE_NAME [flight-notifications-demo], NOTIFY_COUNTRIES
-[United States,Germany,United Kingdom,France], METRICS_NAMESPACE [FlightPipeline], LAMBDA_RUNTIME
-[python3.12], LAMBDA_TIMEOUT [60], LAMBDA_MEMORY [512]. PUBLISH_CONCURRENCY, PUBLISH_MAX_ATTEMPTS,
+them itself), so the same commands target MiniStack, LocalStack or AWS unchanged. Settings: see
+AwsResourceSettings (each is a variable and a flag). PUBLISH_CONCURRENCY, PUBLISH_MAX_ATTEMPTS,
 PUBLISH_BACKOFF_S, METRICS_ENABLED and LOG_LEVEL, when set here, are passed on to the function.
 
 AWS_ENDPOINT_URL is deliberately not passed to the function: MiniStack already points a function's
@@ -24,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import string
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, ClassVar, Mapping
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, WaiterError
@@ -40,12 +38,13 @@ if str(INFRA) not in sys.path:  # run as a script or imported by tests/benchmark
     sys.path.insert(0, str(INFRA))
 
 from lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256, sha256_hex  # noqa: E402
-from pipeline_common.settings import ConfigError, env_int, env_str  # noqa: E402
+from pipeline_common.settings import ConfigError, Settings, setting  # noqa: E402
+from pipeline_common.shared_settings import (  # noqa: E402
+    DEFAULT_FUNCTION_NAME, DEFAULT_METRICS_NAMESPACE, FUNCTION_NAME, METRICS_NAMESPACE)
 
 DEFAULT_TOPIC_NAME = "FlightNotifications"
-DEFAULT_FUNCTION_NAME = "flight-processor"
 DEFAULT_QUEUE_NAME = "flight-notifications-demo"
-DEFAULT_NAMESPACE = "FlightPipeline"
+DEFAULT_NAMESPACE = DEFAULT_METRICS_NAMESPACE
 DEFAULT_COUNTRIES = ("United States", "Germany", "United Kingdom", "France")
 HANDLER = "handler.lambda_handler"
 PUBLISHED_METRIC = "Published"
@@ -66,50 +65,42 @@ def _say_stderr(message: str) -> None:
     print(f"==> {message}", file=sys.stderr, flush=True)
 
 
+def _countries(text: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
 @dataclass(frozen=True)
-class AwsResourceSettings:
-    topic_name: str = DEFAULT_TOPIC_NAME
-    function_name: str = DEFAULT_FUNCTION_NAME
-    role_name: str = ""  # "" means "<function_name>-role"
-    queue_name: str = DEFAULT_QUEUE_NAME
-    notify_countries: tuple[str, ...] = DEFAULT_COUNTRIES
-    metrics_namespace: str = DEFAULT_NAMESPACE
-    runtime: str = "python3.12"
-    timeout: int = 60
-    memory: int = 512
+class AwsResourceSettings(Settings):
+    USED_BY: ClassVar[str] = "deploy, count-messages (infra/aws_resources.py)"
+
+    topic_name: str = setting("SNS_TOPIC_NAME", DEFAULT_TOPIC_NAME, help="the notification topic")
+    function_name: str = FUNCTION_NAME.field()
+    role_name: str = setting("LAMBDA_ROLE_NAME", "", doc_default="`<function>-role`",
+                             help="the function's execution role")
+    queue_name: str = setting("NOTIFY_QUEUE_NAME", DEFAULT_QUEUE_NAME, help="demo subscriber queue")
+    notify_countries: tuple[str, ...] = setting("NOTIFY_COUNTRIES", DEFAULT_COUNTRIES, parse=_countries,
+                                                help="demo subscriber's filter policy on `origin_country`")
+    metrics_namespace: str = METRICS_NAMESPACE.field()
+    runtime: str = setting("LAMBDA_RUNTIME", "python3.12", help="the function's runtime")
+    timeout: int = setting("LAMBDA_TIMEOUT", 60, minimum=1, maximum=900, unit="s", help="the function's timeout")
+    memory: int = setting("LAMBDA_MEMORY", 512, minimum=128, maximum=10240, unit="MB", help="the function's memory")
     lambda_src: Path = DEFAULT_SRC
     function_env: Mapping[str, str] = field(default_factory=dict)  # extra variables for the function
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if not self.role_name:
             object.__setattr__(self, "role_name", f"{self.function_name}-role")
         if not self.notify_countries or not all(c.strip() for c in self.notify_countries):
             raise ConfigError(f"NOTIFY_COUNTRIES={','.join(self.notify_countries)!r} must list at least one country")
-        if not 1 <= self.timeout <= 900:
-            raise ConfigError(f"LAMBDA_TIMEOUT={self.timeout} is outside 1..900 seconds")
-        if not 128 <= self.memory <= 10240:
-            raise ConfigError(f"LAMBDA_MEMORY={self.memory} is outside 128..10240 MB")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "AwsResourceSettings":
-        """Values passed in ``overrides`` win over the environment."""
-        countries = env_str("NOTIFY_COUNTRIES", None, env=env)
-        values = dict(
-            topic_name=env_str("SNS_TOPIC_NAME", DEFAULT_TOPIC_NAME, env=env),
-            function_name=env_str("FUNCTION_NAME", DEFAULT_FUNCTION_NAME, env=env),
-            role_name=env_str("LAMBDA_ROLE_NAME", "", env=env),
-            queue_name=env_str("NOTIFY_QUEUE_NAME", DEFAULT_QUEUE_NAME, env=env),
-            notify_countries=(tuple(c.strip() for c in countries.split(",") if c.strip())
-                              if countries else DEFAULT_COUNTRIES),
-            metrics_namespace=env_str("METRICS_NAMESPACE", DEFAULT_NAMESPACE, env=env),
-            runtime=env_str("LAMBDA_RUNTIME", "python3.12", env=env),
-            timeout=env_int("LAMBDA_TIMEOUT", 60, env=env),
-            memory=env_int("LAMBDA_MEMORY", 512, env=env),
-            function_env={name: value for name in FUNCTION_PASSTHROUGH
-                          if (value := env_str(name, None, env=env)) is not None},
-        )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        """Values passed in ``overrides`` win over the environment; the function's own tuning
+        variables, when set here, are passed on to it."""
+        env = os.environ if env is None else env
+        overrides.setdefault("function_env", {name: env[name].strip() for name in FUNCTION_PASSTHROUGH
+                                              if env.get(name, "").strip()})
+        return super().from_env(env, **overrides)
 
 
 class AwsClients:
@@ -507,6 +498,7 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aws_resources.py", description=__doc__.splitlines()[0])
+    AwsResourceSettings.add_flags(parser.add_argument_group("settings (before the command)"))
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("create-sns-topic", help="create the FlightNotifications topic (idempotent)")
     commands.add_parser("deploy-lambda", help="package and create-or-update the function; waits until active")
@@ -523,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = AwsResourceSettings.from_env()
+        settings = AwsResourceSettings.from_args(args)
         if args.command == "create-sns-topic":
             create_sns_topic(settings)
         elif args.command == "deploy-lambda":

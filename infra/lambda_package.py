@@ -1,8 +1,9 @@
 """Builds the function's deployment zip reproducibly: the same source always gives the same bytes.
 
-Files of src/lambda/ go at the zip root in sorted order, each stamped 1980-01-01 00:00:00 with mode
-0644 and "made by" Unix, deflated at level 9; caches, tests and hidden files stay out. Nothing but
-the source is needed at runtime (boto3 is in the Lambda runtime).
+Files of src/lambda/ go at the zip root, and the standard-library modules of pipeline_common as the
+package pipeline_common/ beside them (BUNDLED); entries in sorted order, each stamped 1980-01-01
+00:00:00 with mode 0644 and "made by" Unix, deflated at level 9; caches, tests and hidden files stay
+out. Nothing else is needed at runtime (boto3 is in the Lambda runtime).
 
   python infra/lambda_package.py [--src src/lambda] [--out build/lambda/flight-processor.zip]
 prints the zip's path, size and sha256 (and Lambda's CodeSha256, the base64 form of the same digest).
@@ -22,6 +23,13 @@ DEFAULT_SRC = ROOT / "src" / "lambda"
 DEFAULT_OUT = ROOT / "build" / "lambda" / "flight-processor.zip"
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can store
 FILE_MODE = 0o100644                # regular file, rw-r--r--
+
+# Code from outside src/lambda that the function imports: zip folder -> (source folder, files).
+# Only standard-library modules belong here; another package is one more entry.
+BUNDLED: dict[str, tuple[Path, tuple[str, ...]]] = {
+    "pipeline_common": (ROOT / "src" / "pipeline_common",
+                        ("__init__.py", "logs.py", "settings.py", "shared_settings.py")),
+}
 
 _EXCLUDED_DIRS = {"__pycache__", "tests", "test", ".pytest_cache", ".hypothesis", ".mypy_cache"}
 _EXCLUDED_SUFFIXES = {".pyc", ".pyo", ".zip"}
@@ -45,17 +53,25 @@ def source_files(src: Path = DEFAULT_SRC) -> list[Path]:
     return sorted(files, key=lambda rel: rel.as_posix())
 
 
+def zip_entries(src: Path = DEFAULT_SRC) -> list[tuple[str, Path]]:
+    """(name in the zip, file on disk) for everything the zip holds, sorted by name."""
+    src = Path(src)
+    entries = [(rel.as_posix(), src / rel) for rel in source_files(src)]
+    for folder, (origin, names) in BUNDLED.items():
+        entries += [(f"{folder}/{name}", origin / name) for name in names]
+    return sorted(entries)
+
+
 def build_zip_bytes(src: Path = DEFAULT_SRC) -> bytes:
     """The zip, in memory."""
-    src = Path(src)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for rel in source_files(src):
-            info = zipfile.ZipInfo(rel.as_posix(), date_time=FIXED_DATE)
+        for name, path in zip_entries(src):
+            info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # Unix, so external_attr means the same on every build host
             info.external_attr = FILE_MODE << 16
-            archive.writestr(info, (src / rel).read_bytes(), compresslevel=9)
+            archive.writestr(info, path.read_bytes(), compresslevel=9)
     return buffer.getvalue()
 
 
@@ -88,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     data = path.read_bytes()
-    print(f"{path}  {len(data)} bytes  {len(source_files(args.src))} files")
+    print(f"{path}  {len(data)} bytes  {len(zip_entries(args.src))} files")
     print(f"sha256 {digest}")
     print(f"CodeSha256 {lambda_code_sha256(data)}")
     return 0

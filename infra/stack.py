@@ -28,21 +28,24 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from pipeline_common.kafka_client import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC  # noqa: E402
-from pipeline_common.settings import ConfigError, env_int, env_str  # noqa: E402
+from pipeline_common.kafka_client import KAFKA_DLQ_TOPIC, KAFKA_TOPIC  # noqa: E402
+from pipeline_common.settings import ConfigError, Setting, Settings, setting  # noqa: E402
 
 POM = ROOT / "infra" / "kafka" / "pom.xml"
 LOG4J_CONFIG = ROOT / "infra" / "kafka" / "log4j2.properties"
 JAR_DIR = ROOT / ".cache" / "kafka" / "lib"
 JAR_STAMP = JAR_DIR / ".pom-sha256"
-# STACK_STATE_DIR lets a second stack (other ports) run beside the default one, e.g. in tests.
-STATE = Path(os.environ.get("STACK_STATE_DIR") or ROOT / ".state").resolve()
+STACK_STATE_DIR = Setting("STACK_STATE_DIR", ".state", flag=None,
+                          help="where broker data, logs and pid files live (relative to the project); "
+                               "a second stack on other ports runs beside the default one with its own")
+STATE = (ROOT / STACK_STATE_DIR.read()).resolve()
 KAFKA_DIR = STATE / "kafka"
 KAFKA_DATA = KAFKA_DIR / "data"
 MINISTACK_DIR = STATE / "ministack"
@@ -55,35 +58,31 @@ class StackError(RuntimeError):
     """Something outside the project stops the stack; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class StackConfig:
-    kafka_port: int = 9092
-    controller_port: int = 9093
-    aws_port: int = 4566
-    kafka_heap: str = "768m"
-    topic: str = DEFAULT_TOPIC
-    dlq_topic: str = DEFAULT_DLQ_TOPIC
-    partitions: int = 6
-    retention_ms: int = 24 * 3600 * 1000
-    retention_bytes: int = 1024 ** 3  # per partition
-    dlq_retention_ms: int = 7 * 24 * 3600 * 1000
-    start_timeout_s: int = 90
+_PORT = dict(minimum=1, maximum=65535)
 
-    @classmethod
-    def from_env(cls) -> "StackConfig":
-        return cls(
-            kafka_port=env_int("KAFKA_PORT", 9092, minimum=1, maximum=65535),
-            controller_port=env_int("KAFKA_CONTROLLER_PORT", 9093, minimum=1, maximum=65535),
-            aws_port=env_int("AWS_PORT", 4566, minimum=1, maximum=65535),
-            kafka_heap=env_str("KAFKA_HEAP", "768m"),
-            topic=env_str("KAFKA_TOPIC", DEFAULT_TOPIC),
-            dlq_topic=env_str("KAFKA_DLQ_TOPIC", DEFAULT_DLQ_TOPIC),
-            partitions=env_int("KAFKA_TOPIC_PARTITIONS", 6, minimum=1, maximum=1000),
-            retention_ms=env_int("KAFKA_RETENTION_MS", 24 * 3600 * 1000, minimum=60_000),
-            retention_bytes=env_int("KAFKA_RETENTION_BYTES", 1024 ** 3, minimum=-1),
-            dlq_retention_ms=env_int("KAFKA_DLQ_RETENTION_MS", 7 * 24 * 3600 * 1000, minimum=60_000),
-            start_timeout_s=env_int("STACK_START_TIMEOUT_S", 90, minimum=5),
-        )
+
+@dataclass(frozen=True)
+class StackConfig(Settings):
+    USED_BY: ClassVar[str] = "`make run` (infra/stack.py)"
+
+    kafka_port: int = setting("KAFKA_PORT", 9092, **_PORT, help="native broker's client port")
+    controller_port: int = setting("KAFKA_CONTROLLER_PORT", 9093, **_PORT, help="native broker's KRaft controller port")
+    aws_port: int = setting("AWS_PORT", 4566, **_PORT, help="native AWS endpoint (MiniStack) port")
+    kafka_heap: str = setting("KAFKA_HEAP", "768m", help="native broker JVM heap (-Xmx)")
+    ministack_log_level: str = setting("MINISTACK_LOG_LEVEL", "WARNING", parse=str.upper,
+                                       help="native AWS endpoint's log level")
+    topic: str = KAFKA_TOPIC.field()
+    dlq_topic: str = KAFKA_DLQ_TOPIC.field()
+    partitions: int = setting("KAFKA_TOPIC_PARTITIONS", 6, minimum=1, maximum=1000,
+                              help="partitions of the flight-state topic when `make run` creates it")
+    retention_ms: int = setting("KAFKA_RETENTION_MS", 24 * 3600 * 1000, minimum=60_000,
+                                doc_default="24 h (86400000)", help="flight-state topic retention")
+    retention_bytes: int = setting("KAFKA_RETENTION_BYTES", 1024 ** 3, minimum=-1,
+                                   doc_default="1 GiB (1073741824)", help="flight-state topic retention per partition")
+    dlq_retention_ms: int = setting("KAFKA_DLQ_RETENTION_MS", 7 * 24 * 3600 * 1000, minimum=60_000,
+                                    doc_default="7 days (604800000)", help="dead-letter topic retention")
+    start_timeout_s: int = setting("STACK_START_TIMEOUT_S", 90, minimum=5, unit="s",
+                                   help="how long `make run` waits for each part")
 
     @property
     def bootstrap(self) -> str:
@@ -405,7 +404,7 @@ def start_ministack(cfg: StackConfig) -> None:
         raise StackError("MiniStack is not installed in this virtualenv; run `make setup`.")
     MINISTACK_DIR.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, BIND_HOST="127.0.0.1", GATEWAY_PORT=str(cfg.aws_port), TMPDIR=str(MINISTACK_DIR),
-               LOG_LEVEL=os.environ.get("MINISTACK_LOG_LEVEL", "WARNING"))
+               LOG_LEVEL=cfg.ministack_log_level)
     log = LOG_DIR / "ministack.out"
     pid = _spawn("ministack", [str(exe)], log, env=env)
     say(f"ministack starting (pid {pid}, log {_rel(log)})")
@@ -542,11 +541,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("part", nargs="?", choices=PARTS, help="for the *-part commands")
     parser.add_argument("--stack", choices=["native", "docker"], default=os.environ.get("STACK", "native"))
     parser.add_argument("--kill", action="store_true", help="stop-part: SIGKILL at once instead of SIGTERM")
+    StackConfig.add_flags(parser.add_argument_group("settings"))
     args = parser.parse_args(argv)
     if args.command.endswith("-part") and (args.part is None or args.stack != "native"):
         parser.error(f"{args.command} needs a part ({' or '.join(PARTS)}) and the native stack")
     try:
-        cfg = StackConfig.from_env()
+        cfg = StackConfig.from_args(args)
         if args.command == "fetch":
             if args.stack == "native":
                 fetch_jars()

@@ -21,11 +21,11 @@ from urllib.parse import urlencode
 import boto3
 from botocore.config import Config
 
-from flight_logging import install_json_logging
 from flight_metrics import emit_invocation_metrics
 from flight_settings import FunctionSettings
 from flight_transform import InvalidState, evaluate
 from kafka_esm import InputRecord, read_event
+from pipeline_common.logs import install_json_logging
 from sns_batch import Notification, SnsBatchPublisher
 
 logger = logging.getLogger(__name__)

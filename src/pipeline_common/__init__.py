@@ -1,3 +1,3 @@
-"""Code shared by the producer and the trigger: environment settings, Kafka client
-security options and structured logging. The Lambda function does not import this
-package: it is zipped on its own and must stay self-contained."""
+"""Code shared by the components: settings declared once (settings.py, shared_settings.py),
+structured logging (logs.py), Kafka client options (kafka_client.py). The modules that use only
+the standard library are also shipped inside the Lambda zip (infra/lambda_package.py)."""

@@ -7,13 +7,12 @@ Names follow kafka-python/Kafka (``bootstrap_servers``, ``security_protocol``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import ClassVar
 
-from .settings import ConfigError, env_bool, env_str
+from .settings import ConfigError, Settings, setting
+from .shared_settings import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC, KAFKA_DLQ_TOPIC, KAFKA_TOPIC  # noqa: F401 (re-exported)
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
-DEFAULT_TOPIC = "aviation-data"
-DEFAULT_DLQ_TOPIC = "aviation-data-dlq"
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 # AWS_MSK_IAM signs with the default botocore credential chain (kafka-python's own mechanism).
@@ -21,50 +20,34 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "AWS_MSK_IAM")
 
 
 @dataclass(frozen=True)
-class KafkaSettings:
-    bootstrap_servers: str = DEFAULT_BOOTSTRAP
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: str | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_check_hostname: bool = True
+class KafkaSettings(Settings):
+    USED_BY: ClassVar[str] = "all Kafka clients"
 
-    def __post_init__(self) -> None:
-        if self.security_protocol not in SECURITY_PROTOCOLS:
-            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={self.security_protocol!r} is not one of "
-                              f"{', '.join(SECURITY_PROTOCOLS)}")
+    bootstrap_servers: str = setting("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP,
+                                     help="brokers, comma-separated host:port")
+    security_protocol: str = setting("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", choices=SECURITY_PROTOCOLS,
+                                     parse=str.upper, help="how clients talk to the brokers")
+    sasl_mechanism: str | None = setting("KAFKA_SASL_MECHANISM", None, choices=SASL_MECHANISMS, parse=str.upper,
+                                         help="SASL mechanism (`AWS_MSK_IAM` signs with the default AWS credentials)")
+    sasl_plain_username: str | None = setting("KAFKA_SASL_USERNAME", None, help="SASL PLAIN/SCRAM user")
+    sasl_plain_password: str | None = setting("KAFKA_SASL_PASSWORD", None, secret=True,
+                                              help="SASL PLAIN/SCRAM password")
+    ssl_cafile: str | None = setting("KAFKA_SSL_CAFILE", None, help="CA bundle (PEM) that signed the brokers")
+    ssl_certfile: str | None = setting("KAFKA_SSL_CERTFILE", None, help="client certificate (PEM), mutual TLS")
+    ssl_keyfile: str | None = setting("KAFKA_SSL_KEYFILE", None, help="client key (PEM), mutual TLS")
+    ssl_check_hostname: bool = setting("KAFKA_SSL_CHECK_HOSTNAME", True, help="check the broker's name in its certificate")
+
+    def check(self) -> None:
         uses_sasl = self.security_protocol.startswith("SASL_")
         if uses_sasl and not self.sasl_mechanism:
             raise ConfigError(f"KAFKA_SASL_MECHANISM is required with KAFKA_SECURITY_PROTOCOL={self.security_protocol}")
         if self.sasl_mechanism and not uses_sasl:
             raise ConfigError("KAFKA_SASL_MECHANISM is set but KAFKA_SECURITY_PROTOCOL is not SASL_PLAINTEXT/SASL_SSL")
-        if self.sasl_mechanism and self.sasl_mechanism not in SASL_MECHANISMS:
-            raise ConfigError(f"KAFKA_SASL_MECHANISM={self.sasl_mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}")
         if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and not (
                 self.sasl_plain_username and self.sasl_plain_password):
             raise ConfigError(f"KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required for {self.sasl_mechanism}")
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ConfigError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE must be set together (mutual TLS)")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "KafkaSettings":
-        """Values passed in ``overrides`` win over the environment."""
-        values = dict(
-            bootstrap_servers=env_str("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP, env=env),
-            security_protocol=env_str("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", env=env).upper(),
-            sasl_mechanism=(env_str("KAFKA_SASL_MECHANISM", None, env=env) or "").upper() or None,
-            sasl_plain_username=env_str("KAFKA_SASL_USERNAME", None, env=env),
-            sasl_plain_password=env_str("KAFKA_SASL_PASSWORD", None, env=env),
-            ssl_cafile=env_str("KAFKA_SSL_CAFILE", None, env=env),
-            ssl_certfile=env_str("KAFKA_SSL_CERTFILE", None, env=env),
-            ssl_keyfile=env_str("KAFKA_SSL_KEYFILE", None, env=env),
-            ssl_check_hostname=env_bool("KAFKA_SSL_CHECK_HOSTNAME", True, env=env),
-        )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
     def client_kwargs(self) -> dict:
         """Keyword arguments for any kafka-python client; only what is set."""

@@ -1,4 +1,4 @@
-"""Structured logging for the long-running components: one JSON object per line.
+"""Structured logging, one JSON object per line, for every component (the Lambda zip ships it too).
 
 Call ``configure_logging`` once, at an entry point. Modules log with
 ``logger = logging.getLogger(__name__)`` and %-style arguments; keyword context
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
+
+from .shared_settings import LOG_FORMAT, LOG_LEVEL
 
 # Attributes every LogRecord has; anything else came from extra= and is emitted as a field.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
@@ -33,8 +34,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        request_id = getattr(record, "aws_request_id", None)  # set by the Lambda runtime's filter
+        if request_id:
+            doc["request_id"] = request_id
         for key, value in vars(record).items():
-            if key in _STANDARD or key.startswith("_"):
+            if key in _STANDARD or key.startswith("_") or key in doc or key == "aws_request_id":
                 continue
             if any(s in key.lower() for s in _SECRET_KEYS):
                 value = mask(value)
@@ -66,8 +70,8 @@ class ConsoleFormatter(logging.Formatter):
 
 def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     """LOG_LEVEL (default INFO) and LOG_FORMAT=json|console (default: console on a TTY, else json)."""
-    level = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
-    fmt = (fmt or os.environ.get("LOG_FORMAT") or ("console" if sys.stderr.isatty() else "json")).lower()
+    level = (level or LOG_LEVEL.read()).upper()
+    fmt = (fmt or LOG_FORMAT.read() or ("console" if sys.stderr.isatty() else "json")).lower()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()
@@ -75,5 +79,19 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     root.setLevel(level)
     # kafka-python is chatty at INFO (every connection state change).
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def install_json_logging(level: str = "INFO", root: logging.Logger | None = None) -> None:
+    """For the Lambda function: JSON lines on the root logger's handlers, adding a stderr handler
+    if there is none. The Lambda runtime already attaches a handler (its output goes to CloudWatch
+    Logs); replacing only its formatter keeps the runtime's request-id filter in place."""
+    root = root or logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))  # stdout may carry an emulator's protocol
+    for handler in root.handlers:
+        handler.setFormatter(JsonFormatter())
+    root.setLevel(level)
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

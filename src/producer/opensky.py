@@ -11,12 +11,12 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, ClassVar, Mapping, Sequence
 
 import requests
 
 from pipeline_common.logs import mask
-from pipeline_common.settings import ConfigError, env_float, env_int, env_str
+from pipeline_common.settings import ConfigError, Settings, setting
 
 from .state_vector import InvalidStateVector, parse_state_vector
 
@@ -66,19 +66,33 @@ class OpenSkyRequestError(OpenSkyError):
 
 
 # ---------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class OpenSkySettings:
-    api_url: str = DEFAULT_API_URL
-    token_url: str = DEFAULT_TOKEN_URL
-    client_id: str | None = None
-    client_secret: str | None = field(default=None, repr=False)
-    timeout_s: float = 15.0
-    max_retries: int = 3
-    backoff_base_s: float = 1.0
-    backoff_cap_s: float = 30.0
-    max_retry_after_s: float = 300.0
+def _http_url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise ValueError("is not an http(s) URL")
+    return text.rstrip("/")
 
-    def __post_init__(self) -> None:
+
+@dataclass(frozen=True)
+class OpenSkySettings(Settings):
+    USED_BY: ClassVar[str] = "producer (OpenSky)"
+
+    api_url: str = setting("OPENSKY_API_URL", DEFAULT_API_URL, parse=_http_url,
+                           help="REST base URL (point it at a local stand-in for tests)")
+    token_url: str = setting("OPENSKY_TOKEN_URL", DEFAULT_TOKEN_URL, parse=_http_url,
+                             doc_default="OpenSky's Keycloak token endpoint", help="OAuth2 token URL")
+    client_id: str | None = setting("OPENSKY_CLIENT_ID", None, doc_default="— (anonymous)",
+                                    help="OAuth2 client credentials: client id")
+    client_secret: str | None = setting("OPENSKY_CLIENT_SECRET", None, secret=True, doc_default="— (anonymous)",
+                                        help="OAuth2 client credentials: secret")
+    timeout_s: float = setting("OPENSKY_TIMEOUT", 15.0, minimum=0.1, unit="s", help="HTTP timeout per request")
+    max_retries: int = setting("OPENSKY_MAX_RETRIES", 3, minimum=0, help="retries of a timeout or 5xx")
+    backoff_base_s: float = setting("OPENSKY_BACKOFF_BASE", 1.0, minimum=0.0, unit="s",
+                                    help="first retry delay (doubles, with jitter)")
+    backoff_cap_s: float = 30.0
+    max_retry_after_s: float = setting("OPENSKY_MAX_RETRY_AFTER", 300.0, minimum=0.0, unit="s",
+                                       help="cap on the wait a 429 asks for")
+
+    def check(self) -> None:
         if bool(self.client_id) != bool(self.client_secret):
             raise ConfigError("OPENSKY_CLIENT_ID and OPENSKY_CLIENT_SECRET must be set together "
                               "(leave both empty for anonymous access)")
@@ -93,22 +107,6 @@ class OpenSkySettings:
     @property
     def resolution_s(self) -> float:
         return AUTHENTICATED_RESOLUTION_S if self.authenticated else ANONYMOUS_RESOLUTION_S
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "OpenSkySettings":
-        """Values passed in ``overrides`` (not None) win over the environment."""
-        values = dict(
-            api_url=env_str("OPENSKY_API_URL", DEFAULT_API_URL, env=env).rstrip("/"),
-            token_url=env_str("OPENSKY_TOKEN_URL", DEFAULT_TOKEN_URL, env=env),
-            client_id=env_str("OPENSKY_CLIENT_ID", None, env=env),
-            client_secret=env_str("OPENSKY_CLIENT_SECRET", None, env=env),
-            timeout_s=env_float("OPENSKY_TIMEOUT", 15.0, env=env, minimum=0.1),
-            max_retries=env_int("OPENSKY_MAX_RETRIES", 3, env=env, minimum=0),
-            backoff_base_s=env_float("OPENSKY_BACKOFF_BASE", 1.0, env=env, minimum=0.0),
-            max_retry_after_s=env_float("OPENSKY_MAX_RETRY_AFTER", 300.0, env=env, minimum=0.0),
-        )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
 
 # ---------------------------------------------------------------- parsing

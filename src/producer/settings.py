@@ -1,4 +1,4 @@
-"""The producer's one configuration object, built from PRODUCER_*/OPENSKY_*/KAFKA_* variables.
+"""The producer's one configuration object, built from PRODUCER_*/OPENSKY_*/KAFKA_* variables (or flags).
 
 A value passed in code (or on the command line) wins over the environment; a malformed value
 fails at start-up with a message naming the variable.
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import ClassVar
 
-from pipeline_common.kafka_client import DEFAULT_TOPIC, KafkaSettings
-from pipeline_common.settings import ConfigError, env_float, env_int, env_str
+from pipeline_common.kafka_client import KAFKA_TOPIC, KafkaSettings
+from pipeline_common.settings import ConfigError, Settings, setting
 
 from .opensky import OpenSkySettings
 
@@ -18,64 +18,76 @@ SOURCE_CHOICES = ("opensky", "synthetic", "replay")
 _ICAO24 = re.compile(r"[0-9a-f]{6}")
 
 
-def parse_bbox(text: str | None, name: str = "PRODUCER_BBOX") -> tuple[float, float, float, float] | None:
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
     """'lamin,lomin,lamax,lomax' (degrees) -> tuple; validated like OpenSky validates it."""
-    if text is None or not text.strip():
-        return None
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise ConfigError(f"{name}={text!r} must be four numbers: lamin,lomin,lamax,lomax") from None
+        raise ValueError("must be four numbers: lamin,lomin,lamax,lomax") from None
     if len(values) != 4:
-        raise ConfigError(f"{name}={text!r} must be four numbers: lamin,lomin,lamax,lomax")
-    return check_bbox(values, name)
+        raise ValueError("must be four numbers: lamin,lomin,lamax,lomax")
+    return _bbox_in_range(values)
 
 
-def check_bbox(bbox, name: str = "PRODUCER_BBOX") -> tuple[float, float, float, float]:
+def _bbox_in_range(bbox) -> tuple[float, float, float, float]:
     lamin, lomin, lamax, lomax = (float(v) for v in bbox)
     if not (-90 <= lamin < lamax <= 90 and -180 <= lomin < lomax <= 180):
-        raise ConfigError(f"{name}={bbox!r}: need -90 <= lamin < lamax <= 90 and -180 <= lomin < lomax <= 180")
+        raise ValueError("needs -90 <= lamin < lamax <= 90 and -180 <= lomin < lomax <= 180")
     return lamin, lomin, lamax, lomax
 
 
-def parse_icao24(text: str | None, name: str = "PRODUCER_ICAO24") -> tuple[str, ...]:
-    if text is None:
-        return ()
-    return check_icao24([part for part in re.split(r"[,\s]+", text) if part], name)
+def parse_icao24(text: str) -> tuple[str, ...]:
+    """'3c6444, 4B1815' -> ('3c6444', '4b1815')."""
+    return _icao24_valid([part for part in re.split(r"[,\s]+", text) if part])
 
 
-def check_icao24(codes, name: str = "PRODUCER_ICAO24") -> tuple[str, ...]:
+def _icao24_valid(codes) -> tuple[str, ...]:
     out = tuple(code.strip().lower() for code in codes)
     bad = [code for code in out if not _ICAO24.fullmatch(code)]
     if bad:
-        raise ConfigError(f"{name}: {', '.join(bad)} is not a 6-hex-digit ICAO 24-bit address")
+        raise ValueError(f"has {', '.join(bad)}: not a 6-hex-digit ICAO 24-bit address")
     return out
 
 
 @dataclass(frozen=True)
-class ProducerConfig:
-    source: str = "synthetic"
-    topic: str = DEFAULT_TOPIC
-    interval_s: float | None = None       # None: OpenSky data resolution, or 1 s for synthetic
-    duration_s: float | None = None       # None: run until stopped
-    max_ticks: int | None = None
-    aircraft: int = 8000
-    seed: int = 42
-    rate: float | None = None             # synthetic: exact positions/s instead of whole-fleet ticks
-    start_time: float | None = None       # synthetic simulated clock start (exports); None: now
-    bbox: tuple[float, float, float, float] | None = None
-    icao24: tuple[str, ...] = ()
-    export_csv: str | None = None
-    replay: str | None = None
-    batch_rows: int = 7000
-    batch_delay_s: float = 1.0
-    connect_timeout_s: float = 120.0
+class ProducerConfig(Settings):
+    ENV_PREFIX: ClassVar[str] = "PRODUCER_"
+    USED_BY: ClassVar[str] = "producer"
+
+    source: str = setting("PRODUCER_SOURCE", "synthetic", choices=SOURCE_CHOICES, help="where states come from")
+    topic: str = KAFKA_TOPIC.field()
+    interval_s: float | None = setting(
+        "PRODUCER_INTERVAL", None, greater_than=0, metavar="S",
+        doc_default="OpenSky: 10 s anonymous / 5 s authenticated (never less); synthetic: 1 s",
+        help="seconds between polls/ticks")
+    duration_s: float | None = setting("PRODUCER_DURATION", None, greater_than=0, metavar="S",
+                                       doc_default="run until stopped", help="stop after S seconds")
+    max_ticks: int | None = setting("PRODUCER_MAX_TICKS", None, minimum=1, flag=("--max-ticks", "--ticks"),
+                                    metavar="N", doc_default="run until stopped", help="stop after N polls/ticks/batches")
+    aircraft: int = setting("PRODUCER_AIRCRAFT", 8000, minimum=1, metavar="N", help="synthetic fleet size")
+    seed: int = setting("PRODUCER_SEED", 42, help="synthetic random seed")
+    rate: float | None = setting("PRODUCER_RATE", None, greater_than=0, metavar="R",
+                                 help="synthetic: exactly R positions/s in total instead of whole-fleet ticks")
+    start_time: float | None = setting("PRODUCER_START_TIME", None, metavar="EPOCH", doc_default="now",
+                                       help="synthetic: simulated start time (reproducible exports)")
+    bbox: tuple[float, float, float, float] | None = setting(
+        "PRODUCER_BBOX", None, parse=parse_bbox, metavar="LAMIN,LOMIN,LAMAX,LOMAX",
+        help="OpenSky: only this bounding box, in degrees")
+    icao24: tuple[str, ...] = setting("PRODUCER_ICAO24", (), parse=parse_icao24, metavar="HEX[,HEX]",
+                                      flag_action="extend",
+                                      help="OpenSky: only these transponders (comma list; the flag repeats)")
+    export_csv: str | None = setting("PRODUCER_EXPORT_CSV", None, metavar="PATH",
+                                     help="write states to a CSV file instead of Kafka")
+    replay: str | None = setting("PRODUCER_REPLAY", None, metavar="PATH", help="CSV file to replay (source replay)")
+    batch_rows: int = setting("PRODUCER_BATCH_ROWS", 7000, minimum=1, metavar="N", help="replay: rows per micro-batch")
+    batch_delay_s: float = setting("PRODUCER_BATCH_DELAY", 1.0, minimum=0.0, unit="s", metavar="S",
+                                   help="replay: seconds between micro-batches")
+    connect_timeout_s: float = setting("PRODUCER_CONNECT_TIMEOUT", 120.0, minimum=0.0, unit="s", metavar="S",
+                                       help="keep retrying an unreachable broker this long at start")
     opensky: OpenSkySettings = field(default_factory=OpenSkySettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
-    def __post_init__(self) -> None:
-        if self.source not in SOURCE_CHOICES:
-            raise ConfigError(f"PRODUCER_SOURCE={self.source!r} is not one of {', '.join(SOURCE_CHOICES)}")
+    def check(self) -> None:
         if self.source == "replay" and not self.replay:
             raise ConfigError("source replay needs a CSV file: --replay PATH (PRODUCER_REPLAY)")
         if self.replay and self.source != "replay":
@@ -85,22 +97,16 @@ class ProducerConfig:
             raise ConfigError("PRODUCER_RATE (--rate) needs --source synthetic")
         if (self.bbox or self.icao24) and self.source != "opensky":
             raise ConfigError("--bbox/--icao24 filter OpenSky requests; they need --source opensky")
-        if self.bbox is not None:
-            object.__setattr__(self, "bbox", check_bbox(self.bbox))
-        object.__setattr__(self, "icao24", check_icao24(self.icao24))
-        for name, value in (("PRODUCER_INTERVAL", self.interval_s), ("PRODUCER_DURATION", self.duration_s),
-                            ("PRODUCER_RATE", self.rate)):
-            if value is not None and value <= 0:
-                raise ConfigError(f"{name}={value} must be > 0")
-        for name, value in (("PRODUCER_BATCH_DELAY", self.batch_delay_s),
-                            ("PRODUCER_CONNECT_TIMEOUT", self.connect_timeout_s)):
-            if value < 0:
-                raise ConfigError(f"{name}={value} must be >= 0")
-        for name, value in (("PRODUCER_AIRCRAFT", self.aircraft), ("PRODUCER_BATCH_ROWS", self.batch_rows)):
-            if value < 1:
-                raise ConfigError(f"{name}={value} must be >= 1")
-        if self.max_ticks is not None and self.max_ticks < 1:
-            raise ConfigError(f"PRODUCER_MAX_TICKS={self.max_ticks} must be >= 1")
+        # Values passed in code are checked (and normalised) as the variables are.
+        try:
+            if self.bbox is not None:
+                object.__setattr__(self, "bbox", _bbox_in_range(self.bbox))
+        except ValueError as exc:
+            raise ConfigError(f"PRODUCER_BBOX={self.bbox!r} {exc}") from None
+        try:
+            object.__setattr__(self, "icao24", _icao24_valid(self.icao24))
+        except ValueError as exc:
+            raise ConfigError(f"PRODUCER_ICAO24 {exc}") from None
         if self.export_csv and self.source == "synthetic" and not (self.max_ticks or self.duration_s):
             raise ConfigError("--export-csv of the synthetic source needs --ticks N or --duration S "
                               "(it runs on a simulated clock and would never end)")
@@ -113,34 +119,3 @@ class ProducerConfig:
         if self.source == "replay":
             return self.batch_delay_s
         return self.interval_s or 1.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "ProducerConfig":
-        """Values in ``overrides`` that are not None win over the environment."""
-        opensky_overrides = overrides.pop("opensky", None)
-        kafka_overrides = overrides.pop("kafka", None)
-        values = dict(
-            source=env_str("PRODUCER_SOURCE", "synthetic", env=env, choices=SOURCE_CHOICES),
-            topic=env_str("KAFKA_TOPIC", DEFAULT_TOPIC, env=env),
-            interval_s=env_float("PRODUCER_INTERVAL", None, env=env),
-            duration_s=env_float("PRODUCER_DURATION", None, env=env),
-            max_ticks=env_int("PRODUCER_MAX_TICKS", None, env=env, minimum=1),
-            aircraft=env_int("PRODUCER_AIRCRAFT", 8000, env=env, minimum=1),
-            seed=env_int("PRODUCER_SEED", 42, env=env),
-            rate=env_float("PRODUCER_RATE", None, env=env),
-            start_time=env_float("PRODUCER_START_TIME", None, env=env),
-            bbox=parse_bbox(env_str("PRODUCER_BBOX", None, env=env)),
-            icao24=parse_icao24(env_str("PRODUCER_ICAO24", None, env=env)),
-            export_csv=env_str("PRODUCER_EXPORT_CSV", None, env=env),
-            replay=env_str("PRODUCER_REPLAY", None, env=env),
-            batch_rows=env_int("PRODUCER_BATCH_ROWS", 7000, env=env, minimum=1),
-            batch_delay_s=env_float("PRODUCER_BATCH_DELAY", 1.0, env=env, minimum=0.0),
-            connect_timeout_s=env_float("PRODUCER_CONNECT_TIMEOUT", 120.0, env=env, minimum=0.0),
-        )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        values["opensky"] = (opensky_overrides if isinstance(opensky_overrides, OpenSkySettings)
-                             else OpenSkySettings.from_env(env, **(opensky_overrides or {})))
-        values["kafka"] = (kafka_overrides if isinstance(kafka_overrides, KafkaSettings)
-                           else KafkaSettings.from_env(env, **(kafka_overrides or {})))
-        return cls(**values)
-

@@ -104,7 +104,7 @@ def config_from_properties(props: dict, name: str, env: Mapping[str, str] | None
     if ignored:
         logger.info("mapping %s: %s not applicable locally (see src/trigger/README.md)", name, ", ".join(ignored))
     base = TriggerConfig.from_env(env)
-    values: dict = {"name": name, "dlq_topic": None, "dlq_sqs_url": None, "report_batch_item_failures": False,
+    values: dict = {"name": name, "mappings": None, "dlq_topic": None, "dlq_sqs_url": None, "report_batch_item_failures": False,
                     "on_failure_destination": None, "filter_criteria": None}
     function = str(props.get("FunctionName") or base.function_name)
     values["function_name"], qualifier = _function_and_qualifier(function)
@@ -134,7 +134,8 @@ def config_from_properties(props: dict, name: str, env: Mapping[str, str] | None
         values["bisect_batch_on_function_error"] = str(props["BisectBatchOnFunctionError"]).lower() == "true"
     values["report_batch_item_failures"] = "ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or [])
     if props.get("FilterCriteria"):
-        values["filter_criteria"] = props["FilterCriteria"]
+        criteria = props["FilterCriteria"]
+        values["filter_criteria"] = criteria if isinstance(criteria, str) else json.dumps(criteria)
     destination = ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
     if destination:
         values["on_failure_destination"] = destination

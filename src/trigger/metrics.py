@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 
-from pipeline_common.settings import env_float, env_str
-
 logger = logging.getLogger(__name__)
 
 # stats field -> AWS metric name
@@ -42,10 +40,10 @@ def metric_data(trigger, previous: dict) -> tuple[list[dict], dict]:
 class CloudWatchPublisher:
     """A daemon thread that puts every mapping's metrics each interval, and once more on stop()."""
 
-    def __init__(self, triggers, client=None, namespace: str | None = None, interval_s: float | None = None) -> None:
+    def __init__(self, triggers, client=None, namespace: str = "AWS/Lambda", interval_s: float = 60.0) -> None:
         self.triggers = list(triggers)
-        self.namespace = namespace or env_str("TRIGGER_METRICS_NAMESPACE", "AWS/Lambda")
-        self.interval_s = interval_s or env_float("TRIGGER_METRICS_INTERVAL_S", 60.0, minimum=1)
+        self.namespace = namespace
+        self.interval_s = interval_s
         self._client = client
         self._previous: dict = {id(t): {} for t in self.triggers}
         self._stop = threading.Event()

@@ -18,8 +18,8 @@ from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
 import handler
-from flight_logging import JsonLineFormatter, install_json_logging
 from flight_settings import FunctionConfigError, FunctionSettings
+from pipeline_common.logs import JsonFormatter, install_json_logging
 from saved_events import load_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -247,4 +247,4 @@ def test_logs_are_json_lines_with_extra_fields():
     doc = json.loads(stream.getvalue())
     assert doc["msg"] == "record failed: boom" and doc["level"] == "WARNING"
     assert (doc["topic"], doc["partition"], doc["offset"]) == ("t", "t-0", 3)
-    assert isinstance(JsonLineFormatter().format(logging.makeLogRecord({"msg": "x"})), str)
+    assert isinstance(JsonFormatter().format(logging.makeLogRecord({"msg": "x"})), str)

@@ -43,18 +43,22 @@ def test_zip_has_sorted_root_level_python_files_with_fixed_metadata(src_copy):
         infos = archive.infolist()
         names = [info.filename for info in infos]
         assert names == sorted(names)
-        assert "handler.py" in names and "/" not in "".join(names)
+        own = [n for n in names if not n.startswith("pipeline_common/")]
+        assert "handler.py" in own and "/" not in "".join(own)
         assert not any(n.endswith(".pyc") or n.startswith(("tests", "test_", ".")) for n in names)
         assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
         assert {info.external_attr >> 16 for info in infos} == {0o100644}
         assert archive.read("handler.py") == (src_copy / "handler.py").read_bytes()
 
 
-def test_zip_needs_nothing_but_boto3_and_the_standard_library(src_copy):
-    allowed = set(sys.stdlib_module_names) | {"boto3", "botocore"}
-    own = {p.stem for p in src_copy.glob("*.py")}
+def test_zip_needs_nothing_but_boto3_and_the_standard_library(src_copy, tmp_path):
     import ast
-    for path in src_copy.glob("*.py"):
+    with zipfile.ZipFile(io.BytesIO(lambda_package.build_zip_bytes(src_copy))) as archive:
+        archive.extractall(tmp_path / "zip")
+    root = tmp_path / "zip"
+    own = {p.stem for p in root.glob("*.py")}
+    allowed = set(sys.stdlib_module_names) | {"boto3", "botocore", "pipeline_common", "__future__"} | own
+    for path in root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 roots = {alias.name.split(".")[0] for alias in node.names}
@@ -62,10 +66,24 @@ def test_zip_needs_nothing_but_boto3_and_the_standard_library(src_copy):
                 roots = {node.module.split(".")[0]}
             else:
                 continue
-            assert roots <= allowed | own | {"__future__"}, f"{path.name} imports {roots - allowed - own}"
+            assert roots <= allowed, f"{path.relative_to(root)} imports {roots - allowed}"
     # and no module name shadows something importable elsewhere (e.g. config, utils, a stdlib module)
     assert not own & set(sys.stdlib_module_names)
     assert not own & {"config", "utils", "helpers", "settings", "pipeline_common", "producer", "trigger"}
+
+
+def test_the_function_runs_on_the_pipeline_common_inside_its_zip(src_copy, tmp_path):
+    """GIVEN the extracted zip WHEN the handler is imported from it THEN its settings and logging come
+    from the zip's own pipeline_common package (one copy of that code, not a second one to drift)."""
+    with zipfile.ZipFile(io.BytesIO(lambda_package.build_zip_bytes(src_copy))) as archive:
+        archive.extractall(tmp_path / "zip")
+    probe = ("import sys; sys.path.insert(0, '.'); import handler, pipeline_common.settings as s; "
+             "print(s.__file__); print(handler.FunctionSettings.from_env({'SNS_TOPIC_ARN': "
+             "'arn:aws:sns:us-east-1:123456789012:T'}).publish_concurrency)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "zip", capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert Path(out[0]).resolve() == (tmp_path / "zip" / "pipeline_common" / "settings.py").resolve()
+    assert out[1] == "8"
 
 
 def test_cli_writes_the_zip_and_prints_its_sha256(tmp_path):

@@ -64,7 +64,7 @@ def test_a_mappings_file_declares_several_mappings_each_with_its_own_group(tmp_p
     processor, alerts = load_mappings(path)
     assert (processor.group_id, processor.on_failure_destination, processor.dlq_topic) == ("processor", None, None)
     assert (alerts.function_name, alerts.qualifier, alerts.batch_size) == ("flight-alerts", "live", 50)
-    assert alerts.filter_criteria["Filters"][0]["Pattern"] == pattern
+    assert json.loads(alerts.filter_criteria)["Filters"][0]["Pattern"] == pattern
 
 
 @pytest.mark.parametrize("entry, message", [
