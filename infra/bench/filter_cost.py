@@ -3,7 +3,7 @@
 Prefills a topic with flight-state JSON records on the real broker, then drains it twice in new groups
 with a function stub that answers at once (so the trigger's own path is measured, not Lambda): once
 without FilterCriteria, once with a filter every record must be parsed for (on_ground false, altitude
-numeric range; about half the records match). Prints records/s for each and the ratio.
+numeric range; about three records in four match). Prints records/s for each and the ratio.
 
     .venv/bin/python infra/bench/filter_cost.py [--records 200000]
 """
