@@ -9,19 +9,23 @@ Starting position (AWS semantics): a group with committed offsets resumes from t
 starts at TRIM_HORIZON (earliest), LATEST, or AT_TIMESTAMP. The resolved start is committed at once,
 so a crash before the first batch cannot make LATEST skip records produced meanwhile.
 
-kafka-python 3.0.12 workarounds (each with a test in tests/unit/test_trigger_consumer_group.py that
-fails if it is removed while the library still behaves this way):
+kafka-python 3.0.12 workarounds (each with a test that fails if it is removed while the library still
+behaves this way: tests/unit/test_trigger_consumer_group.py and
+tests/integration/test_trigger_consumer_group.py):
 1. `release_parked_records`: a resumed partition can stop being fetched for good. KAFKA-7548's port
    (dpkp/kafka-python#2981, "Retain fetched data for paused partitions") parks records fetched for a
    paused partition and restores them only when `Fetcher._next_partition_records is None`; that slot
    keeps the last, exhausted (falsy, not None) PartitionRecords, so the parked records never return.
-2. The rebalance listener runs on kafka-python's IO thread during poll(), where a blocking consumer
-   call (committed(), offsets_for_times(), commit()) cannot complete: the listener only records what
-   happened and `take_rebalance` acts on it on the consumer thread after poll() returns.
+2. The rebalance listener runs on kafka-python's IO thread, where a blocking consumer call
+   (committed(), offsets_for_times(), commit()) raises "RuntimeError: Cannot block on net.run() from
+   the IO thread itself" (dpkp/kafka-python#2968): the listener only records what happened and
+   `take_rebalance` acts on it on the consumer thread after poll() returns.
 And a safety net, `rebalance_stuck`/`replace_consumer`: a join can hang for good (seen when topic
 metadata arrives just after the first join: the leader assigns nothing, rejoins, the SyncGroup answer
-is never applied and heartbeats stop; no upstream report found): after STUCK_REBALANCE_S with nothing
-in flight the consumer is closed and recreated, which loses nothing.
+is never applied and heartbeats stop). No upstream report matches it exactly; the closest are
+dpkp/kafka-python#3131/#3132 (partitions stuck after a rebalance with a listener, fixed in 3.0.9 for
+the fetch side). After STUCK_REBALANCE_S with nothing in flight the consumer is closed and recreated,
+which loses nothing.
 """
 from __future__ import annotations
 
