@@ -2,7 +2,7 @@
 the same function as the local deployer, and a deploy script that is valid bash and refuses the local stack.
 
 The template is read with PyYAML (CloudFormation short tags kept as their long forms) and resolved for a few
-parameter sets by a small evaluator of the intrinsic functions it uses, so each assertion is about what
+parameter sets by trigger.cloudformation (the resolver `make trigger MAPPINGS=...` uses), so each assertion is about what
 CloudFormation would create for that deployment.
 """
 from __future__ import annotations
