@@ -28,6 +28,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+# Parsing the value is most of a filter's cost: orjson parses flight-state JSON about 4x faster.
+import orjson
+
 # AWS: 5 filters by default, 10 with a quota increase; Filter.Pattern is at most 4096 characters.
 MAX_FILTERS = 10
 MAX_PATTERN_CHARS = 4096
@@ -211,6 +214,8 @@ class RecordFilter:
 
     def __init__(self, filters: Sequence[_Filter]) -> None:
         self._filters = tuple(filters)
+        self._json = tuple(f.json_value for f in self._filters if f.json_value is not None)
+        self._plain = tuple(f.string_value for f in self._filters if f.string_value is not None)
 
     @classmethod
     def from_criteria(cls, criteria) -> "RecordFilter | None":
@@ -233,39 +238,39 @@ class RecordFilter:
         return cls(compiled) if compiled else None
 
     def matches(self, value: bytes | None) -> bool:
-        text = _MISSING
-        parsed = _MISSING
-        if value is not None:
-            try:
-                text = value.decode("utf-8")
-            except UnicodeDecodeError:
-                return False
-            parsed = _json_object(text)  # also for plain-string patterns: a JSON value never matches them
-        for f in self._filters:
-            if text is _MISSING:
-                if f.string_value is not None and f.string_value(_MISSING):
-                    return True
-                continue
-            if parsed is not _MISSING and parsed is not None:
-                if f.json_value is not None and f.json_value(parsed):
-                    return True
-            elif f.string_value is not None and f.string_value(text):
-                return True
-        return False
+        if value is None:  # a tombstone has no value: only a plain-string `exists: false` can match it
+            return any(m(_MISSING) for m in self._plain)
+        parsed = _json_document(value)
+        if parsed is not None:  # a JSON value matches JSON patterns only
+            return any(m(parsed) for m in self._json)
+        if not self._plain:
+            return False
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return any(m(text) for m in self._plain)
 
     def __len__(self) -> int:
         return len(self._filters)
 
 
-def _json_object(text: str):
-    """The value as a JSON object or array, or None when it is a plain string (or a JSON scalar)."""
-    stripped = text.lstrip()
-    if not stripped or stripped[0] not in "{[":
-        return None
+def _json_document(value: bytes):
+    """The value as a JSON object or array, or None when it is a plain string, a JSON scalar or not UTF-8."""
+    head = value[:1]
+    if head not in (b"{", b"["):
+        if not head.isspace():
+            return None
+        head = value.lstrip()[:1]
+        if head not in (b"{", b"["):
+            return None
     try:
-        doc = json.loads(text)
-    except ValueError:
-        return None
+        doc = orjson.loads(value)  # also rejects bytes that are not UTF-8
+    except orjson.JSONDecodeError:
+        try:  # what orjson refuses and the standard parser takes (integers beyond 64 bits)
+            doc = json.loads(value.decode("utf-8"))
+        except ValueError:
+            return None
     return doc if isinstance(doc, (dict, list)) else None
 
 
