@@ -329,10 +329,11 @@ class Trigger:
         self._refresh_lag()
         s = self._stats.snapshot()
         rate = self._stats.rate()
-        logger.info("status: lag %d (max %d) | %.0f rec/s | %d invocations p50 %.0fms p99 %.0fms | "
-                    "%d retries | %d dead-lettered", s.lag, s.lag_max, rate, s.invocations, s.invoke_p50_ms,
-                    s.invoke_p99_ms, s.retries, s.dead_lettered,
-                    extra={"lag": s.lag, "lag_max": s.lag_max, "records_per_s": round(rate, 1),
+        logger.info("status %s: lag %d (max %d) | %.0f rec/s | %d invocations p50 %.0fms p99 %.0fms | "
+                    "%d retries | %d dead-lettered%s", self.config.label, s.lag, s.lag_max, rate, s.invocations,
+                    s.invoke_p50_ms, s.invoke_p99_ms, s.retries, s.dead_lettered,
+                    f" | {s.filtered} filtered out" if self._filter else "",
+                    extra={"group": self.config.group_id, "filtered": s.filtered, "lag": s.lag, "lag_max": s.lag_max, "records_per_s": round(rate, 1),
                            "consumed": s.consumed, "invocations": s.invocations, "succeeded": s.succeeded,
                            "invoke_p50_ms": round(s.invoke_p50_ms, 1), "invoke_p99_ms": round(s.invoke_p99_ms, 1),
                            "retries": s.retries, "dead_lettered": s.dead_lettered, "in_flight": len(self._inflight)})
