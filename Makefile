@@ -39,37 +39,37 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven)
-	@$(PY) infra/stack.py fetch
+	@$(PY) -m infra.stack fetch
 
 run: setup ## start Kafka (KRaft) and the AWS endpoint, wait until usable, create topics
-	@$(PY) infra/stack.py up --stack $(STACK)
+	@$(PY) -m infra.stack up --stack $(STACK)
 up: run
 
 stop: ## stop exactly what `make run` started
-	@$(PY) infra/stack.py down --stack $(STACK)
+	@$(PY) -m infra.stack down --stack $(STACK)
 
 restart: stop run ## stop, then start again
 
 status: ## broker reachable? topics? endpoint healthy?
-	@$(PY) infra/stack.py status --stack $(STACK)
+	@$(PY) -m infra.stack status --stack $(STACK)
 
 create-sns-topic: setup ## create the FlightNotifications topic (idempotent)
-	@$(PY) infra/aws_resources.py create-sns-topic
+	@$(PY) -m infra.aws_resources create-sns-topic
 
 deploy-lambda: setup ## package and create-or-update the function; waits until active
-	@$(PY) infra/aws_resources.py deploy-lambda
+	@$(PY) -m infra.aws_resources deploy-lambda
 
 deploy-resources: setup ## topic + IAM role + function + demo SQS subscriber with filter policy
-	@$(PY) infra/aws_resources.py deploy-resources
+	@$(PY) -m infra.aws_resources deploy-resources
 
 count-messages: setup ## notifications published in the last $(mins) minute(s): make count-messages mins=5
-	@$(PY) infra/aws_resources.py count-messages --mins $(mins)
+	@$(PY) -m infra.observe count-messages --mins $(mins)
 
 notifications: setup ## print each notification as the demo subscriber receives it
-	@$(PY) infra/aws_resources.py notifications $(ARGS)
+	@$(PY) -m infra.observe notifications $(ARGS)
 
 destroy: setup ## delete the function, role, topic and subscriber queue
-	@$(PY) infra/aws_resources.py destroy
+	@$(PY) -m infra.aws_resources destroy
 
 produce: setup ## run the producer: make produce SOURCE=opensky|synthetic|replay
 	@$(PY) -m producer --source $(SOURCE) $(ARGS)
@@ -81,7 +81,7 @@ lag: setup ## OffsetLag of each mapping's consumer group (MAPPINGS=... as for ma
 	@$(PY) -m trigger.lag $(if $(MAPPINGS),--mappings $(MAPPINGS))
 
 demo: setup ## whole pipeline for about a minute, then a reconciled summary
-	@$(PY) infra/demo.py $(ARGS)
+	@$(PY) -m infra.demo $(ARGS)
 
 test: setup ## unit + integration tests (starts and stops the broker and endpoint itself)
 	@$(PY) -m pytest tests $(ARGS)
@@ -93,10 +93,10 @@ test-integration: setup ## integration tests against the real broker and endpoin
 	@$(PY) -m pytest tests/integration $(ARGS)
 
 reliability: setup ## refresh docs/RELIABILITY.md from the last fault-test run
-	@$(PY) infra/reliability_report.py
+	@$(PY) -m infra.reliability_report
 
 bench: setup ## benchmarks; writes docs/BENCHMARKS.md
-	@$(PY) infra/bench/run.py $(ARGS)
+	@$(PY) -m infra.bench.run $(ARGS)
 
 settings-table: setup ## regenerate README.md's environment table from the settings' declarations
 	@$(PY) -m infra.settings_table --write

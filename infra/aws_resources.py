@@ -1,11 +1,11 @@
-"""Creates, updates, inspects and removes the pipeline's AWS resources (MiniStack, LocalStack or real AWS).
+"""Creates, updates and removes the pipeline's AWS resources (MiniStack, LocalStack or real AWS).
 
-  python infra/aws_resources.py create-sns-topic
-  python infra/aws_resources.py deploy-lambda          # package + create-or-update, waits until Active
-  python infra/aws_resources.py deploy-resources       # topic + IAM role + function + demo SQS subscriber
-  python infra/aws_resources.py count-messages --mins 5
-  python infra/aws_resources.py notifications [--max N] [--seconds S]
-  python infra/aws_resources.py destroy
+  python -m infra.aws_resources create-sns-topic
+  python -m infra.aws_resources deploy-lambda          # package + create-or-update, waits until Active
+  python -m infra.aws_resources deploy-resources       # topic + IAM role + function + demo SQS subscriber
+  python -m infra.aws_resources destroy
+
+Reading what the deployed pipeline did (count-messages, notifications) is infra/observe.py.
 
 Only the standard AWS variables are used (AWS_ENDPOINT_URL, AWS_REGION, credentials; boto3 reads
 them itself), so the same commands target MiniStack, LocalStack or AWS unchanged. Settings: see
@@ -26,28 +26,23 @@ import string
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, ClassVar, Mapping
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, WaiterError
 
+from infra.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256, sha256_hex
+from pipeline_common.settings import ConfigError, Settings, setting
+from pipeline_common.shared_settings import (
+    DEFAULT_FUNCTION_NAME, DEFAULT_METRICS_NAMESPACE, FUNCTION_NAME, METRICS_NAMESPACE)  # noqa: F401
+
 INFRA = Path(__file__).resolve().parent
-if str(INFRA) not in sys.path:  # run as a script or imported by tests/benchmarks: lambda_package is a sibling
-    sys.path.insert(0, str(INFRA))
-
-from lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256, sha256_hex  # noqa: E402
-from pipeline_common.settings import ConfigError, Settings, setting  # noqa: E402
-from pipeline_common.shared_settings import (  # noqa: E402
-    DEFAULT_FUNCTION_NAME, DEFAULT_METRICS_NAMESPACE, FUNCTION_NAME, METRICS_NAMESPACE)
-
 DEFAULT_TOPIC_NAME = "FlightNotifications"
 DEFAULT_QUEUE_NAME = "flight-notifications-demo"
 DEFAULT_NAMESPACE = DEFAULT_METRICS_NAMESPACE
 DEFAULT_COUNTRIES = ("United States", "Germany", "United Kingdom", "France")
 HANDLER = "handler.lambda_handler"
-PUBLISHED_METRIC = "Published"
 # Function settings a deployer may tune; passed through only when set in the deployer's environment.
 FUNCTION_PASSTHROUGH = ("PUBLISH_CONCURRENCY", "PUBLISH_MAX_ATTEMPTS", "PUBLISH_BACKOFF_S", "METRICS_ENABLED",
                         "LOG_LEVEL")
@@ -61,17 +56,13 @@ def _say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def _say_stderr(message: str) -> None:
-    print(f"==> {message}", file=sys.stderr, flush=True)
-
-
 def _countries(text: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in text.split(",") if c.strip())
 
 
 @dataclass(frozen=True)
 class AwsResourceSettings(Settings):
-    USED_BY: ClassVar[str] = "deploy, count-messages (infra/aws_resources.py)"
+    USED_BY: ClassVar[str] = "deploy (infra/aws_resources.py), count-messages, notifications (infra/observe.py)"
 
     topic_name: str = setting("SNS_TOPIC_NAME", DEFAULT_TOPIC_NAME, help="the notification topic")
     function_name: str = FUNCTION_NAME.field()
@@ -301,19 +292,18 @@ def deploy_lambda(topic_arn: str | None = None, role_arn: str | None = None,
 
 # --- Demo subscriber queue ---------------------------------------------------------------------------------
 
-def ensure_demo_queue(topic_arn: str, settings: AwsResourceSettings | None = None,
-                      clients: AwsClients | None = None, say: Say = _say) -> dict:
-    """The demo SQS queue, its policy letting the topic send to it, and a raw-delivery subscription
-    filtered on origin_country. Returns {"queue_url", "queue_arn", "subscription_arn"}."""
-    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
-    queue_url = clients.sqs.create_queue(QueueName=settings.queue_name)["QueueUrl"]
+def subscribe_queue(topic_arn: str, queue_name: str, clients: AwsClients, filter_policy: dict | None = None) -> dict:
+    """An SQS queue (created if needed) that the topic may send to, subscribed with raw delivery and,
+    if given, a filter policy; an existing subscription gets the attributes again. Idempotent.
+    Returns {"queue_url", "queue_arn", "subscription_arn"}."""
+    queue_url = clients.sqs.create_queue(QueueName=queue_name)["QueueUrl"]
     queue_arn = clients.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"]["QueueArn"]
     policy = _render("demo_queue_policy.json", queue_arn=queue_arn, topic_arn=topic_arn)
     clients.sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
-    say(f"SQS queue {settings.queue_name}: {queue_url} (policy allows {topic_arn})")
-
-    attributes = {"FilterPolicy": json.dumps(filter_policy(settings)), "RawMessageDelivery": "true"}
+    attributes = {"RawMessageDelivery": "true"}
+    if filter_policy is not None:
+        attributes["FilterPolicy"] = json.dumps(filter_policy)
     existing = None
     for page in clients.sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
         for sub in page.get("Subscriptions", []):
@@ -327,9 +317,19 @@ def ensure_demo_queue(topic_arn: str, settings: AwsResourceSettings | None = Non
     else:
         subscription_arn = clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
                                                  Attributes=attributes, ReturnSubscriptionArn=True)["SubscriptionArn"]
+    return {"queue_url": queue_url, "queue_arn": queue_arn, "subscription_arn": subscription_arn}
+
+
+def ensure_demo_queue(topic_arn: str, settings: AwsResourceSettings | None = None,
+                      clients: AwsClients | None = None, say: Say = _say) -> dict:
+    """The demo SQS queue subscribed to the topic, filtered on origin_country (NOTIFY_COUNTRIES).
+    Returns {"queue_url", "queue_arn", "subscription_arn"}."""
+    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    queue = subscribe_queue(topic_arn, settings.queue_name, clients, filter_policy(settings))
+    say(f"SQS queue {settings.queue_name}: {queue['queue_url']} (policy allows {topic_arn})")
     say(f"subscribed {settings.queue_name} to {settings.topic_name} for origin_country in "
         f"{', '.join(settings.notify_countries)} (raw delivery)")
-    return {"queue_url": queue_url, "queue_arn": queue_arn, "subscription_arn": subscription_arn}
+    return queue
 
 
 def deploy_resources(settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
@@ -341,80 +341,6 @@ def deploy_resources(settings: AwsResourceSettings | None = None, clients: AwsCl
     deployed = deploy_lambda(topic_arn, role_arn, settings, clients, say)
     queue = ensure_demo_queue(topic_arn, settings, clients, say)
     return {**deployed, **queue}
-
-
-# --- Reading results ---------------------------------------------------------------------------------------
-
-def metric_sum(metric: str, start: datetime, end: datetime, settings: AwsResourceSettings | None = None,
-               clients: AwsClients | None = None) -> int:
-    """Sum of one of the function's custom metrics (Received, InAir, Published, Failed) over [start, end)."""
-    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
-    response = clients.cloudwatch.get_metric_statistics(
-        Namespace=settings.metrics_namespace, MetricName=metric,
-        Dimensions=[{"Name": "FunctionName", "Value": settings.function_name}],
-        StartTime=start, EndTime=end, Period=60, Statistics=["Sum"])
-    return int(round(sum(point.get("Sum", 0.0) for point in response.get("Datapoints", []))))
-
-
-def count_messages(mins: int = 1, settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
-                   now: datetime | None = None) -> int:
-    """Sum of the function's Published metric over the last ``mins`` minutes."""
-    if isinstance(mins, bool) or not isinstance(mins, int) or mins < 1:
-        raise ValueError(f"mins must be a whole number of minutes >= 1, not {mins!r}")
-    # Up to and including the current second (CloudWatch and the emulators compare whole seconds).
-    end = (now or datetime.now(timezone.utc)).replace(microsecond=0) + timedelta(seconds=1)
-    return metric_sum(PUBLISHED_METRIC, end - timedelta(minutes=mins), end, settings, clients)
-
-
-def _notification_text(body: str) -> str:
-    """One line per notification: the flight JSON (unwrapped if delivery was not raw)."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return " ".join(body.split())
-    if isinstance(doc, dict) and doc.get("Type") == "Notification" and "Message" in doc:
-        return _notification_text(doc["Message"])
-    return json.dumps(doc, ensure_ascii=False)
-
-
-def notifications(max_messages: int | None = None, seconds: float | None = None,
-                  settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
-                  on_message: Callable[[str], None] = print, say: Say = _say_stderr) -> int:
-    """Long-poll the demo queue; hand each notification (one line) to on_message, then delete it.
-
-    Stops after max_messages notifications or after ``seconds``; with neither it runs until interrupted.
-    Returns how many notifications were printed.
-    """
-    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
-    queue_url = clients.sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
-    deadline = None if seconds is None else time.monotonic() + seconds
-    say(f"waiting for notifications on {settings.queue_name} "
-        f"({', '.join(settings.notify_countries)}); Ctrl-C to stop")
-    shown = 0
-    try:
-        while max_messages is None or shown < max_messages:
-            wait = 20
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                wait = max(0, min(20, int(remaining)))
-            batch = 10 if max_messages is None else max(1, min(10, max_messages - shown))
-            messages = clients.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch,
-                                                   WaitTimeSeconds=wait, MessageAttributeNames=["All"]
-                                                   ).get("Messages", [])
-            for message in messages:
-                on_message(_notification_text(message.get("Body", "")))
-                shown += 1
-            if messages:
-                clients.sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
-            elif wait == 0:
-                break
-    except KeyboardInterrupt:
-        pass
-    say(f"{shown} notification(s) received")
-    return shown
 
 
 # --- Teardown ----------------------------------------------------------------------------------------------
@@ -476,62 +402,22 @@ def destroy(settings: AwsResourceSettings | None = None, clients: AwsClients | N
 
 # --- CLI ---------------------------------------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not > 0")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aws_resources.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m infra.aws_resources", description=__doc__.splitlines()[0])
     AwsResourceSettings.add_flags(parser.add_argument_group("settings (before the command)"))
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("create-sns-topic", help="create the FlightNotifications topic (idempotent)")
     commands.add_parser("deploy-lambda", help="package and create-or-update the function; waits until active")
     commands.add_parser("deploy-resources", help="topic + IAM role + function + demo SQS subscriber")
-    count = commands.add_parser("count-messages", help="notifications published in the last N minutes")
-    count.add_argument("--mins", type=_positive_int, default=1, help="window in minutes (default 1)")
-    watch = commands.add_parser("notifications", help="print each notification the demo subscriber receives")
-    watch.add_argument("--max", type=_positive_int, default=None, help="stop after N notifications")
-    watch.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
     commands.add_parser("destroy", help="delete the function, role, topic and subscriber queue")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(args: argparse.Namespace, command: Callable[[AwsResourceSettings], None]) -> int:
+    """Exit code of one command-line command, the errors a user can act on printed in one line
+    (2: a bad setting; 1: the endpoint or AWS refused)."""
     try:
-        settings = AwsResourceSettings.from_args(args)
-        if args.command == "create-sns-topic":
-            create_sns_topic(settings)
-        elif args.command == "deploy-lambda":
-            deploy_lambda(settings=settings)
-        elif args.command == "deploy-resources":
-            result = deploy_resources(settings)
-            _say("deployed: " + json.dumps(result))
-        elif args.command == "count-messages":
-            total = count_messages(args.mins, settings)
-            print(f"{total} notification(s) published to {settings.topic_name} in the last {args.mins} minute(s) "
-                  f"(CloudWatch {settings.metrics_namespace}/{PUBLISHED_METRIC}, "
-                  f"FunctionName={settings.function_name})")
-        elif args.command == "notifications":
-            notifications(args.max, args.seconds, settings)
-        elif args.command == "destroy":
-            destroy(settings)
+        command(AwsResourceSettings.from_args(args))
         return 0
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -542,6 +428,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ClientError, BotoCoreError, WaiterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {
+        "create-sns-topic": create_sns_topic,
+        "deploy-lambda": lambda settings: deploy_lambda(settings=settings),
+        "deploy-resources": lambda settings: _say("deployed: " + json.dumps(deploy_resources(settings))),
+        "destroy": destroy,
+    }
+    return run_command(args, commands[args.command])
 
 
 if __name__ == "__main__":

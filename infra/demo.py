@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """The whole pipeline for about a minute, then a summary whose numbers must reconcile.
 
-    python infra/demo.py [--seconds 60] [--aircraft 1500] [--interval 5] [--keep-stack]
+    python -m infra.demo [--seconds 60] [--aircraft 1500] [--interval 5] [--keep-stack]
 
 Starts the native stack if it is not running, deploys the resources, runs the synthetic producer
-and the trigger, drains the pipeline, then checks every count against an independent recount:
-the run's records are read back from Kafka and put through the function's own filter, so
-"in the air" and "expected at the subscriber" are known without trusting the pipeline's counters.
+and the trigger, drains the pipeline, then checks every count against an independent recount
+(infra/observe.py): the run's records are read back from Kafka and put through the function's own
+filter, so "in the air" and "expected at the subscriber" are known without trusting the pipeline's
+counters.
 """
 from __future__ import annotations
 
@@ -18,105 +19,23 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from infra import aws_resources, observe, stack
+from pipeline_common.kafka_client import KafkaSettings
+from pipeline_common.logs import configure_logging
+from producer.runner import run_producer
+from producer.settings import ProducerConfig
+from trigger.mapping import TriggerConfig
+from trigger.runner import Trigger
+
 ROOT = Path(__file__).resolve().parent.parent
-for _path in (ROOT, ROOT / "src", ROOT / "src" / "lambda"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from kafka import KafkaConsumer, TopicPartition  # noqa: E402
-
-from flight_transform import InvalidState, evaluate  # noqa: E402  (the function's own filter)
-from infra import aws_resources, stack  # noqa: E402
-from pipeline_common.kafka_client import KafkaSettings  # noqa: E402
-from pipeline_common.logs import configure_logging  # noqa: E402
-from producer.runner import run_producer  # noqa: E402
-from producer.settings import ProducerConfig  # noqa: E402
-from trigger.mapping import TriggerConfig  # noqa: E402
-from trigger.runner import Trigger  # noqa: E402
-
 DEFAULT_SUMMARY = ROOT / ".state" / "demo-summary.json"
 
 
 def say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
-
-
-@dataclass
-class Recount:
-    """What the run's records in Kafka say should happen, by the function's own rules."""
-    records: int = 0
-    unique_states: int = 0
-    in_air: int = 0
-    filtered: int = 0
-    invalid: int = 0
-    expected_at_subscriber: int = 0
-    countries: Counter = field(default_factory=Counter)
-
-
-def read_back(topic: str, since_ms: int, kafka: KafkaSettings, countries: set[str]) -> Recount:
-    """Every record of `topic` written at or after `since_ms`, put through the function's filter."""
-    consumer = KafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False, group_id=None,
-                             consumer_timeout_ms=5000)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(partitions)
-        starts = consumer.offsets_for_times({tp: since_ms for tp in partitions})
-        ends = consumer.end_offsets(partitions)
-        remaining = {}
-        for tp in partitions:
-            start = starts[tp].offset if starts.get(tp) else ends[tp]
-            consumer.seek(tp, start)
-            if ends[tp] > start:
-                remaining[tp] = ends[tp]
-        recount, seen = Recount(), set()
-        while remaining:
-            polled = consumer.poll(timeout_ms=2000, max_records=5000)
-            if not polled:
-                break
-            for tp, records in polled.items():
-                for record in records:
-                    if record.offset >= remaining.get(tp, -1):
-                        continue
-                    recount.records += 1
-                    try:
-                        state = json.loads(record.value)
-                        notification, _ = evaluate(state)
-                    except (TypeError, ValueError, InvalidState):  # TypeError: a null value (tombstone)
-                        recount.invalid += 1
-                        continue
-                    seen.add((state.get("icao24"), state.get("last_contact"), state.get("time_position")))
-                    if notification is None:
-                        recount.filtered += 1
-                    else:
-                        recount.in_air += 1
-                        recount.countries[notification["origin_country"]] += 1
-                        if notification["origin_country"] in countries:
-                            recount.expected_at_subscriber += 1
-                if records and records[-1].offset + 1 >= remaining.get(tp, 0):
-                    remaining.pop(tp, None)
-        recount.unique_states = len(seen)
-        return recount
-    finally:
-        consumer.close()
-
-
-def count_dead_letters(dlq_topic: str, since_ms: int, kafka: KafkaSettings) -> int:
-    consumer = KafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False, group_id=None,
-                             consumer_timeout_ms=3000)
-    try:
-        partitions = [TopicPartition(dlq_topic, p) for p in sorted(consumer.partitions_for_topic(dlq_topic) or [])]
-        if not partitions:
-            return 0
-        starts = consumer.offsets_for_times({tp: since_ms for tp in partitions})
-        ends = consumer.end_offsets(partitions)
-        return sum(ends[tp] - (starts[tp].offset if starts.get(tp) else ends[tp]) for tp in partitions)
-    finally:
-        consumer.close()
 
 
 def drain_queue(clients: aws_resources.AwsClients, queue_url: str, quiet_s: float = 4.0) -> int:
@@ -218,16 +137,18 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
 
     say("counting: subscriber queue, dead-letter topic, function metrics, read-back of the run's records")
     received = drain_queue(clients, queue_url)
-    dead = count_dead_letters(cfg.dlq_topic, since_ms, kafka)
-    recount = read_back(cfg.topic, since_ms, kafka, set(settings.notify_countries))
+    dead = observe.records_since(kafka, cfg.dlq_topic, since_ms)
+    recount = observe.recount(observe.read_topic(kafka, cfg.topic, since_ms))
+    invalid = len(recount.invalid)
+    expected_at_subscriber = recount.expected_at(settings.notify_countries)
     end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
-    metrics = {name: aws_resources.metric_sum(name, since, end, settings, clients)
+    metrics = {name: observe.metric_sum(name, since, end, settings, clients)
                for name in ("Received", "InAir", "Published", "Failed")}
     # `make count-messages mins=N` covers whole minutes back from now: what this function published
     # in that window before the run started is counted too, and is known, so the check stays exact.
     mins = max(1, int((end - since).total_seconds() // 60) + 1)
-    counted = aws_resources.count_messages(mins, settings, clients)
-    published_before = aws_resources.metric_sum("Published", end - timedelta(minutes=mins), since, settings, clients)
+    counted = observe.count_messages(mins, settings, clients)
+    published_before = observe.metric_sum("Published", end - timedelta(minutes=mins), since, settings, clients)
 
     # At-least-once: a batch retried after a partial failure or a crash is invoked again. The trigger
     # knows how many records it sent; with no re-sends every count must match exactly, otherwise the
@@ -247,11 +168,11 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
          f"{metrics['Received']} vs {produced}"),
         ("in the air matches the recount", within(metrics["InAir"], recount.in_air),
          f"{metrics['InAir']} vs {recount.in_air}"),
-        ("published + failed = in the air", metrics["Published"] + metrics["Failed"] == metrics["InAir"] + recount.invalid,
-         f"{metrics['Published']} + {metrics['Failed']} vs {metrics['InAir']} + {recount.invalid} invalid"),
-        ("nothing valid was dead-lettered", dead == recount.invalid, f"{dead} vs {recount.invalid} invalid"),
-        ("the subscriber got every matching notification", within(received, recount.expected_at_subscriber),
-         f"{received} vs {recount.expected_at_subscriber}"),
+        ("published + failed = in the air", metrics["Published"] + metrics["Failed"] == metrics["InAir"] + invalid,
+         f"{metrics['Published']} + {metrics['Failed']} vs {metrics['InAir']} + {invalid} invalid"),
+        ("nothing valid was dead-lettered", dead == invalid, f"{dead} vs {invalid} invalid"),
+        ("the subscriber got every matching notification", within(received, expected_at_subscriber),
+         f"{received} vs {expected_at_subscriber}"),
         ("make count-messages agrees", counted == published_before + metrics["Published"],
          f"{counted} vs {published_before} before the run + {metrics['Published']}"),
     ]
@@ -266,7 +187,7 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
         "in_kafka": recount.records,
         "in_air_by_recount": recount.in_air,
         "on_ground_or_no_position": recount.filtered,
-        "invalid": recount.invalid,
+        "invalid": invalid,
         "trigger": {"consumed": tstats.consumed, "invoked_records": tstats.invoked_records,
                     "invocations": tstats.invocations,
                     "committed": tstats.committed, "retries": tstats.retries,
@@ -276,7 +197,7 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
         "duplicates_invoked": duplicates,
         "published_to_sns": metrics["Published"],
         "received_by_subscriber": received,
-        "expected_at_subscriber": recount.expected_at_subscriber,
+        "expected_at_subscriber": expected_at_subscriber,
         "dead_lettered": dead,
         "count_messages": {"mins": mins, "value": counted, "published_before_run_in_window": published_before},
         "top_countries": dict(recount.countries.most_common(8)),

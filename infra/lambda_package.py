@@ -5,7 +5,7 @@ package pipeline_common/ beside them (BUNDLED); entries in sorted order, each st
 00:00:00 with mode 0644 and "made by" Unix, deflated at level 9; caches, tests and hidden files stay
 out. Nothing else is needed at runtime (boto3 is in the Lambda runtime).
 
-  python infra/lambda_package.py [--src src/lambda] [--out build/lambda/flight-processor.zip]
+  python -m infra.lambda_package [--src src/lambda] [--out build/lambda/flight-processor.zip]
 prints the zip's path, size and sha256 (and Lambda's CodeSha256, the base64 form of the same digest).
 """
 from __future__ import annotations
@@ -43,7 +43,9 @@ def source_files(src: Path = DEFAULT_SRC) -> list[Path]:
     files = []
     for path in src.rglob("*"):
         rel = path.relative_to(src)
-        if not path.is_file() or any(part in _EXCLUDED_DIRS or part.startswith(".") for part in rel.parts):
+        # *.egg-info: the editable install's metadata lands in src/lambda (pyproject.toml maps it as a source root)
+        if not path.is_file() or any(part in _EXCLUDED_DIRS or part.startswith(".") or part.endswith(".egg-info")
+                                     for part in rel.parts):
             continue
         if path.suffix in _EXCLUDED_SUFFIXES or rel.name.startswith("test_") or rel.name == "conftest.py":
             continue

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the results table of docs/RELIABILITY.md from the fault tests' result files.
 
-    python infra/reliability_report.py [--results DIR] [--doc docs/RELIABILITY.md] [--check]
+    python -m infra.reliability_report [--results DIR] [--doc docs/RELIABILITY.md] [--check]
 
 The fault tests (tests/integration/test_faults.py) leave one JSON file per fault in
 .state/reliability/ (RELIABILITY_RESULTS_DIR overrides) and append every run to history.jsonl there.
@@ -79,7 +79,7 @@ def _cell(text: str) -> str:
 def render_table(results: list[dict], history: dict[str, list[bool]]) -> str:
     if not results:
         return ("_No results yet: run `make test` (or `pytest -m slow tests/integration/test_faults.py`), "
-                "then `python infra/reliability_report.py`._")
+                "then `python -m infra.reliability_report`._")
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in results:
         runs = history.get(r["fault"], [])
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         if updated != current:
-            print(f"{args.doc} is not up to date with {args.results}; run python infra/reliability_report.py",
+            print(f"{args.doc} is not up to date with {args.results}; run make reliability",
                   file=sys.stderr)
             return 1
         return 0

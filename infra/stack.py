@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Installs, starts, checks and stops the native stack: Apache Kafka (KRaft, on the JVM) and MiniStack.
 
-    python infra/stack.py fetch                 resolve the broker jars with Maven (cached)
-    python infra/stack.py up [--stack docker]   start both, wait until usable, create topics
-    python infra/stack.py status                broker, topics, endpoint
-    python infra/stack.py down                  stop exactly what `up` started (pid files)
-    python infra/stack.py stop-part kafka|ministack [--kill]    one part only (fault tests)
-    python infra/stack.py start-part kafka|ministack            start that part again, wait until usable
-    python infra/stack.py pause-part|resume-part kafka|ministack   SIGSTOP/SIGCONT its process group
+    python -m infra.stack fetch                 resolve the broker jars with Maven (cached)
+    python -m infra.stack up [--stack docker]   start both, wait until usable, create topics
+    python -m infra.stack status                broker, topics, endpoint
+    python -m infra.stack down                  stop exactly what `up` started (pid files)
+    python -m infra.stack stop-part kafka|ministack [--kill]    one part only (fault tests)
+    python -m infra.stack start-part kafka|ministack            start that part again, wait until usable
+    python -m infra.stack pause-part|resume-part kafka|ministack   SIGSTOP/SIGCONT its process group
 
 Everything it writes lives under .cache/ (jars) and .state/ (data, logs, pid files), both gitignored.
 """
@@ -31,13 +31,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
+from pipeline_common.settings import ConfigError, Setting, Settings, setting
+from pipeline_common.shared_settings import KAFKA_DLQ_TOPIC, KAFKA_TOPIC
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
-
-from pipeline_common.kafka_client import KAFKA_DLQ_TOPIC, KAFKA_TOPIC  # noqa: E402
-from pipeline_common.settings import ConfigError, Setting, Settings, setting  # noqa: E402
-
 POM = ROOT / "infra" / "kafka" / "pom.xml"
 LOG4J_CONFIG = ROOT / "infra" / "kafka" / "log4j2.properties"
 JAR_DIR = ROOT / ".cache" / "kafka" / "lib"
@@ -336,17 +333,8 @@ def start_kafka(cfg: StackConfig) -> None:
     log = LOG_DIR / "kafka.out"
     pid = _spawn("kafka", _java_cmd(cfg, "kafka.Kafka", str(props)), log)
     say(f"kafka starting (pid {pid}, log {_rel(log)})")
-    deadline = time.monotonic() + cfg.start_timeout_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            PIDS["kafka"].unlink(missing_ok=True)
-            raise StackError(f"the Kafka broker exited during start-up. Last lines of {log}:\n{_tail(log)}")
-        if _port_open(cfg.kafka_port) and kafka_ready(cfg.bootstrap):
-            return
-        time.sleep(0.5)
-    _stop("kafka")
-    raise StackError(f"the Kafka broker did not answer a metadata request within {cfg.start_timeout_s}s "
-                     f"(STACK_START_TIMEOUT_S). Last lines of {log}:\n{_tail(log)}")
+    _wait_until_usable("kafka", "the Kafka broker", pid, log, cfg.start_timeout_s, poll_s=0.5,
+                       usable=lambda: _port_open(cfg.kafka_port) and kafka_ready(cfg.bootstrap))
 
 
 def ensure_topics(cfg: StackConfig) -> dict[str, int]:
@@ -408,16 +396,25 @@ def start_ministack(cfg: StackConfig) -> None:
     log = LOG_DIR / "ministack.out"
     pid = _spawn("ministack", [str(exe)], log, env=env)
     say(f"ministack starting (pid {pid}, log {_rel(log)})")
-    deadline = time.monotonic() + cfg.start_timeout_s
+    _wait_until_usable("ministack", "MiniStack", pid, log, cfg.start_timeout_s, poll_s=0.3,
+                       usable=lambda: _port_open(cfg.aws_port) and endpoint_ready(cfg.endpoint))
+
+
+def _wait_until_usable(name: str, what: str, pid: int, log: Path, timeout_s: float, poll_s: float,
+                       usable) -> None:
+    """Until ``usable()``; a part that exits, or does not answer within the timeout (then it is
+    stopped), is a StackError quoting the end of its log."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not _alive(pid):
-            PIDS["ministack"].unlink(missing_ok=True)
-            raise StackError(f"MiniStack exited during start-up. Last lines of {log}:\n{_tail(log)}")
-        if _port_open(cfg.aws_port) and endpoint_ready(cfg.endpoint):
+            PIDS[name].unlink(missing_ok=True)
+            raise StackError(f"{what} exited during start-up. Last lines of {log}:\n{_tail(log)}")
+        if usable():
             return
-        time.sleep(0.3)
-    _stop("ministack")
-    raise StackError(f"MiniStack did not answer within {cfg.start_timeout_s}s. Last lines of {log}:\n{_tail(log)}")
+        time.sleep(poll_s)
+    _stop(name)
+    raise StackError(f"{what} did not answer within {timeout_s}s (STACK_START_TIMEOUT_S). "
+                     f"Last lines of {log}:\n{_tail(log)}")
 
 
 # --------------------------------------------------------------------------- docker path

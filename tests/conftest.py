@@ -1,19 +1,8 @@
-"""Shared test helpers: saved events, fake AWS credentials, the Lambda source on sys.path."""
+"""Shared test fixtures: fake AWS credentials. Import paths come from pyproject.toml (the editable
+install and pytest's `pythonpath`), not from here."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-LAMBDA_SRC = ROOT / "src" / "lambda"
-
-# ROOT makes `from infra import stack` importable, tests/ makes `from saved_events import load_event`
-# importable; src/lambda is a zip root, not a package ('lambda' is a keyword), so its modules import flat.
-for _path in (ROOT, ROOT / "tests", LAMBDA_SRC):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
 
 
 @pytest.fixture

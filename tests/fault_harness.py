@@ -2,8 +2,8 @@
 break, the pipeline deployed on it under unique names, a subscriber that sees every notification,
 an independent recount of what should have arrived, and the result file RELIABILITY.md is made from.
 
-Counting is independent of the pipeline's own counters: the run's Kafka topic is read back and
-each record put through the function's own filter (flight_transform.evaluate), giving the exact
+Counting is independent of the pipeline's own counters (infra/observe.py's recount): the run's
+Kafka topic is read back and each record put through the function's own filter, giving the exact
 notifications that must reach SNS; an SQS queue subscribed without a filter policy receives what
 SNS really delivered. missing = expected - delivered, duplicates = delivered - expected (as
 multisets), dead letters are read from the run's dead-letter topic.
@@ -27,20 +27,18 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
-from flight_transform import InvalidState, evaluate
-from sns_batch import MAX_BATCH_BYTES as SNS_MAX_MESSAGE_BYTES
-from infra import aws_resources, demo
+from infra import aws_resources, observe
 from pipeline_common.kafka_client import KafkaSettings
 
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-STACK_CLI = [sys.executable, str(ROOT / "infra" / "stack.py")]
-# Where each fault test leaves its counts for `python infra/reliability_report.py`.
+STACK_CLI = [sys.executable, "-m", "infra.stack"]
+# Where each fault test leaves its counts for `make reliability`.
 RESULTS_DIR = Path(os.environ.get("RELIABILITY_RESULTS_DIR") or ROOT / ".state" / "reliability")
 AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
                 "AWS_DEFAULT_REGION": "us-east-1"}
@@ -54,7 +52,7 @@ def free_port() -> int:
 
 # --------------------------------------------------------------------------- a stack to break
 class IsolatedStack:
-    """Kafka + MiniStack on free ports with their own state directory, driven through infra/stack.py
+    """Kafka + MiniStack on free ports with their own state directory, driven through `python -m infra.stack`
     in subprocesses (its STATE and pid files are fixed at import from STACK_STATE_DIR), so the shared
     stack on 9092/4566 is never touched and only processes started here are ever signalled."""
 
@@ -140,7 +138,8 @@ class Pipeline:
         Idempotent: a restarted MiniStack has forgotten everything and gets the same names again."""
         clients = aws_resources.AwsClients()
         topic_arn = aws_resources.create_sns_topic(self.settings, clients, say=_quiet)
-        queue_url = subscribe_everything(clients, topic_arn, self.queue_name)
+        # raw delivery and no filter policy: it receives every notification
+        queue_url = aws_resources.subscribe_queue(topic_arn, self.queue_name, clients)["queue_url"]
         if self.subscriber is None:
             self.subscriber = Subscriber(queue_url)
             self.subscriber.start()
@@ -169,20 +168,6 @@ class Pipeline:
 
 def _quiet(_message: str) -> None:
     return None
-
-
-def subscribe_everything(clients: aws_resources.AwsClients, topic_arn: str, queue_name: str) -> str:
-    """An SQS queue subscribed with raw delivery and no filter policy: it receives every notification."""
-    queue_url = clients.sqs.create_queue(QueueName=queue_name)["QueueUrl"]
-    queue_arn = clients.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
-        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}]}
-    clients.sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
-    clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
-                          Attributes={"RawMessageDelivery": "true"})
-    return queue_url
 
 
 class Subscriber:
@@ -238,7 +223,7 @@ class Subscriber:
     def notifications(self) -> Counter:
         with self._lock:
             bodies = list(self._bodies.values())
-        return Counter(canonical(json.loads(b)) for b in bodies)
+        return Counter(observe.canonical(json.loads(b)) for b in bodies)
 
     def wait_quiet(self, quiet_s: float = 3.0, timeout_s: float = 90.0) -> None:
         """Until nothing arrived for quiet_s and the queue holds nothing, not even a message whose receive
@@ -251,93 +236,27 @@ class Subscriber:
         wait_until(empty, timeout_s, f"the subscriber queue {self.queue_url} to be drained", every_s=0.5)
 
 
-def canonical(notification: dict) -> str:
-    return json.dumps(notification, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 # --------------------------------------------------------------------------- counting
-@dataclass
-class Expected:
-    """The run's records read back from Kafka and put through the function's own filter."""
-    records: int
-    notifications: Counter
-    filtered: int
-    invalid: dict  # (partition, offset) -> reason
-
-
-def expected_from_kafka(topic: str, kafka: KafkaSettings) -> Expected:
-    consumer = KafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False, group_id=None,
-                             max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        out = Expected(0, Counter(), 0, {})
-        deadline = time.monotonic() + 120
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} back to its end offsets {ends}")
-            for tp, records in consumer.poll(timeout_ms=1000, max_records=5000).items():
-                for r in records:
-                    if r.offset >= ends[tp]:
-                        continue
-                    out.records += 1
-                    try:
-                        state = json.loads(r.value) if r.value is not None else None
-                        notification, _reason = evaluate(state)
-                    except (ValueError, InvalidState, UnicodeDecodeError) as exc:
-                        out.invalid[(r.partition, r.offset)] = str(exc)
-                        continue
-                    if notification is None:
-                        out.filtered += 1
-                    elif len(canonical(notification).encode()) > SNS_MAX_MESSAGE_BYTES:
-                        # Valid, but no SNS message can carry it: the function must report it failed.
-                        out.invalid[(r.partition, r.offset)] = "notification over SNS's message size limit"
-                    else:
-                        out.notifications[canonical(notification)] += 1
-        return out
-    finally:
-        consumer.close()
-
-
 def dead_letters(dlq: str, kafka: KafkaSettings) -> list[dict]:
     """Every on-failure document in the run's dead-letter topic."""
-    consumer = KafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False, group_id=None,
-                             max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
-    try:
-        partitions = [TopicPartition(dlq, p) for p in sorted(consumer.partitions_for_topic(dlq) or [])]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        docs = []
-        deadline = time.monotonic() + 60
-        while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=1000).values():
-                docs.extend(json.loads(r.value) for r in records)
-        return docs
-    finally:
-        consumer.close()
+    return [json.loads(r.value) for r in observe.read_topic(kafka, dlq, timeout_s=60)]
 
 
 def committed_lag(bootstrap: str, topic: str, group: str) -> int | None:
     """End offsets minus the group's committed offsets, summed (None before the group committed)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     try:
-        try:
-            committed = admin.list_group_offsets(group).get(group) or {}
-        except KafkaError as exc:  # no coordinator for a group that never committed, or a broker restarting
-            logger.debug("offsets of group %s unavailable: %s", group, exc)
-            return None
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        ends = consumer.end_offsets(partitions)
-        if not committed:
-            return None
-        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in partitions)
+        committed = admin.list_group_offsets(group).get(group) or {}
+    except KafkaError as exc:  # no coordinator for a group that never committed, or a broker restarting
+        logger.debug("offsets of group %s unavailable: %s", group, exc)
+        return None
     finally:
         admin.close()
-        consumer.close()
+    if not committed:
+        return None
+    ends = observe.end_offsets(KafkaSettings(bootstrap_servers=bootstrap), topic)
+    return sum(end - (committed[tp].offset if (tp := TopicPartition(topic, p)) in committed else 0)
+               for p, end in ends.items())
 
 
 def wait_until(condition, timeout_s: float, what: str, every_s: float = 0.5):
@@ -366,7 +285,8 @@ def wait_drained(pipeline: Pipeline, timeout_s: float = 240) -> None:
 def reconcile(fault: str, title: str, pipeline: Pipeline, produced: int, started: float, **details) -> dict:
     """Counts for one fault run, written to RESULTS_DIR/<fault>.json before anything is asserted."""
     kafka = pipeline.stack.kafka
-    expected = expected_from_kafka(pipeline.topic, kafka)
+    expected = observe.recount(observe.read_topic(kafka, pipeline.topic))
+    rejected = {**expected.invalid, **expected.too_large}  # what the function must report failed
     delivered = pipeline.subscriber.notifications()
     missing = expected.notifications - delivered
     extra = delivered - expected.notifications
@@ -382,16 +302,16 @@ def reconcile(fault: str, title: str, pipeline: Pipeline, produced: int, started
         "in_kafka": expected.records,
         "in_air": sum(expected.notifications.values()),
         "filtered": expected.filtered,
-        "invalid": len(expected.invalid),
+        "invalid": len(rejected),
         "delivered": sum((expected.notifications & delivered).values()),
         "missing": sum(missing.values()),
         "duplicates": sum(extra.values()) - len(unexpected),
         "unexpected": len(unexpected),
         "dead_lettered": len(letters),
         "dead_lettered_valid": sum(1 for d in letters if (d["errorContext"]["partition"],
-                                                           d["errorContext"]["offset"]) not in expected.invalid),
-        # The demo's offset-based count of the dead-letter topic, as a cross-check of the documents read.
-        "dlq_count_agrees": demo.count_dead_letters(pipeline.dlq, 0, kafka) == len(letters),
+                                                           d["errorContext"]["offset"]) not in rejected),
+        # The offset-based count of the dead-letter topic, as a cross-check of the documents read.
+        "dlq_count_agrees": observe.records_since(kafka, pipeline.dlq, 0) == len(letters),
         "details": details,
         "examples_missing": list(missing)[:3],
     }
@@ -400,7 +320,7 @@ def reconcile(fault: str, title: str, pipeline: Pipeline, produced: int, started
                         == result["in_kafka"])
     write_result(result)
     result["dead_letter_docs"] = letters
-    result["invalid_records"] = expected.invalid
+    result["invalid_records"] = rejected
     return result
 
 

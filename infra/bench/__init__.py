@@ -1,1 +1,1 @@
-"""Benchmarks of the pipeline on the native stack: `python infra/bench/run.py` (make bench)."""
+"""Benchmarks of the pipeline on the native stack: `python -m infra.bench.run` (make bench)."""

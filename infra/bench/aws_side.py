@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra import aws_resources
+
 ROOT = Path(__file__).resolve().parent.parent.parent
-for _path in (ROOT, ROOT / "src"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from botocore.config import Config  # noqa: E402
-from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
-
-from infra import aws_resources  # noqa: E402
-
 logger = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
@@ -85,17 +80,9 @@ class BenchAws:
         return arn
 
     def subscriber(self, topic_arn: str, name: str) -> Subscriber:
-        sqs, sns = self.clients.sqs, self.clients.sns
-        url = sqs.create_queue(QueueName=name)["QueueUrl"]
-        self._queues.append(url)
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        policy = {"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
-            "Resource": arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}]}
-        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn,
-                      Attributes={"RawMessageDelivery": "true"}, ReturnSubscriptionArn=True)
-        return Subscriber(name, url, arn, topic_arn)
+        queue = aws_resources.subscribe_queue(topic_arn, name, self.clients)
+        self._queues.append(queue["queue_url"])
+        return Subscriber(name, queue["queue_url"], queue["queue_arn"], topic_arn)
 
     def function(self, name: str, env: dict | None = None) -> tuple[aws_resources.AwsResourceSettings, str]:
         """Deploy the project's function as `name` with its own topic `name`; returns (settings, topic ARN)."""

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import time
 
+from infra import observe
 from infra.bench.aws_side import Subscriber
-from infra.bench.kafka_load import GroupProgress, end_offsets
+from infra.bench.kafka_load import GroupProgress
 from infra.bench.session import Session, producer_summary, trigger_summary
 from trigger.stats import percentile
 
@@ -61,7 +62,7 @@ def run_step(session: Session, function: str, subscriber: Subscriber, load: floa
                 next_report += 5
         if producer.returncode != 0:
             raise RuntimeError(f"the producer failed ({producer.returncode}):\n{producer.log_tail()}")
-        produced = end_offsets(session.kafka, topic)
+        produced = sum(observe.end_offsets(session.kafka, topic).values())  # the run's topics start at 0
         produce_end = time.monotonic()
         deadline = produce_end + drain_timeout_s
         while progress.committed < produced:

@@ -15,18 +15,14 @@ import threading
 import time
 from pathlib import Path
 
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.partitioner.default import murmur2
+
+from pipeline_common.kafka_client import KafkaSettings
+
 ROOT = Path(__file__).resolve().parent.parent.parent
-for _path in (ROOT, ROOT / "src"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
-from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
-from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError  # noqa: E402
-from kafka.partitioner.default import murmur2  # noqa: E402
-
-from pipeline_common.kafka_client import KafkaSettings  # noqa: E402
-
 logger = logging.getLogger(__name__)
 
 KINDS = ("on-ground", "fleet")
@@ -84,16 +80,6 @@ def delete_groups(kafka: KafkaSettings, group_ids: list[str]) -> None:
         logger.warning("could not delete consumer groups %s: %s", group_ids, exc)
     finally:
         client.close()
-
-
-def end_offsets(kafka: KafkaSettings, topic: str) -> int:
-    """Records in the topic (sum of end offsets; the run's topics start at offset 0)."""
-    consumer = KafkaConsumer(**kafka.client_kwargs())
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return sum(consumer.end_offsets(partitions).values()) if partitions else 0
-    finally:
-        consumer.close()
 
 
 # ---------------------------------------------------------------- consumer-group progress

@@ -2,7 +2,7 @@
 """Benchmarks of the whole pipeline on the native stack, in one go; writes docs/BENCHMARKS.md.
 
     make bench                                   # everything, about 6 minutes on 2 cores
-    python infra/bench/run.py --sections sink,e2e --loads 500,1000 --out /tmp/b.md
+    python -m infra.bench.run --sections sink,e2e --loads 500,1000 --out /tmp/b.md
 
 Sections: sink (PublishBatch ceiling, 1 and 4 threads), e2e (producer -> Kafka -> trigger -> Lambda
 -> SNS -> subscriber at rising loads until saturation, with latency), capacity (no sink: every
@@ -23,15 +23,11 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+from infra import stack
+from infra.bench import capacity, end_to_end, growth, machine, procstat, report, seed_design, sink_ceiling
+from infra.bench.session import STATE_DIR, Session
+
 ROOT = Path(__file__).resolve().parent.parent.parent
-for _path in (ROOT, ROOT / "src"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from infra import stack  # noqa: E402
-from infra.bench import capacity, end_to_end, growth, machine, procstat, report, seed_design, sink_ceiling  # noqa: E402
-from infra.bench.session import STATE_DIR, Session  # noqa: E402
-
 SECTIONS = ("sink", "e2e", "capacity", "seed", "growth")
 DEFAULT_OUT = ROOT / "docs" / "BENCHMARKS.md"
 
@@ -55,7 +51,7 @@ def _sections(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="infra/bench/run.py", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m infra.bench.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--sections", type=_sections, default=SECTIONS, help=f"comma list of {', '.join(SECTIONS)} (default: all)")
@@ -97,7 +93,7 @@ _STACK_VARIABLES = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "AWS_PORT", "STACK_ST
 def command_line(argv: list[str]) -> str:
     """The command as typed, with the variables that chose the stack (other ports, another state dir)."""
     env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in _STACK_VARIABLES if os.environ.get(k))
-    exact = " ".join(shlex.quote(a) for a in [".venv/bin/python", "infra/bench/run.py", *argv])
+    exact = " ".join(shlex.quote(a) for a in [".venv/bin/python", "-m", "infra.bench.run", *argv])
     if os.environ.get("MAKELEVEL"):
         args = f' ARGS="{" ".join(argv)}"' if argv else ""
         return f"{env + ' ' if env else ''}make bench{args}  (runs {exact})"

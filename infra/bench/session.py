@@ -10,17 +10,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra import stack
+from infra.bench.aws_side import BenchAws
+from infra.bench.kafka_load import GroupProgress, create_topic, delete_groups, delete_topics
+from infra.bench.procstat import Child, CpuMeter, pids_matching
+from pipeline_common.kafka_client import KafkaSettings
+
 ROOT = Path(__file__).resolve().parent.parent.parent
-for _path in (ROOT, ROOT / "src"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from infra import stack  # noqa: E402
-from infra.bench.aws_side import BenchAws  # noqa: E402
-from infra.bench.kafka_load import GroupProgress, create_topic, delete_groups, delete_topics  # noqa: E402
-from infra.bench.procstat import Child, CpuMeter, pids_matching  # noqa: E402
-from pipeline_common.kafka_client import KafkaSettings  # noqa: E402
-
 STATE_DIR = ROOT / ".state" / "bench"
 
 

@@ -16,16 +16,12 @@ import threading
 import time
 from pathlib import Path
 
+from flight_transform import evaluate  # (the function's own conversion)
+
+from infra.bench.procstat import CpuSplit
+from infra.bench.session import Session
+
 ROOT = Path(__file__).resolve().parent.parent.parent
-for _path in (ROOT, ROOT / "src", ROOT / "src" / "lambda"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from flight_transform import evaluate  # noqa: E402  (the function's own conversion)
-
-from infra.bench.procstat import CpuSplit  # noqa: E402
-from infra.bench.session import Session  # noqa: E402
-
 ENTRIES_PER_CALL = 10  # SNS PublishBatch's limit, and what the function sends
 
 

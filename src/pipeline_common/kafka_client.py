@@ -1,4 +1,5 @@
-"""Kafka connection and security settings shared by the producer and the trigger.
+"""Kafka connection and security settings shared by the producer and the trigger, and the one
+broker-connect retry loop both use.
 
 Names follow kafka-python/Kafka (``bootstrap_servers``, ``security_protocol``,
 ``sasl_mechanism``) so ``client_kwargs()`` can be passed straight to
@@ -6,13 +7,23 @@ Names follow kafka-python/Kafka (``bootstrap_servers``, ``security_protocol``,
 """
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar, TypeVar
 
+from kafka.errors import KafkaError
+
+from .backoff import backoff_delay
 from .settings import ConfigError, Settings, setting
-from .shared_settings import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC, KAFKA_DLQ_TOPIC, KAFKA_TOPIC  # noqa: F401 (re-exported)
+from .shared_settings import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC  # noqa: F401 (importers know them from here)
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
+_MAX_CONNECT_DELAY_S = 30.0
+Client = TypeVar("Client")
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 # AWS_MSK_IAM signs with the default botocore credential chain (kafka-python's own mechanism).
@@ -69,3 +80,41 @@ class KafkaSettings(Settings):
         return (f"KafkaSettings(bootstrap_servers={self.bootstrap_servers!r}, "
                 f"security_protocol={self.security_protocol!r}, sasl_mechanism={self.sasl_mechanism!r}, "
                 f"sasl_plain_username={self.sasl_plain_username!r}, sasl_plain_password={'***' if self.sasl_plain_password else None})")
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker could not be reached within the connect timeout."""
+
+
+def connect_with_retry(make: Callable[[float], Client], settings: KafkaSettings, *, timeout_s: float,
+                       stop: threading.Event | None = None, topic: str | None = None,
+                       first_delay_s: float = 1.0) -> Client | None:
+    """``make(bootstrap_timeout_s)`` -> a kafka-python client, retried while the broker cannot be
+    reached (starting, restarting, or a network hiccup) for up to ``timeout_s``; one warning per
+    try. Returns None when ``stop`` is set meanwhile; raises BrokerUnavailable at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    # A short bootstrap timeout leaves room for retries (and a log line each) within the deadline,
+    # and notices a stop request promptly.
+    bootstrap_timeout_s = min(10.0, max(timeout_s / 3, 0.5))
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return make(bootstrap_timeout_s)
+        except KafkaError as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrokerUnavailable(
+                    f"Kafka broker at {settings.bootstrap_servers} is not reachable after {attempt} "
+                    f"attempt(s) in {timeout_s:.0f}s: {type(exc).__name__}: {exc}. Is it running "
+                    "(make run; make status) and is KAFKA_BOOTSTRAP_SERVERS right?") from None
+            # Without jitter (the ceiling itself: 1, 2, 4 ... 30 s): one process waits for one broker.
+            wait = min(backoff_delay(attempt, first_delay_s, _MAX_CONNECT_DELAY_S, rand=lambda: 1.0), remaining)
+            logger.warning("Kafka broker at %s not reachable (%s); retrying in %.0f s",
+                           settings.bootstrap_servers, type(exc).__name__, wait,
+                           extra={"topic": topic, "attempt": attempt})
+            if stop is not None:
+                if stop.wait(wait):
+                    return None
+            else:
+                time.sleep(wait)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from typing import Callable, Protocol
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
-from pipeline_common.kafka_client import DEFAULT_TOPIC, KafkaSettings
+from pipeline_common.kafka_client import DEFAULT_TOPIC, BrokerUnavailable, KafkaSettings, connect_with_retry
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +36,6 @@ class Sink(Protocol):
     def send(self, key: str, value: dict) -> None: ...
     def flush(self, timeout: float | None = None) -> None: ...
     def close(self, timeout: float | None = None) -> None: ...
-
-
-class BrokerUnavailable(RuntimeError):
-    """The broker could not be reached within the connect timeout."""
 
 
 def encode_value(value: dict) -> bytes:
@@ -72,34 +67,15 @@ class KafkaSink:
         return self._failed
 
     def _connect(self, factory, timeout_s, stop_event, delay, config) -> KafkaProducer:
-        deadline = time.monotonic() + timeout_s
-        attempt = 0
         kwargs = {**self.settings.client_kwargs(), **config}
-        while True:
-            attempt += 1
-            try:
-                # A short bootstrap timeout leaves room for retries (and a clear log line each time)
-                # inside the connect timeout, and notices a stop request promptly.
-                producer = factory(bootstrap_timeout_ms=int(min(10.0, max(timeout_s / 3, 0.5)) * 1000), **kwargs)
-                logger.info("connected to Kafka at %s (compression %s, acks=all, idempotent)",
-                            self.settings.bootstrap_servers, COMPRESSION, extra={"topic": self.topic})
-                return producer
-            except KafkaError as exc:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (stop_event is not None and stop_event.is_set()):
-                    raise BrokerUnavailable(f"Kafka broker at {self.settings.bootstrap_servers} is not reachable "
-                                            f"after {attempt} attempt(s): {exc}. Is it running? (make run; "
-                                            f"make status)") from None
-                wait = min(delay, remaining)
-                logger.warning("Kafka broker at %s not reachable (%s); retrying in %.0f s",
-                               self.settings.bootstrap_servers, type(exc).__name__, wait,
-                               extra={"topic": self.topic, "attempt": attempt})
-                if stop_event is not None:
-                    if stop_event.wait(wait):
-                        raise BrokerUnavailable("stopped while waiting for the Kafka broker") from None
-                else:
-                    time.sleep(wait)
-                delay = min(delay * 2, 30.0)
+        producer = connect_with_retry(
+            lambda bootstrap_s: factory(bootstrap_timeout_ms=int(bootstrap_s * 1000), **kwargs),
+            self.settings, timeout_s=timeout_s, stop=stop_event, topic=self.topic, first_delay_s=delay)
+        if producer is None:
+            raise BrokerUnavailable("stopped while waiting for the Kafka broker")
+        logger.info("connected to Kafka at %s (compression %s, acks=all, idempotent)",
+                    self.settings.bootstrap_servers, COMPRESSION, extra={"topic": self.topic})
+        return producer
 
     def send(self, key: str, value: dict) -> None:
         try:

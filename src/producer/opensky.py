@@ -15,6 +15,7 @@ from typing import Callable, ClassVar, Mapping, Sequence
 
 import requests
 
+from pipeline_common.backoff import backoff_delay
 from pipeline_common.logs import mask
 from pipeline_common.settings import ConfigError, Settings, setting
 
@@ -218,9 +219,7 @@ class OpenSkyClient:
         self._session.close()
 
     def _backoff(self, attempt: int) -> float:
-        # "Equal jitter": never zero, never synchronised with other clients.
-        ceiling = min(self.settings.backoff_cap_s, self.settings.backoff_base_s * 2 ** attempt)
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        return backoff_delay(attempt + 1, self.settings.backoff_base_s, self.settings.backoff_cap_s, self._rng.random)
 
     def fetch_states(self, bbox: Sequence[float] | None = None,
                      icao24: Sequence[str] = ()) -> StatesSnapshot:

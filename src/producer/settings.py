@@ -9,8 +9,9 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from pipeline_common.kafka_client import KAFKA_TOPIC, KafkaSettings
+from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.settings import ConfigError, Settings, setting
+from pipeline_common.shared_settings import KAFKA_TOPIC
 
 from .opensky import OpenSkySettings
 

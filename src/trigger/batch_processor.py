@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from pipeline_common.backoff import backoff_delay
+
 from .esm_event import partition_key
 from .invoker import FUNCTION_ERROR, TOO_LARGE, InvokeResult
 from .on_failure import PAYLOAD_TOO_LARGE, RECORD_AGE_EXCEEDED, RETRIES_EXHAUSTED, FailedRecord
@@ -54,12 +56,6 @@ class ItemFailures:
     keys: frozenset            # {(topic-partition, offset)} to retry
     reasons: dict              # {(topic-partition, offset): reason text from failureReasons}
     problem: str | None = None  # set when the answer is invalid: the whole batch failed
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with equal jitter: somewhere in [d/2, d], d = min(cap, base * 2^(attempt-1))."""
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    return ceiling / 2 + rand() * ceiling / 2
 
 
 def _loads(payload: bytes):

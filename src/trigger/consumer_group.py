@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import MemberState, OffsetAndMetadata
+
+from pipeline_common.kafka_client import BrokerUnavailable, connect_with_retry  # noqa: F401 (re-exported)
 
 from .esm_event import partition_key
 from .mapping import TriggerConfig
@@ -45,10 +46,6 @@ logger = logging.getLogger(__name__)
 
 # A join/sync that has not completed in this long is treated as hung.
 STUCK_REBALANCE_S = 60.0
-
-
-class BrokerUnavailable(RuntimeError):
-    """The broker could not be reached within TRIGGER_CONNECT_TIMEOUT_S at start."""
 
 
 @dataclass
@@ -86,28 +83,11 @@ class ConsumerGroup:
         self.rebalancing_since = None
 
     def _connect(self, stop: threading.Event):
-        cfg = self.config
-        deadline = time.monotonic() + cfg.connect_timeout_s
-        delay, attempt = 1.0, 0
-        while True:
-            attempt += 1
-            try:
-                # A short bootstrap timeout leaves room for retries (and a log line each) within the deadline.
-                return self.make_consumer(bootstrap_timeout_s=min(10.0, max(cfg.connect_timeout_s / 3, 0.5)))
-            except KafkaError as exc:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BrokerUnavailable(
-                        f"Kafka broker at {cfg.kafka.bootstrap_servers} is not reachable after {attempt} "
-                        f"attempt(s) in {cfg.connect_timeout_s:.0f}s: {type(exc).__name__}: {exc}. Is it "
-                        "running (make run; make status) and is KAFKA_BOOTSTRAP_SERVERS right?") from None
-                wait = min(delay, remaining)
-                logger.warning("Kafka broker at %s not reachable (%s); retrying in %.0f s",
-                               cfg.kafka.bootstrap_servers, type(exc).__name__, wait,
-                               extra={"topic": cfg.topic, "attempt": attempt})
-                if stop.wait(wait):
-                    return None
-                delay = min(delay * 2, 30.0)
+        """The consumer, retried while the broker cannot be reached for up to TRIGGER_CONNECT_TIMEOUT_S;
+        None if asked to stop meanwhile."""
+        return connect_with_retry(lambda bootstrap_s: self.make_consumer(bootstrap_timeout_s=bootstrap_s),
+                                  self.config.kafka, timeout_s=self.config.connect_timeout_s, stop=stop,
+                                  topic=self.config.topic)
 
     def make_consumer(self, bootstrap_timeout_s: float = 30.0):
         cfg = self.config

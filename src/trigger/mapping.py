@@ -9,8 +9,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from pipeline_common.kafka_client import KAFKA_DLQ_TOPIC, KAFKA_TOPIC, KafkaSettings
+from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.settings import ConfigError, Settings, parse_bool, setting
+from pipeline_common.shared_settings import KAFKA_DLQ_TOPIC, KAFKA_TOPIC
 
 STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
 EVENT_SOURCES = ("SelfManagedKafka", "aws:kafka")

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
 
+from pipeline_common.backoff import backoff_delay
+
 logger = logging.getLogger(__name__)
 
 RETRIES_EXHAUSTED = "RetryAttemptsExhausted"
@@ -269,7 +271,7 @@ class OnFailureDelivery:
 
     def deliver(self, failed: list[FailedRecord], cancel: threading.Event) -> None:
         # batch_processor imports this module for FailedRecord and the conditions.
-        from .batch_processor import BatchAborted, backoff_delay
+        from .batch_processor import BatchAborted
 
         if not self.destinations:
             # AWS without a destination: the records are discarded once retries are exhausted.

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from pipeline_common.kafka_client import BrokerUnavailable
+
 from .batch_processor import BatchAborted, BatchProcessor
 from .batching import PartitionBuffer
-from .consumer_group import BrokerUnavailable, ConsumerGroup, release_parked_records
+from .consumer_group import ConsumerGroup, release_parked_records
 from .esm_event import EsmEventBuilder, partition_key
 from .event_filter import RecordFilter
 from .invoker import LambdaInvoker
@@ -329,7 +331,7 @@ class Trigger:
         self._refresh_lag()
         s = self._stats.snapshot()
         rate = self._stats.rate()
-        logger.info("status %s: lag %d (max %d) | %.0f rec/s | %d invocations p50 %.0fms p99 %.0fms | "
+        logger.info("status: %s lag %d (max %d) | %.0f rec/s | %d invocations p50 %.0fms p99 %.0fms | "
                     "%d retries | %d dead-lettered%s", self.config.label, s.lag, s.lag_max, rate, s.invocations,
                     s.invoke_p50_ms, s.invoke_p99_ms, s.retries, s.dead_lettered,
                     f" | {s.filtered} filtered out" if self._filter else "",

@@ -1,7 +1,7 @@
 """Session fixture for integration tests: the real Kafka broker and the AWS endpoint.
 
 A stack that already answers (``make run``) is reused and left running; otherwise the session
-starts one with infra/stack.py and stops it at the end, so ``make test`` needs nothing running.
+starts one with infra.stack and stops it at the end, so ``make test`` needs nothing running.
 """
 from __future__ import annotations
 

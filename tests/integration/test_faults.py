@@ -5,7 +5,7 @@ Every test runs on a stack of its own (IsolatedStack: other ports, its own state
 it restarts, pauses or kills parts of it; the shared stack on 9092/4566 is never touched. Each test
 counts what was produced against what reached SNS (an SQS queue subscribed without a filter),
 recounted independently from the run's Kafka topic, and writes its counts to
-.state/reliability/<fault>.json; `python infra/reliability_report.py` turns them into
+.state/reliability/<fault>.json; `make reliability` turns them into
 docs/RELIABILITY.md.
 """
 from __future__ import annotations
@@ -19,10 +19,11 @@ import time
 
 import boto3
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 
 from fault_harness import (AWS_TEST_ENV, ROOT, IsolatedStack, Pipeline, committed_lag, reconcile, wait_drained,
                            wait_until, write_result)
+from infra import observe
 from producer.runner import run_producer
 from producer.settings import ProducerConfig
 from producer.state_vector import FIELDS, as_row, parse_state_vector
@@ -137,12 +138,7 @@ def committed_total(pipeline: Pipeline) -> int:
     lag = committed_lag(pipeline.stack.bootstrap, pipeline.topic, pipeline.group)
     if lag is None:
         return 0
-    consumer = KafkaConsumer(bootstrap_servers=pipeline.stack.bootstrap, group_id=None)
-    try:
-        tps = [TopicPartition(pipeline.topic, p) for p in consumer.partitions_for_topic(pipeline.topic)]
-        return sum(consumer.end_offsets(tps).values()) - lag
-    finally:
-        consumer.close()
+    return sum(observe.end_offsets(pipeline.stack.kafka, pipeline.topic).values()) - lag
 
 
 def report(result: dict) -> str:

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from infra import aws_resources
+from infra import aws_resources, observe
 from infra.aws_resources import AwsClients, AwsResourceSettings
 
 pytestmark = pytest.mark.integration
@@ -82,7 +82,7 @@ def test_deployed_function_turns_an_esm_batch_into_filtered_notifications(deploy
 
     # AND the subscriber (Germany, France) receives exactly those two notifications, in the seed's format
     lines: list[str] = []
-    aws_resources.notifications(max_messages=2, seconds=30, settings=settings, clients=clients,
+    observe.notifications(max_messages=2, seconds=30, settings=settings, clients=clients,
                                 on_message=lines.append, say=lambda _m: None)
     received = {n["icao24"]: n for n in map(json.loads, lines)}
     assert sorted(received) == ["394a0b", "3c6444"]
@@ -91,10 +91,10 @@ def test_deployed_function_turns_an_esm_batch_into_filtered_notifications(deploy
                                   "latitude": 50.0332, "altitude_feet": 37000, "velocity_knots": 448}
     assert received["394a0b"]["callsign"] is None
     # Spain's notification was published but filtered out by the subscription
-    assert aws_resources.notifications(seconds=2, settings=settings, clients=clients, say=lambda _m: None) == 0
+    assert observe.notifications(seconds=2, settings=settings, clients=clients, say=lambda _m: None) == 0
 
     # AND count-messages reads the function's Published metric
-    assert aws_resources.count_messages(5, settings, clients) == 3
+    assert observe.count_messages(5, settings, clients) == 3
 
 
 def test_function_reports_a_raw_state_event_too(deployment):

@@ -1,5 +1,5 @@
 """Deployment tooling under moto: idempotent deploys, least-privilege IAM, the filtered demo subscriber,
-count-messages and notifications as a user sees them, teardown."""
+count-messages and notifications (infra/observe.py) as a user sees them, teardown."""
 from __future__ import annotations
 
 import json
@@ -13,9 +13,9 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-import handler  # src/lambda is on sys.path via tests/conftest.py
+import handler  # the function's modules are importable top-level (pyproject.toml)
 from flight_settings import FunctionSettings
-from infra import aws_resources
+from infra import aws_resources, observe
 from infra.aws_resources import AwsClients, AwsResourceSettings
 from pipeline_common.settings import ConfigError
 from saved_events import load_event
@@ -135,7 +135,7 @@ def test_an_update_in_progress_is_waited_out(aws, settings):
 
 def test_count_messages_sums_the_published_metric_of_this_function_in_the_window(aws, settings):
     deployed = aws_resources.deploy_resources(settings, aws, say=quiet)
-    assert aws_resources.count_messages(1, settings, aws) == 0
+    assert observe.count_messages(1, settings, aws) == 0
     publish_through_the_function(aws, deployed["topic_arn"])   # 5 published
     publish_through_the_function(aws, deployed["topic_arn"], "raw_state.json")  # 1 more
     now = datetime.now(timezone.utc)
@@ -144,16 +144,16 @@ def test_count_messages_sums_the_published_metric_of_this_function_in_the_window
          "Dimensions": [{"Name": "FunctionName", "Value": "flight-processor"}]},
         {"MetricName": "Published", "Value": 7, "Unit": "Count",
          "Dimensions": [{"Name": "FunctionName", "Value": "someone-else"}]}])
-    assert aws_resources.count_messages(5, settings, aws, now=now + timedelta(seconds=1)) == 6
-    assert aws_resources.count_messages(60, settings, aws, now=now + timedelta(seconds=1)) == 106
+    assert observe.count_messages(5, settings, aws, now=now + timedelta(seconds=1)) == 6
+    assert observe.count_messages(60, settings, aws, now=now + timedelta(seconds=1)) == 106
     with pytest.raises(ValueError, match="mins must be a whole number"):
-        aws_resources.count_messages(0, settings, aws)
+        observe.count_messages(0, settings, aws)
 
 
 def test_count_messages_cli_prints_a_one_line_answer(aws, settings, capsys):
     deployed = aws_resources.deploy_resources(settings, aws, say=quiet)
     publish_through_the_function(aws, deployed["topic_arn"])
-    assert aws_resources.main(["count-messages", "--mins", "5"]) == 0
+    assert observe.main(["count-messages", "--mins", "5"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out == ["5 notification(s) published to FlightNotifications in the last 5 minute(s) "
                    "(CloudWatch FlightPipeline/Published, FunctionName=flight-processor)"]
@@ -162,7 +162,7 @@ def test_count_messages_cli_prints_a_one_line_answer(aws, settings, capsys):
 def test_notifications_prints_one_line_per_notification_for_subscribed_countries_only(aws, settings, capsys):
     deployed = aws_resources.deploy_resources(settings, aws, say=quiet)
     publish_through_the_function(aws, deployed["topic_arn"])  # 5 airborne, one of them from Spain
-    shown = aws_resources.notifications(max_messages=10, seconds=1, settings=settings, clients=aws)
+    shown = observe.notifications(max_messages=10, seconds=1, settings=settings, clients=aws)
     lines = capsys.readouterr().out.strip().splitlines()
     assert shown == 4 and len(lines) == 4
     flights = [json.loads(line) for line in lines]
@@ -170,7 +170,7 @@ def test_notifications_prints_one_line_per_notification_for_subscribed_countries
     assert all(set(f) == {"icao24", "callsign", "origin_country", "time_position", "longitude", "latitude",
                           "altitude_feet", "velocity_knots"} for f in flights)
     # printed notifications were deleted: nothing is shown twice
-    assert aws_resources.notifications(seconds=1, settings=settings, clients=aws, say=quiet) == 0
+    assert observe.notifications(seconds=1, settings=settings, clients=aws, say=quiet) == 0
 
 
 def test_notification_countries_are_configurable(aws, settings):
@@ -178,7 +178,7 @@ def test_notification_countries_are_configurable(aws, settings):
     deployed = aws_resources.deploy_resources(only_spain, aws, say=quiet)
     publish_through_the_function(aws, deployed["topic_arn"])
     got = []
-    aws_resources.notifications(max_messages=5, seconds=1, settings=only_spain, clients=aws, on_message=got.append,
+    observe.notifications(max_messages=5, seconds=1, settings=only_spain, clients=aws, on_message=got.append,
                                 say=quiet)
     assert [json.loads(line)["icao24"] for line in got] == ["343abc"]
 

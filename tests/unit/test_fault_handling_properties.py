@@ -16,7 +16,7 @@ from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 from infra import reliability_report, stack
 from pipeline_common.kafka_client import KafkaSettings
 from trigger import Trigger, TriggerConfig
-from trigger.consumer_group import BrokerUnavailable
+from pipeline_common.kafka_client import BrokerUnavailable
 
 FAST = settings(max_examples=60, deadline=None)
 
@@ -59,7 +59,7 @@ def trigger_failing(failures: int, connect_timeout_s: float, monkeypatch) -> tup
         return "consumer"
 
     monkeypatch.setattr(trigger._group, "make_consumer", make_consumer)
-    monkeypatch.setattr("trigger.consumer_group.time", SimpleNamespace(monotonic=clock.monotonic))
+    monkeypatch.setattr("pipeline_common.kafka_client.time", SimpleNamespace(monotonic=clock.monotonic))
     return trigger, attempts, clock
 
 

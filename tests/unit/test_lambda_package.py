@@ -39,13 +39,15 @@ def test_zip_has_sorted_root_level_python_files_with_fixed_metadata(src_copy):
     (src_copy / "tests" / "test_x.py").write_text("x = 1\n")
     (src_copy / "test_local.py").write_text("x = 1\n")
     (src_copy / ".env").write_text("SECRET=1\n")
+    (src_copy / "flightpipe.egg-info").mkdir(exist_ok=True)
+    (src_copy / "flightpipe.egg-info" / "PKG-INFO").write_text("Name: flightpipe\n")
     with zipfile.ZipFile(io.BytesIO(lambda_package.build_zip_bytes(src_copy))) as archive:
         infos = archive.infolist()
         names = [info.filename for info in infos]
         assert names == sorted(names)
         own = [n for n in names if not n.startswith("pipeline_common/")]
         assert "handler.py" in own and "/" not in "".join(own)
-        assert not any(n.endswith(".pyc") or n.startswith(("tests", "test_", ".")) for n in names)
+        assert not any(n.endswith(".pyc") or n.startswith(("tests", "test_", ".", "flightpipe.egg-info")) for n in names)
         assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
         assert {info.external_attr >> 16 for info in infos} == {0o100644}
         assert archive.read("handler.py") == (src_copy / "handler.py").read_bytes()
@@ -88,11 +90,11 @@ def test_the_function_runs_on_the_pipeline_common_inside_its_zip(src_copy, tmp_p
 
 def test_cli_writes_the_zip_and_prints_its_sha256(tmp_path):
     out = tmp_path / "fn.zip"
-    proc = subprocess.run([sys.executable, str(ROOT / "infra" / "lambda_package.py"), "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "infra.lambda_package", "--out", str(out)],
                           capture_output=True, text=True, timeout=60, check=True)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     assert f"sha256 {digest}" in proc.stdout
-    again = subprocess.run([sys.executable, str(ROOT / "infra" / "lambda_package.py"), "--out", str(out)],
+    again = subprocess.run([sys.executable, "-m", "infra.lambda_package", "--out", str(out)],
                            capture_output=True, text=True, timeout=60, check=True)
     assert again.stdout == proc.stdout
 

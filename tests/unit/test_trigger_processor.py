@@ -8,7 +8,8 @@ import threading
 import pytest
 from kafka.consumer.fetcher import ConsumerRecord
 
-from trigger.batch_processor import BatchAborted, BatchProcessor, backoff_delay, parse_item_failures
+from pipeline_common.backoff import backoff_delay
+from trigger.batch_processor import BatchAborted, BatchProcessor, parse_item_failures
 from trigger.esm_event import EsmEventBuilder
 from trigger.invoker import FUNCTION_ERROR, OK, THROTTLED, TOO_LARGE, UNAVAILABLE, InvokeResult
 from trigger.mapping import TriggerConfig

@@ -1,0 +1,273 @@
+"""Watching what the pipeline did, without changing anything: `make count-messages`, `make notifications`,
+and the independent recount the demo, the fault tests and the benchmarks check the pipeline against.
+
+  python -m infra.observe count-messages --mins 5     # the function's Published metric, last N minutes
+  python -m infra.observe notifications [--max N] [--seconds S]   # tail the demo subscriber queue
+
+The recount does not trust any of the pipeline's counters: it reads the run's records back from Kafka
+(``read_topic``) and puts each through the function's own filter (flight_transform.evaluate), which
+gives exactly the notifications that must reach SNS.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterable, Iterator
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from flight_transform import InvalidState, evaluate  # the function's own filter
+from infra.aws_resources import AwsClients, AwsResourceSettings, Say, run_command
+from pipeline_common.kafka_client import KafkaSettings
+from sns_batch import MAX_BATCH_BYTES as SNS_MAX_MESSAGE_BYTES
+
+PUBLISHED_METRIC = "Published"
+
+
+def _say_stderr(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+# A recount reads whole runs: large fetches, so it is not the slow part of a test.
+_READ_FETCH = dict(max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+
+
+# --- count-messages ----------------------------------------------------------------------------------------
+
+def metric_sum(metric: str, start: datetime, end: datetime, settings: AwsResourceSettings | None = None,
+               clients: AwsClients | None = None) -> int:
+    """Sum of one of the function's custom metrics (Received, InAir, Published, Failed) over [start, end)."""
+    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    response = clients.cloudwatch.get_metric_statistics(
+        Namespace=settings.metrics_namespace, MetricName=metric,
+        Dimensions=[{"Name": "FunctionName", "Value": settings.function_name}],
+        StartTime=start, EndTime=end, Period=60, Statistics=["Sum"])
+    return int(round(sum(point.get("Sum", 0.0) for point in response.get("Datapoints", []))))
+
+
+def count_messages(mins: int = 1, settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
+                   now: datetime | None = None) -> int:
+    """Sum of the function's Published metric over the last ``mins`` minutes."""
+    if isinstance(mins, bool) or not isinstance(mins, int) or mins < 1:
+        raise ValueError(f"mins must be a whole number of minutes >= 1, not {mins!r}")
+    # Up to and including the current second (CloudWatch and the emulators compare whole seconds).
+    end = (now or datetime.now(timezone.utc)).replace(microsecond=0) + timedelta(seconds=1)
+    return metric_sum(PUBLISHED_METRIC, end - timedelta(minutes=mins), end, settings, clients)
+
+
+# --- notifications -----------------------------------------------------------------------------------------
+
+def notification_text(body: str) -> str:
+    """One line per notification: the flight JSON (unwrapped if delivery was not raw)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return " ".join(body.split())
+    if isinstance(doc, dict) and doc.get("Type") == "Notification" and "Message" in doc:
+        return notification_text(doc["Message"])
+    return json.dumps(doc, ensure_ascii=False)
+
+
+def notifications(max_messages: int | None = None, seconds: float | None = None,
+                  settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
+                  on_message: Callable[[str], None] = print, say: Say = _say_stderr) -> int:
+    """Long-poll the demo queue; hand each notification (one line) to on_message, then delete it.
+
+    Stops after max_messages notifications or after ``seconds``; with neither it runs until interrupted.
+    Returns how many notifications were printed.
+    """
+    settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    queue_url = clients.sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    deadline = None if seconds is None else time.monotonic() + seconds
+    say(f"waiting for notifications on {settings.queue_name} "
+        f"({', '.join(settings.notify_countries)}); Ctrl-C to stop")
+    shown = 0
+    try:
+        while max_messages is None or shown < max_messages:
+            wait = 20
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                wait = max(0, min(20, int(remaining)))
+            batch = 10 if max_messages is None else max(1, min(10, max_messages - shown))
+            messages = clients.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch,
+                                                   WaitTimeSeconds=wait, MessageAttributeNames=["All"]
+                                                   ).get("Messages", [])
+            for message in messages:
+                on_message(notification_text(message.get("Body", "")))
+                shown += 1
+            if messages:
+                clients.sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+            elif wait == 0:
+                break
+    except KeyboardInterrupt:
+        pass
+    say(f"{shown} notification(s) received")
+    return shown
+
+
+# --- reading a topic back ----------------------------------------------------------------------------------
+
+def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
+def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
+    """{partition: end offset} of ``topic`` now ({} for a topic that does not exist)."""
+    consumer = KafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
+    try:
+        partitions = _partitions(consumer, topic)
+        return {tp.partition: end for tp, end in consumer.end_offsets(partitions).items()} if partitions else {}
+    finally:
+        consumer.close()
+
+
+def read_topic(kafka: KafkaSettings, topic: str, since_ms: int | None = None,
+               timeout_s: float = 120) -> Iterator[ConsumerRecord]:
+    """Every record of ``topic`` from its beginning (or from the first written at or after ``since_ms``)
+    up to the end offsets it has when the read starts; TimeoutError if they cannot all be read in time."""
+    consumer = KafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False, **_READ_FETCH)
+    try:
+        partitions = _partitions(consumer, topic)
+        if not partitions:
+            return
+        consumer.assign(partitions)
+        ends = consumer.end_offsets(partitions)
+        if since_ms is None:
+            consumer.seek_to_beginning(*partitions)
+        else:
+            starts = consumer.offsets_for_times({tp: since_ms for tp in partitions})
+            for tp in partitions:
+                consumer.seek(tp, starts[tp].offset if starts.get(tp) else ends[tp])
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} back to its end offsets {ends}")
+            for tp, records in consumer.poll(timeout_ms=1000, max_records=5000).items():
+                yield from (r for r in records if r.offset < ends[tp])
+    finally:
+        consumer.close()
+
+
+def records_since(kafka: KafkaSettings, topic: str, since_ms: int) -> int:
+    """How many records ``topic`` got at or after ``since_ms``, from offsets alone (nothing is read)."""
+    consumer = KafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
+    try:
+        partitions = _partitions(consumer, topic)
+        if not partitions:
+            return 0
+        starts = consumer.offsets_for_times({tp: since_ms for tp in partitions})
+        ends = consumer.end_offsets(partitions)
+        return sum(ends[tp] - (starts[tp].offset if starts.get(tp) else ends[tp]) for tp in partitions)
+    finally:
+        consumer.close()
+
+
+# --- the independent recount -------------------------------------------------------------------------------
+
+def canonical(notification: dict) -> str:
+    """A notification as one comparable string (what the subscriber's copy is compared with)."""
+    return json.dumps(notification, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass
+class Recount:
+    """What the records say must happen, by the function's own rules."""
+    records: int = 0
+    filtered: int = 0                                     # valid, not in the air: no notification
+    invalid: dict = field(default_factory=dict)           # (partition, offset) -> why the function rejects it
+    too_large: dict = field(default_factory=dict)         # (partition, offset): in the air, but over SNS's limit
+    notifications: Counter = field(default_factory=Counter)  # canonical notification -> times it must arrive
+    countries: Counter = field(default_factory=Counter)   # origin_country of the deliverable notifications
+    unique_states: int = 0
+
+    @property
+    def in_air(self) -> int:
+        """What the function counts as InAir: every valid airborne state, deliverable or not."""
+        return sum(self.notifications.values()) + len(self.too_large)
+
+    def expected_at(self, countries: Iterable[str]) -> int:
+        """Notifications a subscriber filtered on these origin countries must receive."""
+        wanted = set(countries)
+        return sum(n for country, n in self.countries.items() if country in wanted)
+
+
+def recount(records: Iterable[ConsumerRecord]) -> Recount:
+    out, seen = Recount(), set()
+    for r in records:
+        out.records += 1
+        try:
+            state = json.loads(r.value) if r.value is not None else None
+            notification, _reason = evaluate(state)
+        except (TypeError, ValueError, InvalidState) as exc:  # ValueError covers bad JSON and bad UTF-8
+            out.invalid[(r.partition, r.offset)] = str(exc)
+            continue
+        seen.add((state.get("icao24"), state.get("last_contact"), state.get("time_position")))
+        if notification is None:
+            out.filtered += 1
+        elif len(canonical(notification).encode()) > SNS_MAX_MESSAGE_BYTES:
+            # Valid, but no SNS message can carry it: the function must report it failed.
+            out.too_large[(r.partition, r.offset)] = "notification over SNS's message size limit"
+        else:
+            out.notifications[canonical(notification)] += 1
+            out.countries[notification["origin_country"]] += 1
+    out.unique_states = len(seen)
+    return out
+
+
+# --- CLI ---------------------------------------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not > 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m infra.observe", description=__doc__.splitlines()[0])
+    AwsResourceSettings.add_flags(parser.add_argument_group("settings (before the command)"))
+    commands = parser.add_subparsers(dest="command", required=True)
+    count = commands.add_parser("count-messages", help="notifications published in the last N minutes")
+    count.add_argument("--mins", type=_positive_int, default=1, help="window in minutes (default 1)")
+    watch = commands.add_parser("notifications", help="print each notification the demo subscriber receives")
+    watch.add_argument("--max", type=_positive_int, default=None, help="stop after N notifications")
+    watch.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def count(settings: AwsResourceSettings) -> None:
+        total = count_messages(args.mins, settings)
+        print(f"{total} notification(s) published to {settings.topic_name} in the last {args.mins} minute(s) "
+              f"(CloudWatch {settings.metrics_namespace}/{PUBLISHED_METRIC}, FunctionName={settings.function_name})")
+
+    def tail(settings: AwsResourceSettings) -> None:
+        notifications(args.max, args.seconds, settings)
+
+    return run_command(args, {"count-messages": count, "notifications": tail}[args.command])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
