@@ -37,7 +37,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import MemberState, OffsetAndMetadata
 
-from pipeline_common.kafka_client import BrokerUnavailable, connect_with_retry  # noqa: F401 (re-exported)
+from pipeline_common.kafka_client import connect_with_retry
 
 from .esm_event import partition_key
 from .mapping import TriggerConfig

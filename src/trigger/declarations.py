@@ -114,10 +114,8 @@ def config_from_properties(props: dict, name: str, env: Mapping[str, str] | None
         values["topics"] = tuple(props["Topics"])
     group = (props.get("SelfManagedKafkaEventSourceConfig") or props.get("AmazonManagedKafkaEventSourceConfig")
              or {}).get("ConsumerGroupId")
-    if group:
-        values["group_id"] = group
-    elif "TRIGGER_GROUP_ID" not in (env or {}):
-        values["group_id"] = f"{name}-{values['function_name']}"  # AWS: the mapping's UUID
+    # AWS names the group after the mapping's UUID when none is given; here, after the mapping.
+    values["group_id"] = group or f"{name}-{values['function_name']}"
     numbers = {"BatchSize": ("batch_size", int), "MaximumBatchingWindowInSeconds": ("maximum_batching_window_s", float),
                "MaximumRetryAttempts": ("maximum_retry_attempts", int),
                "MaximumRecordAgeInSeconds": ("maximum_record_age_s", int),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from pipeline_common.kafka_client import BrokerUnavailable
+from pipeline_common.kafka_client import BrokerUnavailable  # noqa: F401 (re-exported for __main__ and callers)
 
 from .batch_processor import BatchAborted, BatchProcessor
 from .batching import PartitionBuffer

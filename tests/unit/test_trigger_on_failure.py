@@ -14,7 +14,6 @@ from moto import mock_aws
 
 from trigger.batch_processor import BatchAborted
 from trigger.esm_event import EsmEventBuilder
-from trigger.invoker import InvokeResult
 from trigger.mapping import TriggerConfig
 from trigger.on_failure import (PAYLOAD_TOO_LARGE, RETRIES_EXHAUSTED, FailedRecord, KafkaDestination,
                                 OnFailureDelivery, S3Destination, SnsDestination, SqsDestination,
