@@ -5,7 +5,7 @@ with a function stub that answers at once (so the trigger's own path is measured
 without FilterCriteria, once with a filter every record must be parsed for (on_ground false, altitude
 numeric range; about three records in four match). Prints records/s for each and the ratio.
 
-    .venv/bin/python infra/bench/filter_cost.py [--records 200000] [--rounds 3]
+    .venv/bin/python -m infra.bench.filter_cost [--records 200000] [--rounds 3]
 """
 from __future__ import annotations
 

@@ -14,8 +14,9 @@ import boto3
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from test_trigger_esm import (_drop_topics_afterwards, config, delivered, event_dir, flights,  # noqa: F401
-                              new_topic, produce, raising_function, received, reporting_function)
+from test_trigger_esm import (_drop_topics_afterwards, _trigger_env, config, delivered, event_dir,  # noqa: F401
+                              flights, log_tail, new_topic, produce, raising_function, received,
+                              reporting_function)
 from trigger import Trigger
 from trigger.__main__ import main
 from trigger.declarations import load_mappings
@@ -103,6 +104,22 @@ def test_several_mappings_each_with_its_own_group_all_get_every_record(stack, re
     series = cw.list_metrics(Namespace="AWS/Lambda", MetricName="PolledEventCount")["Metrics"]
     uuids = {load.mapping_uuid for load in load_mappings(path)}
     assert uuids <= {d["Value"] for m in series for d in m["Dimensions"] if d["Name"] == "EventSourceMappingUUID"}
+
+
+def test_two_trigger_processes_with_their_own_groups_each_get_every_record(stack, reporting_function, event_dir,
+                                                                           spawn):
+    # GIVEN one topic and two `python -m trigger` processes, each a mapping with its own group (flags/variables)
+    topic, dlq = new_topic(stack)
+    produce(stack, topic, flights(60))
+    run = uuid.uuid4().hex[:6]
+    procs = [spawn(_trigger_env(stack, topic, dlq, reporting_function, f"it-proc-{i}-{run}", TRIGGER_METRICS="false"),
+                   "--until-idle-s", "3") for i in (1, 2)]
+    # WHEN both drain the topic
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, log_tail(proc)
+    # THEN every record reached the function twice: once per mapping
+    got = delivered(received(event_dir, topic))
+    assert len(got) == 120 and len(set(got)) == 60
 
 
 @pytest.fixture
