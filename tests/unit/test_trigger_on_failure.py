@@ -204,3 +204,14 @@ def test_s3_destination_writes_one_object_per_record_under_aws_layout(aws_creden
         doc = json.loads(s3.get_object(Bucket="flight-failures", Key=obj["Key"])["Body"].read())
         # S3 gets the whole invocation record: the metadata and the payload with the original record
         assert doc["payload"]["records"]["aviation-data-2"][0]["offset"] == 4711
+
+
+def test_an_sqs_queue_arn_is_resolved_to_its_url_and_receives_the_document(sqs):
+    client, url = sqs
+    # GIVEN DestinationConfig.OnFailure.Destination as AWS takes it: the queue's ARN, not its URL
+    arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    destination = destination_from_uri(arn, TriggerConfig(topic="aviation-data", dlq_topic=None, group_id="g"))
+    destination._client = client
+    destination.send([(b"k", build_on_failure_record(failed(), BUILDER, "fn"))])
+    [message] = client.receive_message(QueueUrl=url)["Messages"]
+    assert destination.queue_url == url and json.loads(message["Body"])["errorContext"]["offset"] == 4711
