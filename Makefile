@@ -25,7 +25,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
-        produce trigger lag demo test test-unit test-integration reliability bench settings-table clean
+        produce trigger lag tracker psql demo test test-unit test-integration reliability bench settings-table clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,8 +40,10 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven)
 	@$(PY) -m infra.stack fetch
+	@$(PY) -m infra.map_assets fetch
+	@$(PY) -m infra.map_assets browser
 
-run: setup ## start Kafka (KRaft) and the AWS endpoint, wait until usable, create topics
+run: setup ## start Kafka (KRaft), the AWS endpoint and PostgreSQL, wait until usable, create topics
 	@$(PY) -m infra.stack up --stack $(STACK)
 up: run
 
@@ -50,7 +52,7 @@ stop: ## stop exactly what `make run` started
 
 restart: stop run ## stop, then start again
 
-status: ## broker reachable? topics? endpoint healthy?
+status: ## broker reachable? topics? endpoint healthy? database? (prints DATABASE_URL)
 	@$(PY) -m infra.stack status --stack $(STACK)
 
 create-sns-topic: setup ## create the FlightNotifications topic (idempotent)
@@ -80,6 +82,13 @@ trigger: setup ## run the Kafka -> Lambda trigger; MAPPINGS=infra/aws/template.y
 lag: setup ## OffsetLag of each mapping's consumer group (MAPPINGS=... as for make trigger)
 	@$(PY) -m trigger.lag $(if $(MAPPINGS),--mappings $(MAPPINGS))
 
+tracker: setup ## run the flight tracker: consumer + REST/WebSocket API + map (TRACKER_API_PORT, default 8000)
+	@$(PY) -m tracker $(ARGS)
+
+psql: setup ## a psql shell on the tracker's database (DATABASE_URL, else the native server)
+	@command -v psql >/dev/null || { echo "error: psql not found (Debian: apt-get install postgresql-client; macOS: brew install libpq)" >&2; exit 1; }
+	@url=$$($(PY) -m infra.stack database-url) && exec psql "$$url"
+
 demo: setup ## whole pipeline for about a minute, then a reconciled summary
 	@$(PY) -m infra.demo $(ARGS)
 
@@ -101,5 +110,6 @@ bench: setup ## benchmarks; writes docs/BENCHMARKS.md
 settings-table: setup ## regenerate README.md's environment table from the settings' declarations
 	@$(PY) -m infra.settings_table --write
 
-clean: stop ## remove runtime state (broker data, logs); keeps the jar cache
+clean: stop ## remove runtime state (broker data, database, logs); keeps the jar cache
+	@$(PY) -c "from infra import postgres; postgres.remove_data()"
 	rm -rf .state
