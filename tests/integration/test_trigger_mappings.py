@@ -106,7 +106,6 @@ def test_several_mappings_each_with_its_own_group_all_get_every_record(stack, re
     assert uuids <= {d["Value"] for m in series for d in m["Dimensions"] if d["Name"] == "EventSourceMappingUUID"}
 
 
-@pytest.mark.slow
 def test_two_trigger_processes_with_their_own_groups_each_get_every_record(stack, reporting_function, event_dir,
                                                                            spawn):
     # GIVEN one topic and two `python -m trigger` processes, each a mapping with its own group (flags/variables)
