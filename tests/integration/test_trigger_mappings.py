@@ -7,6 +7,8 @@ The function and helpers are test_trigger_esm's: it records each event under EVE
 from __future__ import annotations
 
 import json
+import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -120,6 +122,29 @@ def test_two_trigger_processes_with_their_own_groups_each_get_every_record(stack
     # THEN every record reached the function twice: once per mapping
     got = delivered(received(event_dir, topic))
     assert len(got) == 120 and len(set(got)) == 60
+
+
+def test_sigterm_stops_every_mapping_of_a_process_cleanly(stack, reporting_function, event_dir, spawn, tmp_path):
+    # GIVEN one process running two mappings (own groups) that have delivered what was produced
+    topic, dlq = new_topic(stack, partitions=2)
+    produce(stack, topic, flights(20))
+    run = uuid.uuid4().hex[:6]
+    path = tmp_path / "mappings.yaml"
+    path.write_text("\n".join(
+        f"- FunctionName: {reporting_function}\n  Topics: [{topic}]\n  MaximumBatchingWindowInSeconds: 0\n"
+        f"  SelfManagedKafkaEventSourceConfig: {{ConsumerGroupId: it-term-{g}-{run}}}" for g in "ab"))
+    proc = spawn(_trigger_env(stack, topic, dlq, reporting_function, "unused", TRIGGER_METRICS="false"),
+                 "--mappings", str(path))
+    deadline = time.monotonic() + 60
+    while len(delivered(received(event_dir, topic))) < 40:
+        assert time.monotonic() < deadline and proc.poll() is None, log_tail(proc)
+        time.sleep(0.2)
+    # WHEN it gets SIGTERM
+    proc.send_signal(signal.SIGTERM)
+    # THEN it exits 0, both mappings having stopped and committed everything
+    assert proc.wait(timeout=60) == 0, log_tail(proc)
+    assert proc.log_path.read_text().count("trigger stopped") == 2
+    assert all(committed_to_end(stack, f"it-term-{g}-{run}", topic) for g in "ab")
 
 
 @pytest.fixture
