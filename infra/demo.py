@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from infra import aws_resources, observe, stack
+from infra.demo_tracker import DemoTracker
 from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.logs import configure_logging
 from producer.runner import run_producer
@@ -110,6 +111,8 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
     producer_thread = threading.Thread(target=produce, name="demo-producer", daemon=True)
     say(f"run {run_id}: {aircraft} synthetic aircraft every {interval:g}s for {seconds:g}s "
         f"-> {cfg.topic} -> trigger (group demo-{run_id}) -> {settings.function_name} -> {settings.topic_name}")
+    tracker = DemoTracker(cfg.topic, kafka, run_id)
+    tracker.start(since)
     trigger_thread.start()
     producer_thread.start()
 
@@ -134,6 +137,7 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
     trigger_thread.join(timeout=60)
     tstats = trigger.stats
     progress("done")
+    tracked = tracker.finish(produced)
 
     say("counting: subscriber queue, dead-letter topic, function metrics, read-back of the run's records")
     received = drain_queue(clients, queue_url)
@@ -175,6 +179,7 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
          f"{received} vs {expected_at_subscriber}"),
         ("make count-messages agrees", counted == published_before + metrics["Published"],
          f"{counted} vs {published_before} before the run + {metrics['Published']}"),
+        *tracked.checks,
     ]
     summary = {
         "run_id": run_id,
@@ -201,6 +206,8 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
         "dead_lettered": dead,
         "count_messages": {"mins": mins, "value": counted, "published_before_run_in_window": published_before},
         "top_countries": dict(recount.countries.most_common(8)),
+        "tracker": {"rows_stored": tracked.rows, "distinct_positions_in_kafka": tracked.distinct_positions,
+                    "rejects": tracked.rejects},
         "checks": [{"check": c, "ok": ok, "detail": d} for c, ok, d in checks],
         "reconciled": all(ok for _, ok, _ in checks),
     }
@@ -224,6 +231,7 @@ def _print_summary(s: dict, path: Path) -> None:
          s["expected_at_subscriber"]),
         ("dead-lettered", s["dead_lettered"]),
         (f"make count-messages mins={s['count_messages']['mins']}", s["count_messages"]["value"]),
+        ("positions stored by the tracker (PostgreSQL)", s["tracker"]["rows_stored"]),
     ]
     width = max(len(r[0]) for r in rows)
     print()

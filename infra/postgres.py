@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tarfile
 import time
 import zipfile
@@ -24,12 +23,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(ROOT / "src"))
+from pipeline_common.settings import Settings
+from tracker.settings import DATABASE_URL, POSTGRES_PORT, native_database_url
 
-from pipeline_common.settings import Settings  # noqa: E402
-from tracker.settings import DATABASE_URL, POSTGRES_PORT, native_database_url  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 POM = ROOT / "infra" / "postgres-server" / "pom.xml"
 CACHE = ROOT / ".cache" / "postgres"
@@ -295,20 +292,40 @@ def _create_database(admin_url: str) -> None:
             conn.execute(f'CREATE DATABASE "{DATABASE}"')
 
 
+def server_pids(pid: int | None = None) -> list[int]:
+    """The postmaster and its children (each child is a process-group leader of its own: PostgreSQL
+    calls setsid() in every child, so the postmaster's group alone does not find them)."""
+    pid = pid or _read_pid()
+    if pid is None:
+        return []
+    found = [pid]
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if int((proc / "stat").read_text().rsplit(")", 1)[-1].split()[1]) == pid:
+                    found.append(int(proc.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
 def stop(kill: bool = False, timeout: float = 30.0) -> bool:
     """Fast shutdown (SIGINT: clients disconnected, data flushed); kill=True is a crash (SIGKILL)."""
     pid = _read_pid()
     PID_FILE.unlink(missing_ok=True)
     if pid is None:
         return False
+    victims = server_pids(pid)
     steps = ((signal.SIGKILL, 5.0),) if kill else ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0),
                                                     (signal.SIGKILL, 5.0))
     for sig, wait in steps:
-        try:
-            # The whole group: with SIGKILL no backend may outlive the postmaster and hold the port.
-            os.killpg(pid, sig) if sig == signal.SIGKILL else os.kill(pid, sig)
-        except ProcessLookupError:
-            break
+        # With SIGKILL, the backends too: one that outlived the postmaster would keep the shared memory
+        # attached and the next start would refuse to run.
+        for target in (server_pids(pid) if sig == signal.SIGKILL else [pid]):
+            try:
+                os.kill(target, sig)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and _group_alive(pid):
             time.sleep(0.1)
@@ -317,7 +334,7 @@ def stop(kill: bool = False, timeout: float = 30.0) -> bool:
     # Until the dead postmaster is reaped its pid still answers kill(0), and a new server would take the
     # stale postmaster.pid for a running one and refuse to start.
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while any(Path(f"/proc/{p}").exists() for p in victims) and time.monotonic() < deadline:
         time.sleep(0.05)
     return True
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from infra.bench import history_ingest as tracker_section
+
 # Each target is a ratio or an absolute figure measured in the same run.
 TARGETS = {
     "e2e_vs_sink": "end to end >= 0.9 x the sink ceiling (notifications/s, same run)",
@@ -14,6 +16,8 @@ TARGETS = {
 }
 LIMITS = {"e2e_vs_sink": 0.9, "e2e_vs_seed": 50.0, "capacity": 50_000.0, "p99_at_1000": 1500.0, "trigger_rss": 200.0,
           "map_p99": 1500.0}
+TARGETS.update(tracker_section.TARGETS)
+LIMITS.update(tracker_section.LIMITS)
 
 PROCESS_ORDER = ("MiniStack", "function workers", "trigger", "producer", "Kafka broker", "sink clients",
                  "bench harness")
@@ -153,6 +157,7 @@ def evaluate_targets(results: dict) -> list[dict]:
             "second (TRACKER_WS_INTERVAL_S): up to about 1.5 s by design")
     else:
         add("map_p99", None, "not run", None)
+    tracker_section.evaluate(results, add, _n)
     return out
 
 
@@ -192,6 +197,7 @@ def render(results: dict) -> str:
               "utime + stime from /proc.", ""]
     lines += _sink(results.get("sink")) + _e2e(results.get("end_to_end")) + _capacity(results.get("capacity"))
     lines += _seed(results.get("seed")) + _growth(results.get("growth"), results.get("end_to_end"))
+    lines += tracker_section.render(results.get("tracker"), _n)
     lines += map_section(results.get("map"))
     lines += _method(results)
     return "\n".join(lines) + "\n"

@@ -26,10 +26,12 @@ from pathlib import Path
 
 from infra import stack
 from infra.bench import capacity, end_to_end, growth, machine, map_latency, procstat, report, seed_design, sink_ceiling
+from infra.bench import history_ingest as tracker_section
 from infra.bench.session import STATE_DIR, Session
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SECTIONS = ("sink", "e2e", "capacity", "seed", "growth", "map")
+
+SECTIONS = ("sink", "e2e", "capacity", "seed", "growth", "map", "tracker")
 DEFAULT_OUT = ROOT / "docs" / "BENCHMARKS.md"
 
 
@@ -75,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--map-rate", type=int, default=1000, help="map: positions/s offered to the tracker and the page (default 1000)")
     a("--map-seconds", type=float, default=20, help="map: seconds of load (default 20)")
     a("--map-aircraft", type=int, default=10_000, help="map: fleet size, all of it on the page (default 10000)")
+    a("--tracker-aircraft", type=int, default=10_000, help="live aircraft in the tracker section (default 10000)")
+    a("--tracker-ticks", type=int, default=20,
+      help="positions per aircraft pre-filled for the tracker's ingest (default 20)")
     a("--keep-stack", action="store_true", help="leave a stack this command started running")
     a("--from-json", type=Path, metavar="RESULTS",
       help="run nothing: write the report (--out, default docs/BENCHMARKS.md) from a saved results file")
@@ -123,6 +128,8 @@ def run_sections(args: argparse.Namespace, session: Session, results: dict) -> N
         results["growth"] = growth.run(session, cap, args.growth_records, max_seconds=args.growth_seconds)
     if "map" in wanted:
         results["map"] = map_latency.run(session, args.map_rate, args.map_seconds, args.map_aircraft)
+    if "tracker" in wanted:
+        results["tracker"] = tracker_section.run(session, args.tracker_aircraft, args.tracker_ticks)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-import threading
-import time
 
 from pipeline_common.logs import configure_logging
 from pipeline_common.settings import ConfigError
@@ -36,70 +35,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tracker: configuration error: {exc}", file=sys.stderr)
         return 2
 
-    from .consumer import BrokerUnavailable, TrackerConsumer, TrackerStats
-    from .live import LivePicture
+    from .service import TrackerService
 
-    live = LivePicture(config.stale_after_s, config.max_aircraft)
-    stats = TrackerStats()
-    consumer = TrackerConsumer(config, live, stats)
-    stop = threading.Event()
-    failure: list[BaseException] = []
-
-    def consume() -> None:
-        try:
-            consumer.run(stop)
-        except BrokerUnavailable as exc:
-            failure.append(exc)
-            logger.error("%s", exc)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread, which exits non-zero
-            failure.append(exc)
-            logger.exception("tracker consumer stopped on an error")
-        finally:
-            if server is not None:
-                server.should_exit = True
-
-    server = None
-    if not args.no_api:
-        import uvicorn
-        from psycopg_pool import ConnectionPool
-
-        from .api.app import create_app
-        from .api.deps import AppState
-        from .flight_view import FlightJsonCache
-
-        pool = ConnectionPool(config.database, min_size=1, max_size=8, open=False,
-                              kwargs={"application_name": "flight-tracker-api", "connect_timeout": 3})
-        pool.open(wait=False)
-
-        def kafka_problem() -> str | None:
-            if stats.kafka_error:
-                return stats.kafka_error
-            if time.time() - stats.last_poll > 30:
-                return "the consumer has not polled Kafka for more than 30 s"
-            return None
-
-        app = create_app(AppState(config, live, stats, pool, kafka_problem, FlightJsonCache()))
-        server = uvicorn.Server(uvicorn.Config(app, host=config.api_host, port=config.api_port,
-                                               log_config=None, access_log=False, ws="websockets"))
-    thread = threading.Thread(target=consume, name="tracker-consumer", daemon=True)
-    thread.start()
+    service = TrackerService(config, serve_api=not args.no_api)
+    # SIGINT/SIGTERM: stop consuming, write and commit what is batched, stop serving.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: service.consumer.stop())
     try:
-        if server is not None:
-            logger.info("tracker API and map on http://%s:%d/ (OpenAPI: /docs)", config.api_host, config.api_port)
-            server.run()  # returns on SIGINT/SIGTERM (uvicorn handles them)
-        else:
-            import signal
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            while thread.is_alive():
-                thread.join(0.5)
-    except KeyboardInterrupt:
+        service.start()
+    except RuntimeError as exc:
+        logger.error("%s", exc)
+        return 1
+    while not service.wait(0.5):  # short waits: signal handlers run on the main thread between them
         pass
-    finally:
-        stop.set()
-        thread.join(timeout=60)
-        if server is not None:
-            pool.close()
-    return 1 if failure else 0
+    service.stop()
+    return 1 if service.failure else 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ is retried with backoff, nothing is polled and no offset is committed.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -32,6 +33,9 @@ _LAG_INTERVAL_S = 2.0
 _RETENTION_INTERVAL_S = 3600.0
 _STUCK_REBALANCE_S = 45.0
 _RATE_WINDOW_S = 10
+
+
+_SHUTDOWN = object()  # the writer thread's "no more batches"
 
 
 class BrokerUnavailable(RuntimeError):
@@ -94,6 +98,13 @@ class TrackerConsumer:
         self._committed: dict = {}
         self._batch = _Batch([], [], {})
         self._rebalancing_since: float | None = None
+        # The writer thread writes batch N while this thread polls and decodes batch N+1 (the tracker's CPU
+        # and PostgreSQL's then overlap). At most one batch waits for it: memory stays bounded.
+        self._to_write: queue.Queue = queue.Queue(maxsize=1)
+        self._written: queue.Queue = queue.Queue()  # offsets of written batches, committed by this thread
+        self._in_flight = 0
+        self._write_failed = False
+        self._writer_thread: threading.Thread | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -109,12 +120,16 @@ class TrackerConsumer:
             return self.stats
         logger.info("tracker consuming %s as group %s (batch %d, linger %.1fs)", cfg.topic, cfg.group_id,
                     cfg.batch_size, cfg.batch_linger_s, extra={"topic": cfg.topic})
+        self._writer_thread = threading.Thread(target=self._write_loop, args=(stop,), name="tracker-writer",
+                                               daemon=True)
+        self._writer_thread.start()
         now = time.monotonic()
-        next_lag, next_status, next_retention = now, now + _STATUS_INTERVAL_S, now + _RETENTION_INTERVAL_S
+        next_lag, next_status = now, now + _STATUS_INTERVAL_S
         try:
             while not (stop.is_set() or self._stop.is_set()):
                 if self._rebalance_stuck(time.monotonic()):
-                    self._flush(stop)
+                    self._submit()
+                    self._drain_writer()
                     consumer = self._replace_consumer()
                 room = max(1, cfg.batch_size - len(self._batch))
                 try:
@@ -130,7 +145,8 @@ class TrackerConsumer:
                 now = time.monotonic()
                 if len(self._batch) and (len(self._batch) >= cfg.batch_size
                                          or now - self._batch.started >= cfg.batch_linger_s):
-                    self._flush(stop)
+                    self._submit()
+                self._commit_written()
                 self.live.expire()
                 if now >= next_lag:
                     self._refresh_lag()
@@ -138,9 +154,6 @@ class TrackerConsumer:
                 if now >= next_status:
                     self._log_status()
                     next_status = now + _STATUS_INTERVAL_S
-                if now >= next_retention:
-                    self._retention()
-                    next_retention = now + _RETENTION_INTERVAL_S
         finally:
             self._shutdown()
         return self.stats
@@ -215,11 +228,66 @@ class TrackerConsumer:
                 pass
         self._conn, self._writer = None, None
 
-    def _flush(self, stop: threading.Event) -> bool:
-        """Write the batch (retrying while the database is down), then commit its offsets."""
+    # ------------------------------------------------------------------ writer thread
+    def _submit(self) -> None:
+        """Hand the batch being built to the writer thread (waits while one batch is already waiting)."""
         batch = self._batch
         if not len(batch):
-            return True
+            return
+        self._batch = _Batch([], [], {})
+        self._in_flight += 1
+        while True:
+            self._commit_written()
+            try:
+                self._to_write.put(batch, timeout=0.2)
+                return
+            except queue.Full:
+                if self._writer_thread is None or not self._writer_thread.is_alive():
+                    raise RuntimeError("the tracker's database writer thread has stopped") from None
+
+    def _drain_writer(self, timeout_s: float | None = None) -> None:
+        """Wait until every submitted batch is written (or given up), committing as they complete."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self._in_flight and self._writer_thread is not None and self._writer_thread.is_alive():
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            self._commit_written(wait_s=0.2)
+        self._commit_written()
+
+    def _commit_written(self, wait_s: float = 0.0) -> None:
+        """Commit the offsets of the batches the writer has finished, in order, in one request."""
+        offsets: dict = {}
+        try:
+            while True:
+                done = self._written.get(timeout=wait_s) if wait_s and not offsets else self._written.get_nowait()
+                self._in_flight -= 1
+                if done is not None:  # None: a batch given up at shutdown, nothing after it is committed
+                    offsets.update(done)
+        except queue.Empty:
+            pass
+        if offsets and not self._write_failed:
+            self._commit(offsets)
+
+    def _write_loop(self, stop: threading.Event) -> None:
+        next_retention = time.monotonic() + _RETENTION_INTERVAL_S
+        while True:
+            try:
+                batch = self._to_write.get(timeout=1.0)
+            except queue.Empty:
+                batch = None
+            if batch is _SHUTDOWN:
+                return
+            if batch is not None:
+                ok = not self._write_failed and self._write(batch, stop)
+                if not ok:
+                    self._write_failed = True  # a later batch's offsets would skip this one's records
+                self._written.put(batch.offsets if ok else None)
+            if time.monotonic() >= next_retention:
+                self._retention()
+                next_retention = time.monotonic() + _RETENTION_INTERVAL_S
+
+    def _write(self, batch: _Batch, stop: threading.Event) -> bool:
+        """Write one batch, retrying with backoff while the database is down; False if given up at shutdown."""
         delay = 0.5
         rejected = len(batch.rejects)
         while True:
@@ -245,8 +313,6 @@ class TrackerConsumer:
                 delay = min(delay * 2, self.config.db_retry_max_s)
         self.stats.database_error = None
         self.stats.written(inserted, len(batch.positions) - (rejected - len(batch.rejects)), rejected)
-        self._commit(batch.offsets)
-        self._batch = _Batch([], [], {})
         return True
 
     def _commit(self, offsets: dict) -> None:
@@ -356,12 +422,17 @@ class TrackerConsumer:
                                            "rejected": s.rejected, "lag": s.consumer_lag})
 
     def _shutdown(self) -> None:
-        once = threading.Event()
-        once.set()  # one last try: the retry loop gives up at once when stopping
         try:
-            self._flush(once)
+            if self._writer_thread is not None:
+                # Stopping: the writer gives each remaining batch one try (a database still down then means
+                # those records are read again at the next start, since their offsets are not committed).
+                self._stop.set()
+                self._submit()
+                self._to_write.put(_SHUTDOWN)  # after the last batch: the writer finishes it, then stops
+                self._drain_writer(timeout_s=120)
+                self._writer_thread.join(timeout=10)
         except Exception:  # noqa: BLE001 - whatever is not written is read again at the next start
-            logger.exception("final flush failed")
+            logger.exception("final write failed")
         if self._consumer is not None:
             try:
                 self._consumer.close(autocommit=False)

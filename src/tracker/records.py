@@ -45,15 +45,25 @@ def valid_icao24(text: str) -> bool:
     return len(text) == 6 and set(text) <= _ICAO24_HEX
 
 
+_FLOAT_MAX = 1.7976931348623157e308
+
+
 def _number(state: dict, name: str, low: float | None = None, high: float | None = None) -> float | None:
     value = state.get(name)
     if value is None:
         return None
+    # Hot path (most fields of every record): a JSON int or float inside the bounds. NaN and +-inf fail
+    # every comparison; type() rather than isinstance() because a bool is an int.
+    kind = type(value)
+    if kind is float or kind is int:
+        if low is None:
+            if -_FLOAT_MAX <= value <= _FLOAT_MAX:
+                return float(value)
+        elif low <= value <= high:
+            return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidRecord(f"{name} is not a finite number: {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise InvalidRecord(f"{name}={value!r} is outside {low}..{high}")
-    return float(value)
+    raise InvalidRecord(f"{name}={value!r} is outside {low}..{high}")
 
 
 def _small_int(state: dict, name: str) -> int | None:

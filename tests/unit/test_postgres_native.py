@@ -42,3 +42,25 @@ def test_a_bad_port_is_rejected_naming_the_variable(monkeypatch):
     monkeypatch.setenv("POSTGRES_PORT", "99999")
     with pytest.raises(ValueError, match="POSTGRES_PORT"):
         postgres.PostgresConfig.from_env()
+
+
+def test_compose_has_a_pinned_postgres_with_the_native_url():
+    import yaml
+    from pathlib import Path
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+    pg = doc["services"]["postgres"]
+    assert pg["image"].startswith("timescale/timescaledb:") and "latest" not in pg["image"]
+    assert "127.0.0.1:5432:5432" in pg["ports"]
+    # Same user and database as the native server: DATABASE_URL stays the same for both stacks.
+    assert pg["environment"]["POSTGRES_USER"] == pg["environment"]["POSTGRES_DB"] == postgres.DATABASE
+
+
+def test_tracker_help_lists_its_settings():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "tracker", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for flag in ("--database-url", "--api-port", "--retention-days", "--stale-after-s", "--no-api"):
+        assert flag in out.stdout
