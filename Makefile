@@ -25,6 +25,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
+        geofences alerts alerts-trigger \
         produce trigger lag tracker psql demo test test-unit test-integration reliability bench settings-table clean
 
 help: ## list the targets
@@ -38,10 +39,12 @@ $(VENV)/.installed: pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven)
+setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven), Protobuf code
 	@$(PY) -m infra.stack fetch
 	@$(PY) -m infra.map_assets fetch
 	@$(PY) -m infra.map_assets browser
+	@$(PY) -m infra.protobuf_codegen
+	@$(PY) -m infra.lambda_package --fetch-wheels >/dev/null
 
 run: setup ## start Kafka (KRaft), the AWS endpoint and PostgreSQL, wait until usable, create topics
 	@$(PY) -m infra.stack up --stack $(STACK)
@@ -63,6 +66,18 @@ deploy-lambda: setup ## package and create-or-update the function; waits until a
 
 deploy-resources: setup ## topic + IAM role + function + demo SQS subscriber with filter policy
 	@$(PY) -m infra.aws_resources deploy-resources
+	@$(PY) -m infra.alerts_resources deploy
+
+FILE ?= infra/geofences/default.geojson
+geofences: setup ## validate a GeoJSON file and replace the alert geofences: make geofences FILE=my.geojson
+	@$(PY) -m infra.alerts_resources geofences $(FILE)
+
+alerts: setup ## print alerts as a subscriber receives them: make alerts ARGS="--type EMERGENCY"
+	@$(PY) -m infra.alerts_resources alerts $(ARGS)
+
+ALERTS_TRIGGER_ARGS ?= --function-name flight-alerts --group-id flight-alerts --dlq-topic aviation-data-alerts-dlq --batch-size 500
+alerts-trigger: setup ## run the second event source mapping: aviation-data -> flight-alerts
+	@$(PY) -m trigger $(ALERTS_TRIGGER_ARGS) $(ARGS)
 
 count-messages: setup ## notifications published in the last $(mins) minute(s): make count-messages mins=5
 	@$(PY) -m infra.observe count-messages --mins $(mins)
@@ -70,8 +85,9 @@ count-messages: setup ## notifications published in the last $(mins) minute(s): 
 notifications: setup ## print each notification as the demo subscriber receives it
 	@$(PY) -m infra.observe notifications $(ARGS)
 
-destroy: setup ## delete the function, role, topic and subscriber queue
+destroy: setup ## delete the functions, roles, topics, subscriber queues and the alert state table
 	@$(PY) -m infra.aws_resources destroy
+	@$(PY) -m infra.alerts_resources destroy
 
 produce: setup ## run the producer: make produce SOURCE=opensky|synthetic|replay
 	@$(PY) -m producer --source $(SOURCE) $(ARGS)

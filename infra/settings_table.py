@@ -22,6 +22,8 @@ from producer.settings import ProducerConfig
 from trigger.mapping import TriggerConfig
 from tracker.settings import TrackerConfig
 
+from alert_settings import AlertSettings
+from infra.alerts_resources import AlertResourceSettings
 from infra.aws_resources import AwsResourceSettings
 from infra.postgres import PostgresConfig
 from infra.stack import STACK_STATE_DIR, StackConfig
@@ -56,7 +58,7 @@ def _function_settings():
 
 def table() -> str:
     components = (KafkaSettings, StackConfig, PostgresConfig, ProducerConfig, OpenSkySettings, TriggerConfig,
-                  TrackerConfig, AwsResourceSettings, _function_settings())
+                  TrackerConfig, AwsResourceSettings, _function_settings(), AlertResourceSettings, AlertSettings)
     extra = ((STACK_STATE_DIR, StackConfig.USED_BY), (LOG_LEVEL, "producer, trigger, tracker"),
              (LOG_FORMAT, "producer, trigger, tracker"), *AWS_VARIABLES)
     return markdown_table(table_rows(components, extra))

@@ -16,15 +16,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from urllib.parse import urlencode
-
-import boto3
-from botocore.config import Config
 
 from flight_metrics import emit_invocation_metrics
 from flight_settings import FunctionSettings
 from flight_transform import InvalidState, evaluate
 from kafka_esm import InputRecord, read_event
+from lambda_clients import client as _client, encode_form_once as _encode_form_once  # noqa: F401 (tests)
 from pipeline_common.logs import install_json_logging
 from sns_batch import Notification, SnsBatchPublisher
 
@@ -53,31 +50,6 @@ class FunctionRuntime:
 
 _runtime: FunctionRuntime | None = None
 _runtime_lock = threading.Lock()
-
-
-def _encode_form_once(request, **_kwargs) -> None:
-    """SNS speaks the form-encoded query protocol, and botocore url-encodes the request's parameter
-    dict again every time the body is read: once to sign it, once to send it. A PublishBatch of ten
-    notifications is ~330 quoted fields, so encoding once, before signing, saves a fifth of the
-    function's CPU per call. The bytes are exactly what botocore would have produced."""
-    if isinstance(request.data, dict):
-        request.data = urlencode([(k.encode("utf-8") if isinstance(k, str) else k,
-                                   v.encode("utf-8") if isinstance(v, str) else v)
-                                  for k, v in request.data.items()], doseq=True).encode("utf-8")
-
-
-def _client(service: str, settings: FunctionSettings):
-    # One HTTP connection per publishing thread; botocore's own retries stay short because
-    # sns_batch retries failed entries itself. Client-side parameter validation is off: the
-    # requests are built here, always well-formed, and AWS validates them anyway; walking the
-    # nested PublishBatch shape cost a sixth of the function's CPU per call.
-    config = Config(max_pool_connections=max(10, settings.publish_concurrency + 2),
-                    retries={"mode": "standard", "total_max_attempts": 2},
-                    connect_timeout=5, read_timeout=15, parameter_validation=False)
-    client = boto3.session.Session().client(service, config=config)
-    if service == "sns":
-        client.meta.events.register("before-sign.sns", _encode_form_once)
-    return client
 
 
 def configure(settings: FunctionSettings | None = None, *, sns_client=None, cloudwatch_client=None) -> FunctionRuntime:
@@ -124,6 +96,12 @@ def _attributes(record: InputRecord, notification: dict) -> dict:
     attributes = {"origin_country": {"DataType": "String", "StringValue": notification["origin_country"]}}
     if record.timestamp_ms is not None:
         attributes["kafka_timestamp_ms"] = {"DataType": "Number", "StringValue": str(record.timestamp_ms)}
+    # The emitter category (OpenSky field 17) rides as an attribute, not in the body (which stays the
+    # brief's eight fields), so subscribers can filter on it, e.g. {"category": [{"numeric": ["=", 6]}]}.
+    # 0 and 1 mean "no information", so they are left out like a null.
+    category = record.state.get("category") if isinstance(record.state, dict) else None
+    if type(category) is int and 2 <= category <= 20:
+        attributes["category"] = {"DataType": "Number", "StringValue": str(category)}
     return attributes
 
 

@@ -157,8 +157,35 @@ def load_airports() -> AirportTable:
 # ---------------------------------------------------------------- flight legs
 # Geometric height runs ~1.5% above pressure altitude at cruise levels in a warm-ish atmosphere.
 GEO_FACTOR = 1.015
-NARROWBODY, WIDEBODY = 4, 6  # ADS-B emitter categories: Large, Heavy
-_RANGE_M = {NARROWBODY: (700e3, 5_000e3), WIDEBODY: (2_500e3, 13_000e3)}
+# ADS-B emitter categories as OpenSky reports them in field 17 (extended=1): 3 Small (regional jets and
+# turboprops), 4 Large (A320/737 family), 5 High Vortex Large (B757), 6 Heavy (widebodies).
+SMALL, NARROWBODY, HIGH_VORTEX, WIDEBODY = 3, 4, 5, 6
+_RANGE_M = {SMALL: (450e3, 1_800e3), NARROWBODY: (700e3, 5_000e3), HIGH_VORTEX: (700e3, 6_500e3),
+            WIDEBODY: (2_500e3, 13_000e3)}
+# Share of each category in an airline's fleet, as the real fleets roughly are: low-cost carriers fly
+# one narrowbody type, Gulf and Asian hub carriers mostly widebodies, integrators many widebodies and
+# 757s, US majors 757s and regional partners. Airlines not listed fly the default mix.
+_DEFAULT_MIX = ((WIDEBODY, 0.25), (SMALL, 0.05), (NARROWBODY, 0.70))
+_FLEET_MIX: dict[str, tuple[tuple[int, float], ...]] = {
+    **dict.fromkeys(("RYR", "EZY", "SWA", "JBU", "VLG", "TRA", "NOZ", "EWG", "VOZ", "PGT", "IGO", "VOI", "WJA",
+                     "TVF", "CRL", "NOS", "TOM", "GLO"), ((NARROWBODY, 1.0),)),
+    **dict.fromkeys(("UAE", "QTR", "ETD", "SIA", "CXA"), ((WIDEBODY, 0.85), (NARROWBODY, 0.15))),
+    **dict.fromkeys(("FDX", "UPS", "BOX"), ((WIDEBODY, 0.55), (HIGH_VORTEX, 0.30), (NARROWBODY, 0.15))),
+    **dict.fromkeys(("AAL", "UAL", "DAL"), ((WIDEBODY, 0.20), (HIGH_VORTEX, 0.10), (SMALL, 0.15),
+                                            (NARROWBODY, 0.55))),
+    **dict.fromkeys(("AZU", "ASA", "EIN", "SAS", "LOT", "AEE", "ITY"), ((SMALL, 0.30), (NARROWBODY, 0.65),
+                                                                        (WIDEBODY, 0.05))),
+}
+
+
+def fleet_category(airline: str, u: float) -> int:
+    """The emitter category of an aircraft of ``airline``, from a uniform draw u in [0, 1)."""
+    mix = _FLEET_MIX.get(airline, _DEFAULT_MIX)
+    for category, share in mix:
+        u -= share
+        if u < 0:
+            return category
+    return mix[-1][0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +296,33 @@ def plan_leg(rng: random.Random, airports: AirportTable, origin: int, dest: int,
                round(cruise_alt * GEO_FACTOR, 2))
 
 
+# ---------------------------------------------------------------- emergencies
+# Rare, deterministic emergencies so the alerts have something to see: in every clock hour a few
+# aircraft of the fleet (chosen from the seed and the hour) squawk 7700, 7600 or 7500 for a while,
+# then return to their assigned code. Independent of when the producer started.
+EMERGENCIES_PER_HOUR = 3
+EMERGENCY_MINUTES = (10.0, 20.0)
+_EMERGENCY_CODES = (("7700", 0.70), ("7600", 0.25), ("7500", 0.05))
+
+
+def emergencies_in_hour(seed: int, fleet_size: int, hour: int) -> dict[int, tuple[float, float, str]]:
+    """{aircraft index: (start, end, squawk)} of the emergencies that begin in this hour (epoch // 3600)."""
+    rng = random.Random(f"{seed}:emergency:{hour}")
+    chosen: dict[int, tuple[float, float, str]] = {}
+    for _ in range(min(EMERGENCIES_PER_HOUR, fleet_size)):
+        index = rng.randrange(fleet_size)
+        start = hour * 3600.0 + rng.uniform(0.0, 3600.0)
+        end = start + rng.uniform(*EMERGENCY_MINUTES) * 60.0
+        draw, code = rng.random(), _EMERGENCY_CODES[-1][0]
+        for candidate, share in _EMERGENCY_CODES:
+            if draw < share:
+                code = candidate
+                break
+            draw -= share
+        chosen.setdefault(index, (start, end, code))
+    return chosen
+
+
 class _Aircraft:
     __slots__ = ("index", "icao24", "country", "iso", "airline", "category", "home", "leg_no", "leg")
 
@@ -289,6 +343,7 @@ class SyntheticFleet:
         self.seed = seed
         self.airports = airports or load_airports()
         self._cursor = 0
+        self._emergency_hours: dict[int, dict[int, tuple[float, float, str]]] = {}
         rng = random.Random(f"{seed}:fleet")
         countries = [c for c in COUNTRIES if self.airports.has_country(c[1])]
         cum, total = [], 0.0
@@ -310,8 +365,8 @@ class SyntheticFleet:
                 if address not in used:
                     used.add(address)
                     break
-            category = WIDEBODY if rng.random() < 0.25 else NARROWBODY
-            ac = _Aircraft(i, f"{address:06x}", name, iso, rng.choice(airlines), category,
+            u, airline = rng.random(), rng.choice(airlines)  # the draws of earlier versions, in order
+            ac = _Aircraft(i, f"{address:06x}", name, iso, airline, fleet_category(airline, u),
                            self.airports.draw(rng, iso))
             self._first_leg(ac, start_time)
             self.aircraft.append(ac)
@@ -357,6 +412,20 @@ class SyntheticFleet:
         prev = ac.leg
         ac.leg_no += 1
         ac.leg = self._plan(ac, prev.dest, prev.end)
+
+    def _emergency_squawk(self, index: int, t: float) -> str | None:
+        # An emergency that began late in the previous hour may still be running.
+        hour = int(t // 3600)
+        for h in (hour, hour - 1):
+            plan = self._emergency_hours.get(h)
+            if plan is None:
+                if len(self._emergency_hours) > 4:  # bounded: only the hours around "now" are needed
+                    self._emergency_hours.pop(min(self._emergency_hours))
+                plan = self._emergency_hours[h] = emergencies_in_hour(self.seed, len(self.aircraft), h)
+            window = plan.get(index)
+            if window is not None and window[0] <= t < window[1]:
+                return window[2]
+        return None
 
     # -- states
     def tick(self, t: float) -> list[dict]:
@@ -436,6 +505,6 @@ class SyntheticFleet:
             "baro_altitude": baro, "on_ground": on_ground, "velocity": v,
             "true_track": round(track, 2), "vertical_rate": vr,
             "sensors": None, "geo_altitude": geo,
-            "squawk": leg.squawk, "spi": False, "position_source": 0, "category": ac.category,
+            "squawk": self._emergency_squawk(ac.index, t) or leg.squawk, "spi": False, "position_source": 0, "category": ac.category,
             "source": "synthetic", "fetched_at": t,
         }

@@ -23,9 +23,21 @@ def clean_env(monkeypatch):
         monkeypatch.delenv(key)
 
 
+def declared(name: str, parameters=None):
+    return next(m for m in load_mappings(TEMPLATE, parameters) if m.name == name)
+
+
+def test_every_mapping_of_the_template_is_read_each_with_its_own_group():
+    mappings = {m.name: m for m in load_mappings(TEMPLATE)}
+    assert set(mappings) == {"EventSourceMapping", "AlertsEventSourceMapping"}
+    processor, alerts = mappings["EventSourceMapping"], mappings["AlertsEventSourceMapping"]
+    assert (alerts.function_name, alerts.topics) == ("flight-alerts", processor.topics)
+    assert alerts.group_id != processor.group_id
+
+
 def test_the_template_mapping_becomes_the_same_mapping_aws_would_run():
     # GIVEN infra/aws/template.yaml with its default parameters
-    [m] = load_mappings(TEMPLATE)
+    m = declared("EventSourceMapping")
     # THEN the mapping is the template's: its group, topic, function, batching, item failures, Kafka destination
     assert (m.name, m.group_id, m.topics, m.function_name) == (
         "EventSourceMapping", "flight-processor-esm", ("aviation-data",), "flight-processor")
@@ -35,9 +47,11 @@ def test_the_template_mapping_becomes_the_same_mapping_aws_would_run():
 
 
 def test_template_parameters_are_resolved():
-    [m] = load_mappings(TEMPLATE, {"BatchSize": "250", "KafkaTopic": "flights-eu", "ConsumerGroupId": "eu",
-                                   "OnFailureDestinationType": "S3", "OnFailureDestination": "arn:aws:s3:::failures",
-                                   "ReportBatchItemFailures": "false", "MaximumBatchingWindowInSeconds": "-1"})
+    # (the destination type is shared by both mappings: each gets a bucket)
+    m = declared("EventSourceMapping", {"BatchSize": "250", "KafkaTopic": "flights-eu", "ConsumerGroupId": "eu",
+                                        "OnFailureDestinationType": "S3", "OnFailureDestination": "arn:aws:s3:::failures",
+                                        "AlertsOnFailureDestination": "arn:aws:s3:::alert-failures",
+                                        "ReportBatchItemFailures": "false", "MaximumBatchingWindowInSeconds": "-1"})
     assert (m.batch_size, m.topics, m.group_id) == (250, ("flights-eu",), "eu")
     assert m.on_failure_destination == "arn:aws:s3:::failures" and not m.report_batch_item_failures
     assert m.maximum_batching_window_s == 0.5  # property left out: Kafka's 500 ms default
@@ -104,7 +118,7 @@ class _Mapping:
 
 
 def test_metrics_are_put_with_aws_names_and_count_only_what_is_new(aws_credentials):
-    [m] = load_mappings(TEMPLATE)
+    m = declared("EventSourceMapping")
     mapping = _Mapping(m, _Stats(consumed=10, filtered=4, invoked_records=6, dead_lettered=1, lag=7))
     with mock_aws():
         cw = boto3.client("cloudwatch", region_name="us-east-1")
