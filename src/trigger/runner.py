@@ -343,8 +343,8 @@ class Trigger:
                            "retries": s.retries, "dead_lettered": s.dead_lettered, "in_flight": len(self._inflight)})
         behind = self._lag_trend.observe(time.monotonic(), s.lag, s.committed)
         if behind:
-            logger.warning("%s", behind.advice(self._batch_size), extra={
-                "lag": s.lag, "records_in_per_s": round(behind.rate_in, 1),
+            logger.warning("%s %s", self.config.label, behind.advice(self._batch_size), extra={
+                "group": self.config.group_id, "lag": s.lag, "records_in_per_s": round(behind.rate_in, 1),
                 "records_out_per_s": round(behind.rate_out, 1), "topic": self.config.topic})
 
     # -- shutdown --------------------------------------------------------------------------
