@@ -116,6 +116,7 @@ def run_soak(cfg: SoakConfig) -> dict:
         f"AWS {os.environ.get('AWS_ENDPOINT_URL')})")
     if state_dir in (ROOT.resolve(), (ROOT / ".state").resolve()):
         raise RuntimeError(f"--state-dir {state_dir} is your own stack's: the soak wipes its folder at start")
+    _check_clients_reach_the_soak_stack(kafka)
     _make("stop", env, check=False)      # a stack an earlier soak left running (--keep-stack)
     subprocess.run(["rm", "-rf", str(state_dir)], check=True)
     parts: list[Part] = []
@@ -200,6 +201,27 @@ def run_soak(cfg: SoakConfig) -> dict:
                 part.stop(timeout=20)
         if not cfg.keep_stack:
             _make("stop", env, check=False)
+
+
+def _check_clients_reach_the_soak_stack(kafka: KafkaSettings) -> None:
+    """The soak starts its stack on KAFKA_PORT and AWS_PORT: refuse to run when the clients would talk to
+    another stack (KAFKA_BOOTSTRAP_SERVERS or AWS_ENDPOINT_URL naming another local port)."""
+    from urllib.parse import urlsplit
+
+    from infra.stack import StackConfig
+
+    stack = StackConfig.from_env()
+    wrong = []
+    for host_port in kafka.bootstrap_servers.split(","):
+        host, _, port = host_port.strip().rpartition(":")
+        if host in ("localhost", "127.0.0.1") and port != str(stack.kafka_port):
+            wrong.append(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap_servers} but KAFKA_PORT={stack.kafka_port}")
+    endpoint = urlsplit(os.environ.get("AWS_ENDPOINT_URL", ""))
+    if endpoint.hostname in ("localhost", "127.0.0.1") and endpoint.port != stack.aws_port:
+        wrong.append(f"AWS_ENDPOINT_URL={os.environ['AWS_ENDPOINT_URL']} but AWS_PORT={stack.aws_port}")
+    if wrong:
+        raise RuntimeError("the soak's stack runs on KAFKA_PORT and AWS_PORT, its clients would talk to another "
+                           "one: " + "; ".join(wrong) + " (`make soak` derives both from the ports)")
 
 
 def _drain(smp: sampler.Sampler, timeout_s: float) -> bool:
