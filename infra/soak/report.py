@@ -189,7 +189,7 @@ def _method() -> list[str]:
         "`make notifications`, `make alerts`, `make produce`), run as the command its make target runs.",
         "* Every 10 s: the topic's end offsets (records in), each consumer group's committed offsets (records out; "
         "the consumers commit only handled records) and lag (end - committed), resident memory from /proc "
-        "(VmRSS; for a group of processes, PostgreSQL's and MiniStack's function workers, the sum of their private memory, which leaves out PostgreSQL's shared buffer cache), CPU "
+        "(VmRSS; for a group of processes, PostgreSQL's and MiniStack's function workers, the sum of their anonymous memory, Pss_Anon, which counts a copy-on-write page once and leaves out shared memory such as PostgreSQL's shared buffer cache, bounded by shared_buffers), CPU "
         "seconds, and each SQS queue's depth (visible + in flight).",
         f"* Gates after the warm-up: the lag of each group must not rise over the second half by more than its own "
         f"spread there and {gates.LAG_TOLERANCE_INPUT_S:g} s of input (Theil-Sen slope x time); no process may grow "

@@ -53,24 +53,30 @@ def _status_kb(pid: int, key: str) -> int | None:
     return None
 
 
-def _private_kb(pid: int) -> int | None:
-    """Memory only this process uses (Private_Clean + Private_Dirty, the USS): a sum over PostgreSQL's
-    backends or MiniStack's function workers then counts no shared page twice, and leaves out
-    PostgreSQL's shared buffer cache, which fills up to shared_buffers and stays there."""
+def _anonymous_kb(pid: int) -> int | None:
+    """The process's share of anonymous memory (Pss_Anon: its heap and stacks; a page shared copy-on-write
+    with a parent or sibling counted once over the group), or its private memory (USS) on kernels before
+    5.13. A sum over PostgreSQL's backends or MiniStack's function workers then counts no page twice and
+    leaves out shared memory and files: PostgreSQL's shared buffer cache fills up to shared_buffers and
+    stays there, whichever backends touch its pages."""
     try:
         lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
     except OSError:
         return None
-    values = [int(line.split()[1]) for line in lines if line.startswith(("Private_Clean:", "Private_Dirty:"))]
-    return sum(values) if values else None
+    fields = {line.split(":")[0]: int(line.split()[1]) for line in lines[1:] if line.endswith("kB")}
+    if "Pss_Anon" in fields:
+        return fields["Pss_Anon"]
+    private = [fields[k] for k in ("Private_Clean", "Private_Dirty") if k in fields]
+    return sum(private) if private else None
 
 
-def memory_mb(pids: list[int]) -> float | None:
-    """Resident memory of one process (VmRSS), or the private memory summed over several; None if all are gone."""
-    if len(pids) == 1:
+def memory_mb(pids: list[int], group: bool = False) -> float | None:
+    """Resident memory of one process (VmRSS), or the anonymous memory summed over a group of processes
+    (however many of them run at the moment); None if all are gone."""
+    if not group and len(pids) == 1:
         kb = _status_kb(pids[0], "VmRSS")
         return None if kb is None else kb / 1024
-    values = [kb for kb in (_private_kb(pid) or _status_kb(pid, "VmRSS") for pid in pids) if kb is not None]
+    values = [kb for kb in (_anonymous_kb(pid) or _status_kb(pid, "VmRSS") for pid in pids) if kb is not None]
     return sum(values) / 1024 if values else None
 
 
@@ -171,7 +177,7 @@ class Sampler:
                 pids = []
             if not pids:
                 continue
-            rss = memory_mb(pids)
+            rss = memory_mb(pids, group=getattr(source, "group", False))
             if rss is not None:
                 sample.memory_mb[name] = rss
             sample.cpu_s[name] = self._cpu(pids)
@@ -199,6 +205,7 @@ def with_children(read_pid: Callable[[], int | None]) -> PidSource:
     def source() -> list[int]:
         pid = read_pid()
         return [pid, *children_of(pid)] if pid else []
+    source.group = True  # measured as a group (memory_mb)
     return source
 
 
@@ -206,4 +213,5 @@ def children_source(read_pid: Callable[[], int | None]) -> PidSource:
     def source() -> list[int]:
         pid = read_pid()
         return children_of(pid) if pid else []
+    source.group = True
     return source
