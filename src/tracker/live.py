@@ -2,7 +2,9 @@
 
 The consumer thread writes, the API (event loop thread) reads; one lock guards both. Memory is
 bounded twice: at most `max_aircraft` aircraft (the least recently heard goes first) and a change
-feed of fixed length; a reader that fell behind the feed is told to start again from a snapshot.
+feed of at most twice as many changes as there are aircraft (10,000 at least); a reader that fell
+behind the feed is told to start again from a snapshot, which is then no larger than the changes
+it missed would be.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .records import Position
+
+
+MIN_FEED_LENGTH = 10_000
 
 
 @dataclass(frozen=True)
@@ -32,8 +37,11 @@ class LivePicture:
         # icao24 -> (position, heard at): ordered by when each aircraft was last heard, oldest first.
         self._aircraft: OrderedDict[str, tuple[Position, float]] = OrderedDict()
         self._seq = 0
-        # (seq, icao24) of every change; a reader more than this many changes behind needs a snapshot.
-        self._feed: deque[tuple[int, str]] = deque(maxlen=feed_length or max(4 * max_aircraft, 10_000))
+        # (seq, icao24) of every change; a reader further behind than the feed reaches needs a snapshot.
+        # Its length follows the picture's (a fixed 4 x max_aircraft grew ~2 MB/min for half an hour at
+        # 400 positions/s before it was full, for a picture of 2,000 aircraft).
+        self._feed_length = feed_length
+        self._feed: deque[tuple[int, str]] = deque(maxlen=feed_length)
 
     def __len__(self) -> int:
         return len(self._aircraft)
@@ -58,6 +66,7 @@ class LivePicture:
                 changed += 1
             while len(self._aircraft) > self.max_aircraft:
                 self._drop_oldest()
+            self._trim_feed()
         return changed
 
     def expire(self) -> int:
@@ -71,7 +80,15 @@ class LivePicture:
                     break
                 self._drop_oldest()
                 dropped += 1
+            self._trim_feed()
         return dropped
+
+    def _trim_feed(self) -> None:
+        if self._feed_length is not None:
+            return  # a fixed length: the deque's own maxlen
+        keep = max(2 * len(self._aircraft), MIN_FEED_LENGTH)
+        while len(self._feed) > keep:
+            self._feed.popleft()
 
     def _drop_oldest(self) -> None:
         icao24, _ = self._aircraft.popitem(last=False)
