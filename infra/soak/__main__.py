@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -37,12 +38,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def interruptible() -> None:
+    """Started in the background by a shell (`make soak &`, nohup), the soak finds Ctrl-C (SIGINT) ignored,
+    and its children would inherit that: the printers, which stop on Ctrl-C and then report their count,
+    could not be stopped. A handled signal is reset to the default in a child, so handle it here."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.minutes <= 0 or args.interval_s <= 0:
         print("error: --minutes and --interval-s must be > 0", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    interruptible()
     from infra.soak import report
     from infra.soak.run import SoakConfig, run_soak, write_results
 
