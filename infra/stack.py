@@ -291,6 +291,9 @@ def _kafka_uuid() -> str:
 
 def _java_cmd(cfg: StackConfig, main_class: str, *args: str) -> list[str]:
     return [_require_java(), f"-Xms256m", f"-Xmx{cfg.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            # The committed heap is made resident at start, not page by page as G1 first uses its regions
+            # (the broker's memory then crept up ~2-6 MB/min for many minutes; make soak's memory gate).
+            "-XX:+AlwaysPreTouch",
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
             f"-Dkafka.logs.dir={LOG_DIR}", "-cp", f"{JAR_DIR}/*", main_class, *args]
 
