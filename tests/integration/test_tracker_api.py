@@ -73,6 +73,21 @@ def test_flights_lists_the_live_picture_with_converted_units(api):
     assert dlh["time_position"].endswith("Z") and body["time"].endswith("Z")
 
 
+def test_flights_answers_304_to_its_etag_until_the_picture_moves(api):
+    first = api.get("/flights")
+    etag = first.headers["etag"]
+    again = api.get("/flights", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    # a filtered answer of the same view carries the same ETag (an ETag is per URL)
+    assert api.get("/flights?country=germany", headers={"If-None-Match": etag}).status_code == 304
+    # WHEN an aircraft moves and the push interval (1 s) has passed THEN the answer is new
+    api.live.update([position("3c6444", seconds_ago=-5, latitude=50.5)])
+    time.sleep(1.05)
+    moved = api.get("/flights", headers={"If-None-Match": etag})
+    assert moved.status_code == 200 and moved.headers["etag"] != etag
+    assert next(f for f in moved.json()["flights"] if f["icao24"] == "3c6444")["latitude"] == 50.5
+
+
 @pytest.mark.parametrize("query, expected", [
     ("bbox=45,-5,55,10", {"3c6444", "400001", "39abcd"}),
     ("bbox=10,170,30,-170", {"a1b2c3"}),                  # across the antimeridian
