@@ -6,6 +6,7 @@ feed of fixed length; a reader that fell behind the feed is told to start again 
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .records import Position
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,22 @@ class LivePicture:
         self._seq = 0
         # (seq, icao24) of every change; a reader more than this many changes behind needs a snapshot.
         self._feed: deque[tuple[int, str]] = deque(maxlen=feed_length or max(4 * max_aircraft, 10_000))
+        # Called (with no argument, on the writer's thread, outside the lock) after every change: the
+        # WebSocket pushes the first change after a quiet interval at once instead of at its next tick.
+        self._listeners: list = []
+
+    def subscribe(self, listener) -> None:
+        self._listeners = [*self._listeners, listener]  # copy on write: the notifying thread never sees it change
+
+    def unsubscribe(self, listener) -> None:
+        self._listeners = [fn for fn in self._listeners if fn is not listener]
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 - a closing reader must not stop the consumer
+                logger.debug("live picture listener failed", exc_info=True)
 
     def __len__(self) -> int:
         return len(self._aircraft)
@@ -58,6 +77,8 @@ class LivePicture:
                 changed += 1
             while len(self._aircraft) > self.max_aircraft:
                 self._drop_oldest()
+        if changed:
+            self._notify()
         return changed
 
     def expire(self) -> int:
@@ -71,6 +92,8 @@ class LivePicture:
                     break
                 self._drop_oldest()
                 dropped += 1
+        if dropped:
+            self._notify()
         return dropped
 
     def _drop_oldest(self) -> None:

@@ -191,6 +191,23 @@ def test_websocket_sends_a_snapshot_then_only_changes_for_its_bbox(api):
         assert update["removed"] == ["39abcd"]
 
 
+def test_websocket_pushes_at_most_once_per_interval_however_often_the_picture_changes(api):
+    with api.websocket_connect("/ws/flights") as ws:
+        assert ws.receive_json()["type"] == "snapshot"
+        received = []
+        for n in range(3):
+            # a change, then another while the first push is going out, then a third
+            api.live.update([position("3c6444", seconds_ago=-10 - 2 * n, latitude=50.1 + n)])
+            api.live.update([position("400001", seconds_ago=-11 - 2 * n, latitude=51.1 + n)])
+            received.append((ws.receive_json(), time.monotonic()))
+        # every change reached the client, none of the pushes came sooner than the interval (1 s) after the last
+        for n, (msg, _) in enumerate(received):
+            assert msg["type"] == "update"
+            assert {f["icao24"]: f["latitude"] for f in msg["changed"]} == {"3c6444": 50.1 + n, "400001": 51.1 + n}
+        gaps = [b - a for (_, a), (_, b) in zip(received, received[1:])]
+        assert min(gaps) >= 0.95, gaps
+
+
 def test_websocket_with_a_bad_bbox_says_why_and_closes(api):
     with api.websocket_connect("/ws/flights?bbox=nope") as ws:
         msg = ws.receive_json()
