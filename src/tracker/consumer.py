@@ -166,18 +166,18 @@ class TrackerConsumer:
     def _take(self, polled: dict) -> None:
         fresh: list[Position] = []
         batch = self._batch
+        append = fresh.append
         for tp, records in polled.items():
             for record in records:
                 try:
-                    position = decode(record.value, record.partition, record.offset, record.headers)
+                    append(decode(record.value, record.partition, record.offset, record.headers))
                 except InvalidRecord as exc:
                     self._reject(record, str(exc))
                 except Exception as exc:  # noqa: BLE001 - a record must never stop the tracker
                     logger.exception("unexpected error decoding a record", extra=_where(record))
                     self._reject(record, f"unexpected {type(exc).__name__}: {exc}")
-                else:
-                    fresh.append(position)
-                batch.offsets[tp] = record.offset + 1
+            if records:
+                batch.offsets[tp] = records[-1].offset + 1
         if fresh or polled:
             if not batch.started:
                 batch.started = time.monotonic()

@@ -134,6 +134,10 @@ class LiveView:
         self._lock = threading.Lock()
         self._body = self._geojson = None
 
+    def encoded(self, geojson: bool = False) -> bool:
+        """Whether the unfiltered body of that format is already encoded."""
+        return (self._geojson if geojson else self._body) is not None
+
     def json_body(self, texts: list[bytes] | None = None) -> bytes:
         """GET /flights as JSON: every aircraft (computed once per view), or those of `texts`."""
         if texts is None:
@@ -167,6 +171,13 @@ class FlightsView:
         self._view: LiveView | None = None
         self._taken = 0.0
         self._boot = secrets.token_hex(4)  # a restarted tracker counts from 0 again: its ETags differ
+
+    def ready(self) -> LiveView | None:
+        """The current view when taking it costs nothing (no new snapshot due), else None."""
+        view = self._view
+        if view is None or (view.seq != self.live.seq and self._clock() - self._taken >= self.max_age_s):
+            return None
+        return view
 
     def current(self) -> LiveView:
         with self._lock:

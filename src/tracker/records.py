@@ -167,8 +167,10 @@ def _usual(state: dict, partition: int, offset: int) -> Position | None:
     icao24 = get("icao24")
     if type(icao24) is not str or len(icao24) != 6 or not _ICAO24_HEX.issuperset(icao24):
         return None
-    last_contact = _t(get("last_contact"))
-    time_position = _t(get("time_position"))
+    contact, when = get("last_contact"), get("time_position")
+    last_contact = _t(contact)
+    # Mostly the same number (OpenSky's time_position is the last contact of a fresh position): one datetime.
+    time_position = last_contact if when == contact and type(when) is type(contact) else _t(when)
     if time_position is None:
         time_position = last_contact
         if time_position is None:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from ... import store
 from ...filters import BadParameter, FlightFilter, parse_icao24, parse_int, parse_since
-from ...flight_view import flight, track_point
+from ...flight_view import LiveView, flight, track_point
 from ..deps import DbDep, LiveDep, StateDep
 
 router = APIRouter(tags=["flights"])
@@ -15,20 +16,29 @@ MAX_TRACK_POINTS = 10_000
 
 @router.get("/flights", summary="Aircraft in the live picture, filtered",
             responses={304: {"description": "unchanged since If-None-Match (the live picture has not moved)"}})
-def list_flights(state: StateDep, request: Request,
-                 bbox: str | None = Query(None, description="lamin,lomin,lamax,lomax in degrees"),
-                 country: str | None = Query(None, description="origin country, exact (case-insensitive)"),
-                 callsign: str | None = Query(None, description="callsign prefix"),
-                 airborne: str | None = Query(None, description="true: in the air only; false: on the ground only"),
-                 min_altitude_ft: str | None = Query(None, description="lowest altitude in feet"),
-                 format: str = Query("json", description="json or geojson")) -> Response:
+async def list_flights(state: StateDep, request: Request,
+                       bbox: str | None = Query(None, description="lamin,lomin,lamax,lomax in degrees"),
+                       country: str | None = Query(None, description="origin country, exact (case-insensitive)"),
+                       callsign: str | None = Query(None, description="callsign prefix"),
+                       airborne: str | None = Query(None, description="true: in the air only; false: on the ground only"),
+                       min_altitude_ft: str | None = Query(None, description="lowest altitude in feet"),
+                       format: str = Query("json", description="json or geojson")) -> Response:
     if format not in ("json", "geojson"):
         raise BadParameter("format", f"{format!r} is not json or geojson")
     flt = FlightFilter.from_params(bbox, country, callsign, airborne, min_altitude_ft)
-    # The live picture as of the last push interval at most (see FlightsView): encoded once, not per request.
-    view = state.flights_view.current()
+    if_none_match = request.headers.get("if-none-match", "")
+    # The live picture as of the last push interval at most (see FlightsView), encoded once, not per
+    # request. Answered on the event loop when that is already done; a new snapshot, a first encoding
+    # or a filter over every aircraft (milliseconds with 10,000) goes to a worker thread instead.
+    view = state.flights_view.ready()
+    if view is not None and flt.empty and view.encoded(format == "geojson"):
+        return _answer(view, flt, format, if_none_match)
+    return await run_in_threadpool(lambda: _answer(state.flights_view.current(), flt, format, if_none_match))
+
+
+def _answer(view: LiveView, flt: FlightFilter, format: str, if_none_match: str) -> Response:
     headers = {"ETag": view.etag, "Cache-Control": "no-cache"}
-    if view.etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
+    if view.etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
     if format == "geojson":
         positions = None if flt.empty else [p for p in view.positions if flt.matches(p)]
