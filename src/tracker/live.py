@@ -64,17 +64,19 @@ class LivePicture:
     def update(self, positions: list[Position]) -> int:
         """Apply a batch of positions; an older position than the one held (a redelivery) changes nothing."""
         now = self._clock()
-        changed = 0
         with self._lock:
+            aircraft, seq = self._aircraft, self._seq
+            held_by, to_end, note = aircraft.get, aircraft.move_to_end, self._feed.append
             for p in positions:
-                held = self._aircraft.get(p.icao24)
+                icao24 = p.icao24
+                held = held_by(icao24)
                 if held is not None and held[0].time_position > p.time_position:
                     continue
-                self._aircraft[p.icao24] = (p, now)
-                self._aircraft.move_to_end(p.icao24)
-                self._seq += 1
-                self._feed.append((self._seq, p.icao24))
-                changed += 1
+                aircraft[icao24] = (p, now)
+                to_end(icao24)
+                seq += 1
+                note((seq, icao24))
+            changed, self._seq = seq - self._seq, seq
             while len(self._aircraft) > self.max_aircraft:
                 self._drop_oldest()
         if changed:
