@@ -59,6 +59,21 @@ def test_endpoint_creates_an_sns_topic(stack):
         sns.delete_topic(TopicArn=arn)
 
 
+def test_awslocal_lists_the_topics_of_the_native_endpoint(stack):
+    """`awslocal sns list-topics` (installed by make setup) answers from the endpoint make run started."""
+    sns = boto3.client("sns", endpoint_url=stack.endpoint)
+    arn = sns.create_topic(Name=f"it-awslocal-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    try:
+        awslocal = Path(sys.executable).parent / "awslocal"
+        env = {**os.environ, "AWS_ENDPOINT_URL": stack.endpoint, "DISABLE_DEPRECATION_NOTICE": "1"}
+        out = subprocess.run([str(awslocal), "sns", "list-topics"], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert arn in out.stdout
+    finally:
+        sns.delete_topic(TopicArn=arn)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
