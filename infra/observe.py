@@ -223,24 +223,17 @@ def recount(records: Iterable[ConsumerRecord]) -> Recount:
 
 # --- CLI ---------------------------------------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not > 0")
-    return value
+def _positive(kind: type) -> Callable[[str], float]:
+    """argparse type: a number (int or float) > 0."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{value} is not > 0")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,10 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     AwsResourceSettings.add_flags(parser.add_argument_group("settings (before the command)"))
     commands = parser.add_subparsers(dest="command", required=True)
     count = commands.add_parser("count-messages", help="notifications published in the last N minutes")
-    count.add_argument("--mins", type=_positive_int, default=1, help="window in minutes (default 1)")
+    count.add_argument("--mins", type=_positive(int), default=1, help="window in minutes (default 1)")
     watch = commands.add_parser("notifications", help="print each notification the demo subscriber receives")
-    watch.add_argument("--max", type=_positive_int, default=None, help="stop after N notifications")
-    watch.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
+    watch.add_argument("--max", type=_positive(int), default=None, help="stop after N notifications")
+    watch.add_argument("--seconds", type=_positive(float), default=None, help="stop after S seconds")
     return parser
 
 
