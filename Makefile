@@ -25,7 +25,8 @@ export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
-        produce trigger demo test test-unit test-integration reliability bench settings-table clean
+        geofences alerts alerts-trigger \
+        produce trigger tracker psql demo test test-unit test-integration reliability bench settings-table clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,8 +41,10 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven)
 	@$(PY) -m infra.stack fetch
+	@$(PY) -m infra.map_assets fetch
+	@$(PY) -m infra.map_assets browser
 
-run: setup ## start Kafka (KRaft) and the AWS endpoint, wait until usable, create topics
+run: setup ## start Kafka (KRaft), the AWS endpoint and PostgreSQL, wait until usable, create topics
 	@$(PY) -m infra.stack up --stack $(STACK)
 up: run
 
@@ -50,7 +53,7 @@ stop: ## stop exactly what `make run` started
 
 restart: stop run ## stop, then start again
 
-status: ## broker reachable? topics? endpoint healthy?
+status: ## broker reachable? topics? endpoint healthy? database? (prints DATABASE_URL)
 	@$(PY) -m infra.stack status --stack $(STACK)
 
 create-sns-topic: setup ## create the FlightNotifications topic (idempotent)
@@ -61,6 +64,18 @@ deploy-lambda: setup ## package and create-or-update the function; waits until a
 
 deploy-resources: setup ## topic + IAM role + function + demo SQS subscriber with filter policy
 	@$(PY) -m infra.aws_resources deploy-resources
+	@$(PY) -m infra.alerts_resources deploy
+
+FILE ?= infra/geofences/default.geojson
+geofences: setup ## validate a GeoJSON file and replace the alert geofences: make geofences FILE=my.geojson
+	@$(PY) -m infra.alerts_resources geofences $(FILE)
+
+alerts: setup ## print alerts as a subscriber receives them: make alerts ARGS="--type EMERGENCY"
+	@$(PY) -m infra.alerts_resources alerts $(ARGS)
+
+ALERTS_TRIGGER_ARGS ?= --function-name flight-alerts --group-id flight-alerts --dlq-topic aviation-data-alerts-dlq --batch-size 500
+alerts-trigger: setup ## run the second event source mapping: aviation-data -> flight-alerts
+	@$(PY) -m trigger $(ALERTS_TRIGGER_ARGS) $(ARGS)
 
 count-messages: setup ## notifications published in the last $(mins) minute(s): make count-messages mins=5
 	@$(PY) -m infra.observe count-messages --mins $(mins)
@@ -68,14 +83,22 @@ count-messages: setup ## notifications published in the last $(mins) minute(s): 
 notifications: setup ## print each notification as the demo subscriber receives it
 	@$(PY) -m infra.observe notifications $(ARGS)
 
-destroy: setup ## delete the function, role, topic and subscriber queue
+destroy: setup ## delete the functions, roles, topics, subscriber queues and the alert state table
 	@$(PY) -m infra.aws_resources destroy
+	@$(PY) -m infra.alerts_resources destroy
 
 produce: setup ## run the producer: make produce SOURCE=opensky|synthetic|replay
 	@$(PY) -m producer --source $(SOURCE) $(ARGS)
 
 trigger: setup ## run the Kafka -> Lambda trigger (event source mapping)
 	@$(PY) -m trigger $(ARGS)
+
+tracker: setup ## run the flight tracker: consumer + REST/WebSocket API + map (TRACKER_API_PORT, default 8000)
+	@$(PY) -m tracker $(ARGS)
+
+psql: setup ## a psql shell on the tracker's database (DATABASE_URL, else the native server)
+	@command -v psql >/dev/null || { echo "error: psql not found (Debian: apt-get install postgresql-client; macOS: brew install libpq)" >&2; exit 1; }
+	@url=$$($(PY) -m infra.stack database-url) && exec psql "$$url"
 
 demo: setup ## whole pipeline for about a minute, then a reconciled summary
 	@$(PY) -m infra.demo $(ARGS)
@@ -98,5 +121,6 @@ bench: setup ## benchmarks; writes docs/BENCHMARKS.md
 settings-table: setup ## regenerate README.md's environment table from the settings' declarations
 	@$(PY) -m infra.settings_table --write
 
-clean: stop ## remove runtime state (broker data, logs); keeps the jar cache
+clean: stop ## remove runtime state (broker data, database, logs); keeps the jar cache
+	@$(PY) -c "from infra import postgres; postgres.remove_data()"
 	rm -rf .state

@@ -23,6 +23,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from infra import aws_resources, observe, stack
+from infra.alerts_recount import DemoAlerts
+from infra.demo_tracker import DemoTracker
 from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.logs import configure_logging
 from producer.runner import run_producer
@@ -108,9 +110,13 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
         producer_result["stats"] = run_producer(producer_cfg)
 
     producer_thread = threading.Thread(target=produce, name="demo-producer", daemon=True)
+    alerts = DemoAlerts(clients, cfg.topic, kafka, run_id, since, say)  # a second mapping: flight-alerts
     say(f"run {run_id}: {aircraft} synthetic aircraft every {interval:g}s for {seconds:g}s "
         f"-> {cfg.topic} -> trigger (group demo-{run_id}) -> {settings.function_name} -> {settings.topic_name}")
+    tracker = DemoTracker(cfg.topic, kafka, run_id)
+    tracker.start(since)
     trigger_thread.start()
+    alerts.start()
     producer_thread.start()
 
     def progress(phase: str) -> None:
@@ -127,13 +133,15 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
     produced = produced_stats.published if produced_stats else 0
     # Drain: everything produced is committed (handled or dead-lettered) before we count.
     deadline = time.monotonic() + drain_timeout_s
-    while trigger.stats.committed < produced and time.monotonic() < deadline:
+    while min(trigger.stats.committed, alerts.trigger.stats.committed) < produced and time.monotonic() < deadline:
         time.sleep(2)
         progress("draining")
     trigger_stop.set()
     trigger_thread.join(timeout=60)
+    alerts.stop()
     tstats = trigger.stats
     progress("done")
+    tracked = tracker.finish(produced)
 
     say("counting: subscriber queue, dead-letter topic, function metrics, read-back of the run's records")
     received = drain_queue(clients, queue_url)
@@ -159,7 +167,8 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
     def within(actual: int, expected: int) -> bool:
         return expected <= actual <= expected + slack
 
-    checks = [
+    alert_summary, alert_checks = alerts.reconcile(since_ms)
+    checks = alert_checks + [
         ("every produced record is in Kafka", produced == recount.records, f"{produced} vs {recount.records}"),
         ("the trigger committed every record", tstats.committed == produced, f"{tstats.committed} vs {produced}"),
         ("the function received what the trigger sent (nothing else invoked it)",
@@ -175,6 +184,7 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
          f"{received} vs {expected_at_subscriber}"),
         ("make count-messages agrees", counted == published_before + metrics["Published"],
          f"{counted} vs {published_before} before the run + {metrics['Published']}"),
+        *tracked.checks,
     ]
     summary = {
         "run_id": run_id,
@@ -201,7 +211,10 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
         "dead_lettered": dead,
         "count_messages": {"mins": mins, "value": counted, "published_before_run_in_window": published_before},
         "top_countries": dict(recount.countries.most_common(8)),
+        "tracker": {"rows_stored": tracked.rows, "distinct_positions_in_kafka": tracked.distinct_positions,
+                    "rejects": tracked.rejects},
         "checks": [{"check": c, "ok": ok, "detail": d} for c, ok, d in checks],
+        "alerts": alert_summary,
         "reconciled": all(ok for _, ok, _ in checks),
     }
     summary_path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +236,12 @@ def _print_summary(s: dict, path: Path) -> None:
         ("  expected (countries " + ", ".join(s["settings"]["subscriber_countries"]) + ")",
          s["expected_at_subscriber"]),
         ("dead-lettered", s["dead_lettered"]),
+        ("alerts raised (" + ", ".join(f"{k} {v}" for k, v in sorted(s["alerts"]["by_type"].items())) + ")",
+         s["alerts"]["unique"]),
+        ("  expected by the recount", s["alerts"]["expected_by_recount"]),
+        ("  duplicates (re-sent from the outbox)", s["alerts"]["duplicates"]),
         (f"make count-messages mins={s['count_messages']['mins']}", s["count_messages"]["value"]),
+        ("positions stored by the tracker (PostgreSQL)", s["tracker"]["rows_stored"]),
     ]
     width = max(len(r[0]) for r in rows)
     print()

@@ -20,8 +20,12 @@ from pipeline_common.shared_settings import LOG_FORMAT, LOG_LEVEL
 from producer.opensky import OpenSkySettings
 from producer.settings import ProducerConfig
 from trigger.mapping import TriggerConfig
+from tracker.settings import TrackerConfig
 
+from alert_settings import AlertSettings
+from infra.alerts_resources import AlertResourceSettings
 from infra.aws_resources import AwsResourceSettings
+from infra.postgres import PostgresConfig
 from infra.stack import STACK_STATE_DIR, StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,10 +57,10 @@ def _function_settings():
 
 
 def table() -> str:
-    components = (KafkaSettings, StackConfig, ProducerConfig, OpenSkySettings, TriggerConfig,
-                  AwsResourceSettings, _function_settings())
-    extra = ((STACK_STATE_DIR, StackConfig.USED_BY), (LOG_LEVEL, "producer, trigger"),
-             (LOG_FORMAT, "producer, trigger"), *AWS_VARIABLES)
+    components = (KafkaSettings, StackConfig, PostgresConfig, ProducerConfig, OpenSkySettings, TriggerConfig,
+                  TrackerConfig, AwsResourceSettings, _function_settings(), AlertResourceSettings, AlertSettings)
+    extra = ((STACK_STATE_DIR, StackConfig.USED_BY), (LOG_LEVEL, "producer, trigger, tracker"),
+             (LOG_FORMAT, "producer, trigger, tracker"), *AWS_VARIABLES)
     return markdown_table(table_rows(components, extra))
 
 

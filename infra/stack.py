@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Installs, starts, checks and stops the native stack: Apache Kafka (KRaft, on the JVM) and MiniStack.
+"""Installs, starts, checks and stops the native stack: Apache Kafka (KRaft, on the JVM), MiniStack and
+PostgreSQL (infra/postgres.py; not started when DATABASE_URL points at a server of your own).
 
     python -m infra.stack fetch                 resolve the broker jars with Maven (cached)
     python -m infra.stack up [--stack docker]   start both, wait until usable, create topics
     python -m infra.stack status                broker, topics, endpoint
     python -m infra.stack down                  stop exactly what `up` started (pid files)
-    python -m infra.stack stop-part kafka|ministack [--kill]    one part only (fault tests)
-    python -m infra.stack start-part kafka|ministack            start that part again, wait until usable
+    python -m infra.stack stop-part kafka|ministack|postgres [--kill]   one part only (fault tests)
+    python -m infra.stack start-part kafka|ministack|postgres           start that part again, wait until usable
     python -m infra.stack pause-part|resume-part kafka|ministack   SIGSTOP/SIGCONT its process group
+    python -m infra.stack database-url          print the tracker's DATABASE_URL (make psql)
 
 Everything it writes lives under .cache/ (jars) and .state/ (data, logs, pid files), both gitignored.
 """
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
+from infra import postgres
 from pipeline_common.settings import ConfigError, Setting, Settings, setting
 from pipeline_common.shared_settings import KAFKA_DLQ_TOPIC, KAFKA_TOPIC
 
@@ -109,25 +112,32 @@ def fetch_jars() -> Path:
     if JAR_STAMP.exists() and JAR_STAMP.read_text().strip() == _pom_digest() and any(JAR_DIR.glob("kafka_2.13-*.jar")):
         return JAR_DIR
     _require_java()
+    resolve_pom(POM, JAR_DIR, "Apache Kafka broker jars")
+    JAR_STAMP.write_text(_pom_digest())
+    return JAR_DIR
+
+
+def resolve_pom(pom: Path, dest: Path, what: str) -> list[Path]:
+    """Copy the pinned dependencies of `pom` into a fresh `dest` with Maven; returns the jars."""
     if shutil.which("mvn") is None:
-        raise StackError("Maven (mvn) is not installed; it resolves the Kafka broker jars from the pinned "
-                         "infra/kafka/pom.xml. Install it (Debian: apt-get install maven) and run `make setup` again.")
-    say(f"resolving Apache Kafka broker jars with Maven into {_rel(JAR_DIR)} (first run only)")
-    if JAR_DIR.exists():
-        shutil.rmtree(JAR_DIR)
-    JAR_DIR.mkdir(parents=True)
+        raise StackError(f"Maven (mvn) is not installed; it resolves the {what} from the pinned "
+                         f"{_rel(pom)}. Install it (Debian: apt-get install maven) and run `make setup` again.")
+    say(f"resolving {what} with Maven into {_rel(dest)} (first run only)")
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
     started = time.monotonic()
     proc = subprocess.run(
-        ["mvn", "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-         f"-DoutputDirectory={JAR_DIR}", "-DincludeScope=runtime"],
+        ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+         f"-DoutputDirectory={dest}", "-DincludeScope=runtime"],
         capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise StackError("Maven could not resolve the Kafka jars from infra/kafka/pom.xml (is Maven Central "
+        raise StackError(f"Maven could not resolve the {what} from {_rel(pom)} (is Maven Central "
                          f"reachable? a proxy in ~/.m2/settings.xml?). Maven said:\n{tail}")
-    JAR_STAMP.write_text(_pom_digest())
-    say(f"resolved {len(list(JAR_DIR.glob('*.jar')))} jars in {time.monotonic() - started:.1f}s")
-    return JAR_DIR
+    jars = sorted(dest.glob("*.jar"))
+    say(f"resolved {len(jars)} jars in {time.monotonic() - started:.1f}s")
+    return jars
 
 
 def _require_java() -> str:
@@ -445,8 +455,11 @@ def up(cfg: StackConfig, stack: str = "native") -> None:
             say(f"kafka ready on {cfg.bootstrap} ({time.monotonic() - started:.1f}s)")
             start_ministack(cfg)
             say(f"ministack ready on {cfg.endpoint} ({time.monotonic() - started:.1f}s)")
+            db_url = postgres.start(postgres.PostgresConfig.from_env(), cfg.start_timeout_s)
+            say(f"postgres ready: DATABASE_URL={postgres._redact(db_url)} ({time.monotonic() - started:.1f}s)")
         except BaseException:
             # Nothing half-started: whatever came up in this call goes down again.
+            postgres.stop()
             for name in ("ministack", "kafka"):
                 _stop(name)
             raise
@@ -464,16 +477,16 @@ def down(stack: str = "native") -> None:
     if stack == "docker":
         _compose("down")
         return
-    stopped = [name for name in ("ministack", "kafka") if _stop(name)]
+    stopped = [name for name in ("ministack", "kafka") if _stop(name)] + (["postgres"] if postgres.stop() else [])
     say("stopped " + ", ".join(stopped) if stopped else "nothing was running")
 
 
-PARTS = ("kafka", "ministack")
+PARTS = ("kafka", "ministack", "postgres")
 
 
 def stop_part(name: str, kill: bool = False) -> bool:
     """Stop one part that `up` started (SIGTERM, or SIGKILL with kill=True); data on disk stays."""
-    stopped = _stop(name, kill=kill)
+    stopped = postgres.stop(kill=kill) if name == "postgres" else _stop(name, kill=kill)
     say(f"{name} {'killed' if kill else 'stopped'}" if stopped else f"{name} was not running")
     return stopped
 
@@ -488,6 +501,8 @@ def start_part(cfg: StackConfig, name: str) -> None:
     if name == "kafka":
         start_kafka(cfg)
         ensure_topics(cfg)
+    elif name == "postgres":
+        postgres.start(postgres.PostgresConfig.from_env(), cfg.start_timeout_s)
     else:
         start_ministack(cfg)
     say(f"{name} ready ({time.monotonic() - started:.1f}s)")
@@ -496,7 +511,7 @@ def start_part(cfg: StackConfig, name: str) -> None:
 def pause_part(name: str, resume: bool = False) -> bool:
     """SIGSTOP (or SIGCONT) a part's whole process group: connections hang instead of being refused,
     and the part keeps its state (MiniStack's resources survive a pause, not a restart)."""
-    pid = _read_pid(name)
+    pid = postgres._read_pid() if name == "postgres" else _read_pid(name)
     if pid is None:
         raise StackError(f"{name} is not running (no live pid in {_rel(PIDS[name])})")
     _signal_group(pid, signal.SIGCONT if resume else signal.SIGSTOP)
@@ -533,13 +548,13 @@ def status(cfg: StackConfig) -> bool:
     else:
         ok = False
         say(f"aws       {cfg.endpoint}: NOT answering (make run)")
-    return ok
+    return postgres.status(postgres.PostgresConfig.from_env()) and ok
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["fetch", "up", "down", "status", "stop-part", "start-part",
-                                            "pause-part", "resume-part"])
+                                            "pause-part", "resume-part", "database-url"])
     parser.add_argument("part", nargs="?", choices=PARTS, help="for the *-part commands")
     parser.add_argument("--stack", choices=["native", "docker"], default=os.environ.get("STACK", "native"))
     parser.add_argument("--kill", action="store_true", help="stop-part: SIGKILL at once instead of SIGTERM")
@@ -552,19 +567,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             if args.stack == "native":
                 fetch_jars()
+                postgres.fetch()
         elif args.command == "up":
             up(cfg, args.stack)
         elif args.command == "down":
             down(args.stack)
         elif args.command == "status":
             return 0 if status(cfg) else 1
+        elif args.command == "database-url":
+            print(postgres.PostgresConfig.from_env().url)
         elif args.command == "stop-part":
             stop_part(args.part, kill=args.kill)
         elif args.command == "start-part":
             start_part(cfg, args.part)
         elif args.command in ("pause-part", "resume-part"):
             pause_part(args.part, resume=args.command == "resume-part")
-    except (StackError, ConfigError) as exc:
+    except (StackError, ConfigError, postgres.PostgresError) as exc:
         print(f"[stack] error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -12,6 +12,9 @@
 # TRIGGER_MAXIMUM_RETRY_ATTEMPTS, TRIGGER_MAXIMUM_RECORD_AGE_S, TRIGGER_BISECT_BATCH_ON_FUNCTION_ERROR,
 # TRIGGER_REPORT_BATCH_ITEM_FAILURES, ESM_POLLER_MODE, ESM_MINIMUM_POLLERS, ESM_MAXIMUM_POLLERS,
 # ON_FAILURE_DESTINATION (kafka://<topic> | SQS/SNS/S3 ARN | none) or else KAFKA_DLQ_TOPIC.
+# flight-alerts (same zip, its own mapping): ALERTS_FUNCTION_NAME, ALERTS_TOPIC_NAME, ALERTS_FIFO,
+# ALERTS_TABLE, GEOFENCES_KEY, ALERT_WATCHLIST, ALERTS_GROUP_ID, ALERTS_BATCH_SIZE,
+# ALERTS_ON_FAILURE_DESTINATION (kafka://<topic> or an ARN of the same kind as ON_FAILURE_DESTINATION).
 # LAMBDA_ZIP [build/lambda/flight-processor.zip] is where the zip is written; PYTHON [.venv/bin/python].
 # Refuses to run when AWS_ENDPOINT_URL points at this machine (the local stack) unless FORCE=1.
 set -euo pipefail
@@ -146,6 +149,25 @@ case "$destination" in
   arn:*:sns:*) add OnFailureDestinationType SNS; add OnFailureDestination "$destination" ;;
   arn:*:s3:::*) add OnFailureDestinationType S3; add OnFailureDestination "$destination" ;;
   *) die "ON_FAILURE_DESTINATION=$destination is not kafka://<topic>, an SQS/SNS/S3 ARN, or none" ;;
+esac
+
+# --- flight-alerts: its own mapping on the same topic ----------------------------------------
+add_env AlertsFunctionName ALERTS_FUNCTION_NAME
+add_env AlertsTopicName ALERTS_TOPIC_NAME
+add_env AlertStateTableName ALERTS_TABLE
+add_env GeofencesKey GEOFENCES_KEY
+add_env AlertWatchlist ALERT_WATCHLIST
+add_env AlertsConsumerGroupId ALERTS_GROUP_ID
+if [[ -n "${ALERTS_FIFO:-}" ]]; then
+  flag="$(boolean ALERTS_FIFO "$ALERTS_FIFO")"
+  add AlertsFifo "$flag"
+fi
+if [[ -n "${ALERTS_BATCH_SIZE:-}" ]]; then whole ALERTS_BATCH_SIZE "$ALERTS_BATCH_SIZE"; add AlertsBatchSize "$ALERTS_BATCH_SIZE"; fi
+# Of the same kind as the main mapping's destination: kafka://<topic>, or an SQS/SNS/S3 ARN.
+case "${ALERTS_ON_FAILURE_DESTINATION:-}" in
+  "") ;;
+  kafka://?*) add AlertsOnFailureDestination "${ALERTS_ON_FAILURE_DESTINATION#kafka://}" ;;
+  *) add AlertsOnFailureDestination "$ALERTS_ON_FAILURE_DESTINATION" ;;
 esac
 
 # --- who and where ---------------------------------------------------------------------------

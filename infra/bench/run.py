@@ -7,7 +7,8 @@
 Sections: sink (PublishBatch ceiling, 1 and 4 threads), e2e (producer -> Kafka -> trigger -> Lambda
 -> SNS -> subscriber at rising loads until saturation, with latency), capacity (no sink: every
 record filtered out), seed (one invoke per message), growth (partitions x concurrency, batch
-size, peak RSS). Starts the stack if it is not running and stops it afterwards only then; every
+size, peak RSS), map (Kafka record -> tracker -> live map in headless Chromium latency, redraw time).
+Starts the stack if it is not running and stops it afterwards only then; every
 topic, group, function and queue it creates carries the run id and is deleted at the end.
 """
 from __future__ import annotations
@@ -24,11 +25,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from infra import stack
-from infra.bench import capacity, end_to_end, growth, machine, procstat, report, seed_design, sink_ceiling
+from infra.bench import capacity, end_to_end, growth, machine, map_latency, procstat, report, seed_design, sink_ceiling
+from infra.bench import history_ingest as tracker_section
 from infra.bench.session import STATE_DIR, Session
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SECTIONS = ("sink", "e2e", "capacity", "seed", "growth")
+
+SECTIONS = ("sink", "e2e", "capacity", "seed", "growth", "map", "tracker")
 DEFAULT_OUT = ROOT / "docs" / "BENCHMARKS.md"
 
 
@@ -71,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--seed-seconds", type=float, default=15, help="how long the seed design runs (default 15)")
     a("--growth-records", type=int, default=150_000, help="records per partitions x concurrency topic (default 150000)")
     a("--growth-seconds", type=float, default=12, help="longest growth run (default 12)")
+    a("--map-rate", type=int, default=1000, help="map: positions/s offered to the tracker and the page (default 1000)")
+    a("--map-seconds", type=float, default=20, help="map: seconds of load (default 20)")
+    a("--map-aircraft", type=int, default=10_000, help="map: fleet size, all of it on the page (default 10000)")
+    a("--tracker-aircraft", type=int, default=10_000, help="live aircraft in the tracker section (default 10000)")
+    a("--tracker-ticks", type=int, default=20,
+      help="positions per aircraft pre-filled for the tracker's ingest (default 20)")
     a("--keep-stack", action="store_true", help="leave a stack this command started running")
     a("--from-json", type=Path, metavar="RESULTS",
       help="run nothing: write the report (--out, default docs/BENCHMARKS.md) from a saved results file")
@@ -117,6 +126,10 @@ def run_sections(args: argparse.Namespace, session: Session, results: dict) -> N
         results["seed"] = seed_design.run(session, args.seed_records, args.seed_seconds)
     if "growth" in wanted:
         results["growth"] = growth.run(session, cap, args.growth_records, max_seconds=args.growth_seconds)
+    if "map" in wanted:
+        results["map"] = map_latency.run(session, args.map_rate, args.map_seconds, args.map_aircraft)
+    if "tracker" in wanted:
+        results["tracker"] = tracker_section.run(session, args.tracker_aircraft, args.tracker_ticks)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,17 +20,19 @@ logger = logging.getLogger(__name__)
 METRIC_NAMES = {"received": "Received", "in_air": "InAir", "published": "Published", "failed": "Failed"}
 
 
-def metric_data(counts: dict, function_name: str) -> list[dict]:
+def metric_data(counts: dict, function_name: str, names: dict = METRIC_NAMES) -> list[dict]:
     """The PutMetricData entries for one invocation's counts."""
     dimensions = [{"Name": "FunctionName", "Value": function_name}]
     return [{"MetricName": name, "Dimensions": dimensions, "Value": float(counts.get(key, 0)), "Unit": "Count"}
-            for key, name in METRIC_NAMES.items()]
+            for key, name in names.items()]
 
 
-def emit_invocation_metrics(client, namespace: str, function_name: str, counts: dict) -> bool:
-    """Send the counts; True if CloudWatch accepted them. Never raises."""
+def emit_invocation_metrics(client, namespace: str, function_name: str, counts: dict,
+                            names: dict = METRIC_NAMES) -> bool:
+    """Send the counts (``names`` maps count keys to metric names); True if CloudWatch accepted them.
+    Never raises."""
     try:
-        client.put_metric_data(Namespace=namespace, MetricData=metric_data(counts, function_name))
+        client.put_metric_data(Namespace=namespace, MetricData=metric_data(counts, function_name, names))
         return True
     except (ClientError, BotoCoreError) as exc:
         logger.warning("could not put metrics to %s: %s", namespace, exc, extra={"namespace": namespace})

@@ -38,6 +38,7 @@ class Notification:
     ref: int
     message: str
     attributes: dict
+    extra: dict | None = None  # more entry fields, e.g. MessageGroupId/MessageDeduplicationId for FIFO
 
     def size(self) -> int:
         """Bytes SNS counts against the payload limit: the message plus each attribute's name, type, value."""
@@ -111,8 +112,8 @@ class SnsBatchPublisher:
         reasons: dict[str, str] = {}
         final: list[PublishFailure] = []
         for attempt in range(1, self._max_attempts + 1):
-            entries = [{"Id": entry_id, "Message": item.message, "MessageAttributes": item.attributes}
-                       for entry_id, item in pending.items()]
+            entries = [{"Id": entry_id, "Message": item.message, "MessageAttributes": item.attributes,
+                        **(item.extra or {})} for entry_id, item in pending.items()]
             try:
                 response = self._client.publish_batch(TopicArn=self._topic_arn, PublishBatchRequestEntries=entries)
             except ClientError as exc:

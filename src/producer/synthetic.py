@@ -269,6 +269,33 @@ def plan_leg(rng: random.Random, airports: AirportTable, origin: int, dest: int,
                round(cruise_alt * GEO_FACTOR, 2))
 
 
+# ---------------------------------------------------------------- emergencies
+# Rare, deterministic emergencies so the alerts have something to see: in every clock hour a few
+# aircraft of the fleet (chosen from the seed and the hour) squawk 7700, 7600 or 7500 for a while,
+# then return to their assigned code. Independent of when the producer started.
+EMERGENCIES_PER_HOUR = 3
+EMERGENCY_MINUTES = (10.0, 20.0)
+_EMERGENCY_CODES = (("7700", 0.70), ("7600", 0.25), ("7500", 0.05))
+
+
+def emergencies_in_hour(seed: int, fleet_size: int, hour: int) -> dict[int, tuple[float, float, str]]:
+    """{aircraft index: (start, end, squawk)} of the emergencies that begin in this hour (epoch // 3600)."""
+    rng = random.Random(f"{seed}:emergency:{hour}")
+    chosen: dict[int, tuple[float, float, str]] = {}
+    for _ in range(min(EMERGENCIES_PER_HOUR, fleet_size)):
+        index = rng.randrange(fleet_size)
+        start = hour * 3600.0 + rng.uniform(0.0, 3600.0)
+        end = start + rng.uniform(*EMERGENCY_MINUTES) * 60.0
+        draw, code = rng.random(), _EMERGENCY_CODES[-1][0]
+        for candidate, share in _EMERGENCY_CODES:
+            if draw < share:
+                code = candidate
+                break
+            draw -= share
+        chosen.setdefault(index, (start, end, code))
+    return chosen
+
+
 class _Aircraft:
     __slots__ = ("index", "icao24", "country", "iso", "airline", "category", "home", "leg_no", "leg")
 
@@ -289,6 +316,7 @@ class SyntheticFleet:
         self.seed = seed
         self.airports = airports or load_airports()
         self._cursor = 0
+        self._emergency_hours: dict[int, dict[int, tuple[float, float, str]]] = {}
         rng = random.Random(f"{seed}:fleet")
         countries = [c for c in COUNTRIES if self.airports.has_country(c[1])]
         cum, total = [], 0.0
@@ -357,6 +385,20 @@ class SyntheticFleet:
         prev = ac.leg
         ac.leg_no += 1
         ac.leg = self._plan(ac, prev.dest, prev.end)
+
+    def _emergency_squawk(self, index: int, t: float) -> str | None:
+        # An emergency that began late in the previous hour may still be running.
+        hour = int(t // 3600)
+        for h in (hour, hour - 1):
+            plan = self._emergency_hours.get(h)
+            if plan is None:
+                if len(self._emergency_hours) > 4:  # bounded: only the hours around "now" are needed
+                    self._emergency_hours.pop(min(self._emergency_hours))
+                plan = self._emergency_hours[h] = emergencies_in_hour(self.seed, len(self.aircraft), h)
+            window = plan.get(index)
+            if window is not None and window[0] <= t < window[1]:
+                return window[2]
+        return None
 
     # -- states
     def tick(self, t: float) -> list[dict]:
@@ -436,6 +478,6 @@ class SyntheticFleet:
             "baro_altitude": baro, "on_ground": on_ground, "velocity": v,
             "true_track": round(track, 2), "vertical_rate": vr,
             "sensors": None, "geo_altitude": geo,
-            "squawk": leg.squawk, "spi": False, "position_source": 0, "category": ac.category,
+            "squawk": self._emergency_squawk(ac.index, t) or leg.squawk, "spi": False, "position_source": 0, "category": ac.category,
             "source": "synthetic", "fetched_at": t,
         }

@@ -76,3 +76,21 @@ def spawn(tmp_path):
             proc.kill()
             proc.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """The real PostgreSQL: DATABASE_URL when set, else the native server on POSTGRES_PORT (started here,
+    and stopped at the end, unless it already answers)."""
+    from infra import postgres
+
+    cfg = postgres.PostgresConfig.from_env()
+    if cfg.external or postgres.ready(cfg.url) is None:
+        yield cfg.url
+        return
+    url = postgres.start(cfg)
+    try:
+        yield url
+    finally:
+        if not os.environ.get("KEEP_STACK"):
+            postgres.stop()

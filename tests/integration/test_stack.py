@@ -3,6 +3,7 @@ and a lifecycle that starts cleanly, fails clearly and leaves nothing behind."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -82,7 +83,8 @@ def _free_port() -> int:
 
 def _isolated_env(tmp_path: Path) -> dict:
     return dict(os.environ, STACK_STATE_DIR=str(tmp_path / "state"), KAFKA_PORT=str(_free_port()),
-                KAFKA_CONTROLLER_PORT=str(_free_port()), AWS_PORT=str(_free_port()), KAFKA_HEAP="384m")
+                KAFKA_CONTROLLER_PORT=str(_free_port()), AWS_PORT=str(_free_port()), KAFKA_HEAP="384m",
+                POSTGRES_PORT=str(_free_port()))
 
 
 def _pids_of(state_dir: Path) -> list[int]:
@@ -103,15 +105,21 @@ def test_second_stack_starts_reports_and_stops_leaving_no_process(stack, tmp_pat
     assert up.returncode == 0, up.stdout + up.stderr
     assert "stack up in" in up.stdout
     pids = _pids_of(tmp_path / "state")
-    assert len(pids) == 2
+    assert len(pids) == 3  # kafka, ministack, postgres
     status = subprocess.run(STACK + ["status"], env=env, capture_output=True, text=True, timeout=60)
     assert status.returncode == 0 and "reachable; topics: aviation-data(6), aviation-data-dlq(1)" in status.stdout
+    if not os.environ.get("DATABASE_URL"):
+        assert f"DATABASE_URL=postgresql://flightpipe@127.0.0.1:{env['POSTGRES_PORT']}/flightpipe" in status.stdout
     down = subprocess.run(STACK + ["down"], env=env, capture_output=True, text=True, timeout=120)
-    assert down.returncode == 0 and "stopped ministack, kafka" in down.stdout
+    assert down.returncode == 0 and "stopped ministack, kafka, postgres" in down.stdout
     assert not any(_group_alive(pid) for pid in pids), "a stack process (or a child) survived `down`"
     assert _pids_of(tmp_path / "state") == []
     after = subprocess.run(STACK + ["status"], env=env, capture_output=True, text=True, timeout=60)
     assert after.returncode == 1 and "NOT reachable" in after.stdout
+    # As root, pytest's private tmp is out of `nobody`'s reach: the database lived in /var/tmp instead.
+    pointer = tmp_path / "state" / "postgres" / "location"
+    if pointer.exists():
+        shutil.rmtree(pointer.read_text().strip(), ignore_errors=True)
 
 
 def test_port_in_use_is_a_clear_error_and_nothing_is_left_started(stack, tmp_path):

@@ -411,3 +411,47 @@ def test_deploy_rejects_a_batching_window_aws_cannot_express(tmp_path):
     result = _run_deploy(tmp_path, ARTIFACT_BUCKET="b", MSK_CLUSTER_ARN=MSK_ARN,
                          TRIGGER_MAXIMUM_BATCHING_WINDOW_S="0.25")
     assert result.returncode == 2 and "must be a whole number" in result.stderr
+
+
+# --- flight-alerts: a second function behind its own mapping ----------------------------------------------
+
+def _alerts_statements(stack: Stack, policy_name: str) -> list[dict]:
+    policies = stack.properties("AlertsFunctionRole")["Policies"]
+    return next(p for p in policies if p["PolicyName"] == policy_name)["PolicyDocument"]["Statement"]
+
+
+def test_alerts_policy_matches_the_local_alerts_deployers_and_publishes_only_alerts(template):
+    from infra.alerts_resources import INFRA
+    local = yaml.safe_load((INFRA / "iam" / "alerts_execution_policy.json").read_text())["Statement"]
+    aws = _alerts_statements(Stack(template, **MSK_IAM), "flight-alerts-permissions")
+    assert [(s["Sid"], sorted(_actions(s))) for s in aws] == [(s["Sid"], sorted(_actions(s))) for s in local]
+    assert [s["Resource"] for s in aws if "sns:Publish" in _actions(s)] == ["<AlertsTopic>"]
+    assert all("*" not in a for s in aws for a in _actions(s))
+
+
+def test_alerts_mapping_reads_the_same_topic_in_its_own_group_with_its_own_destination(template):
+    # GIVEN an MSK deployment with IAM auth
+    stack = Stack(template, **MSK_IAM)
+    processor, alerts = stack.properties("EventSourceMapping"), stack.properties("AlertsEventSourceMapping")
+    # THEN both read the topic, each in its own consumer group, and failures go to separate topics
+    assert alerts["Topics"] == processor["Topics"] == [DEFAULT_TOPIC]
+    assert alerts["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"] == "flight-alerts-esm"
+    assert processor["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"] != "flight-alerts-esm"
+    assert alerts["DestinationConfig"]["OnFailure"]["Destination"] == "kafka://aviation-data-alerts-dlq"
+    assert alerts["FunctionName"] == "<AlertsFunction.Arn>" and alerts["BatchSize"] == "500"
+    assert alerts["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    groups = [s["Resource"] for s in _alerts_statements(stack, "kafka-event-source") if s["Sid"] == "UseConsumerGroup"]
+    assert groups == [MSK_ARN.replace(":cluster/", ":group/") + "/flight-alerts-esm"]
+    # AND a deployment that would put both mappings in one group is refused
+    assert "AlertsMappingApart" in Stack(template, **MSK_IAM, AlertsConsumerGroupId="flight-processor-esm").broken_rules()
+
+
+def test_alerts_function_is_the_local_alerts_deployers(template):
+    from infra.alerts_resources import HANDLER as ALERTS_HANDLER
+    function = Stack(template, **MSK_IAM).properties("AlertsFunction")
+    assert function["Handler"] == ALERTS_HANDLER and function["Code"] == Stack(template, **MSK_IAM).properties(
+        "Function")["Code"]
+    assert set(function["Environment"]["Variables"]) == {"SNS_TOPIC_ARN", "ALERTS_TABLE", "GEOFENCES_BUCKET",
+                                                        "GEOFENCES_KEY", "ALERT_WATCHLIST", "METRICS_NAMESPACE"}
+    table = Stack(template, **MSK_IAM).properties("AlertStateTable")
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}

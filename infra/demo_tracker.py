@@ -1,0 +1,145 @@
+"""The tracker's part of `make demo`: run it beside the trigger (consumer + API, so the map can be
+watched during the run), then reconcile the rows in PostgreSQL against the run's records in Kafka.
+
+The tracker consumes with a consumer group of its own for the run, positioned at the topic's end
+before the producer starts, so it reads exactly the run's records. The recount reads those records
+back from Kafka and decodes them with the tracker's own decoder: the distinct (icao24, position
+time) keys must equal the rows stored for that offset range, and the malformed ones the rejects.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from infra import postgres
+from pipeline_common.kafka_client import KafkaSettings
+from tracker.records import InvalidRecord, decode
+from tracker.service import TrackerService
+from tracker.settings import TrackerConfig
+
+logger = logging.getLogger(__name__)
+
+
+def say(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+@dataclass
+class TrackerRecount:
+    records: int = 0
+    distinct_positions: int = 0
+    malformed: int = 0
+    rows: int = 0
+    rejects: int = 0
+    checks: list = field(default_factory=list)
+
+
+class DemoTracker:
+    def __init__(self, topic: str, kafka: KafkaSettings, run_id: str) -> None:
+        self.topic, self.kafka = topic, kafka
+        self.group = f"demo-tracker-{run_id}"
+        self.config = TrackerConfig.from_env(topic=topic, group_id=self.group, kafka=kafka)
+        self.started_postgres = False
+        self.starts: dict[TopicPartition, int] = {}
+        self.service: TrackerService | None = None
+        self.since: datetime | None = None
+
+    def start(self, since: datetime) -> None:
+        self.since = since
+        pg = postgres.PostgresConfig.from_env()
+        if postgres.ready(self.config.database) is not None:
+            if pg.external:
+                raise postgres.PostgresError(f"DATABASE_URL does not answer: {postgres.ready(self.config.database)}")
+            postgres.start(pg)
+            self.started_postgres = True
+        self.starts = self._position_group_at_end()
+        self.service = TrackerService(self.config)
+        try:
+            self.service.start()
+            say(f"tracker (group {self.group}) -> PostgreSQL; live map: {self.service.url}  (API: {self.service.url}docs)")
+        except RuntimeError as exc:
+            say(f"tracker API not served ({exc}); storing only")
+            self.service = TrackerService(self.config, serve_api=False)
+            self.service.start()
+
+    def _position_group_at_end(self) -> dict[TopicPartition, int]:
+        """Commit the topic's current end offsets for the run's group: it starts at the run's first record."""
+        consumer = KafkaConsumer(**self.kafka.client_kwargs(), group_id=self.group, enable_auto_commit=False)
+        try:
+            partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or [])]
+            consumer.assign(partitions)
+            ends = consumer.end_offsets(partitions)
+            consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in ends.items()})
+            return dict(ends)
+        finally:
+            consumer.close()
+
+    def finish(self, produced: int, timeout_s: float = 120) -> TrackerRecount:
+        """Wait until the tracker has stored (and committed) everything produced, stop it, reconcile."""
+        stats = self.service.stats
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not (stats.consumed >= produced and stats.consumer_lag == 0):
+            time.sleep(1)
+        self.service.stop()
+        recount = self._recount()
+        stored_total = stats.positions_total
+        recount.checks = [
+            ("the tracker stored every distinct position exactly once",
+             recount.rows == recount.distinct_positions,
+             f"{recount.rows} rows vs {recount.distinct_positions} distinct in Kafka"),
+            ("the tracker kept every malformed record with its reason", recount.rejects == recount.malformed,
+             f"{recount.rejects} rejects vs {recount.malformed} malformed"),
+            ("the tracker's own count agrees with PostgreSQL", stored_total == recount.rows,
+             f"{stored_total} vs {recount.rows}"),
+        ]
+        if self.started_postgres:
+            postgres.stop()
+        return recount
+
+    def _recount(self) -> TrackerRecount:
+        recount, keys = TrackerRecount(), set()
+        consumer = KafkaConsumer(**self.kafka.client_kwargs(), group_id=None, enable_auto_commit=False,
+                                 consumer_timeout_ms=5000)
+        try:
+            tps = list(self.starts)
+            consumer.assign(tps)
+            ends = consumer.end_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, self.starts[tp])
+            remaining = {tp: ends[tp] for tp in tps if ends[tp] > self.starts[tp]}
+            while remaining:
+                polled = consumer.poll(timeout_ms=2000, max_records=5000)
+                if not polled:
+                    break
+                for tp, records in polled.items():
+                    for record in records:
+                        if record.offset >= remaining.get(tp, -1):
+                            continue
+                        recount.records += 1
+                        try:
+                            p = decode(record.value, record.partition, record.offset, record.headers)
+                        except InvalidRecord:
+                            recount.malformed += 1
+                            continue
+                        keys.add((p.icao24, p.time_position))
+                    if records and records[-1].offset + 1 >= remaining.get(tp, 0):
+                        remaining.pop(tp, None)
+        finally:
+            consumer.close()
+        recount.distinct_positions = len(keys)
+        ranges = [(tp.partition, self.starts[tp], ends[tp]) for tp in tps]
+        where = " OR ".join(["(kafka_partition = %s AND kafka_offset >= %s AND kafka_offset < %s)"] * len(ranges))
+        params = [v for r in ranges for v in r]
+        with psycopg.connect(self.config.database) as conn:
+            recount.rows = conn.execute(f"SELECT count(*) FROM positions WHERE ingested_at >= %s AND ({where})",
+                                        [self.since, *params]).fetchone()[0]
+            recount.rejects = conn.execute(
+                f"SELECT count(*) FROM tracker_rejects WHERE topic = %s AND rejected_at >= %s AND ({where})",
+                [self.topic, self.since, *params]).fetchone()[0]
+        return recount

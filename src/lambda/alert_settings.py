@@ -1,0 +1,55 @@
+"""flight-alerts' configuration: one frozen object read from the environment once per container.
+
+Declared with pipeline_common.settings (shipped in the zip) like flight-processor's FunctionSettings,
+which it contains for what both functions read: SNS_TOPIC_ARN (here the FlightAlerts topic; a
+``.fifo`` ARN turns on deduplication ids), METRICS_*, PUBLISH_* and LOG_LEVEL.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import ClassVar, Mapping
+
+from alert_rules import Watchlist
+from flight_settings import FunctionSettings
+from pipeline_common.settings import Settings, setting
+
+DEFAULT_TABLE = "FlightAlertState"
+DEFAULT_KEY = "geofences.geojson"
+DEFAULT_FUNCTION_NAME = "flight-alerts"
+
+
+@dataclass(frozen=True)
+class AlertSettings(Settings):
+    FLAGS: ClassVar[bool] = False  # a Lambda function has no command line
+    USED_BY: ClassVar[str] = "flight-alerts function (the alerts deployer sets or passes it on)"
+
+    function: FunctionSettings = field(default_factory=FunctionSettings)
+    geofences_bucket: str = setting("GEOFENCES_BUCKET", None, required=True,
+                                    doc_default="`flightpipe-geofences-<account>`",
+                                    help="S3 bucket holding the geofences (the deployer creates it)")
+    table: str = setting("ALERTS_TABLE", DEFAULT_TABLE, help="DynamoDB table of the per-aircraft alert state")
+    geofences_key: str = setting("GEOFENCES_KEY", DEFAULT_KEY, help="S3 key of the geofences' GeoJSON")
+    geofence_refresh_s: int = setting("GEOFENCE_REFRESH_S", 30, minimum=0, maximum=3600, unit="s",
+                                      help="how often a running function checks the fences object for a new version")
+    watchlist: Watchlist = setting("ALERT_WATCHLIST", Watchlist(), parse=Watchlist.parse,
+                                   doc_default="`callsign=QFA*,callsign=BAW1*` (from the deployer)",
+                                   help="comma-separated `icao24=<hex>` and `callsign=<pattern>` entries")
+    watch_gap_s: int = setting("WATCH_GAP_S", 1800, minimum=60, maximum=7 * 86400, unit="s",
+                               help="unseen for longer than this, an aircraft's next position is a new "
+                                    "appearance (WATCHLIST again)")
+    state_ttl_s: int = setting("ALERT_STATE_TTL_S", 86400, minimum=3600, maximum=365 * 86400, unit="s",
+                               help="alert state of aircraft not seen for this long expires (DynamoDB TTL)")
+
+    @property
+    def fifo(self) -> bool:
+        return self.function.sns_topic_arn.endswith(".fifo")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "AlertSettings":
+        env = os.environ if env is None else env
+        named = any((env.get(v) or "").strip() for v in ("AWS_LAMBDA_FUNCTION_NAME", "FUNCTION_NAME"))
+        if overrides.get("function") is None and not named:
+            # Outside Lambda (tests, tools) the metric dimension is still this function's name.
+            overrides["function"] = {"function_name": DEFAULT_FUNCTION_NAME}
+        return super().from_env(env, **overrides)

@@ -1,0 +1,280 @@
+"""Lambda entry point of flight-alerts: Kafka ESM batch -> alert rules per aircraft -> SNS FlightAlerts.
+
+Handler: ``alerts_handler.lambda_handler``. Records are read by the same code as flight-processor
+(kafka_esm.read_event) and filtered by the same rules (flight_transform via alert_rules.observe).
+Returns
+  {"received", "in_air", "filtered", "stale", "alerts", "republished", "published", "failed",
+   "batchItemFailures": [...], "failureReasons": [...]}
+  stale        positions not newer than the aircraft's stored state (redelivered or out of order)
+  alerts       alerts raised by this batch's positions
+  republished  alerts of an earlier, interrupted invocation published again (possible duplicates)
+A record is a failure when it cannot be read, is malformed, or its aircraft's state could not be
+written or its alerts could not be published (then the record is redelivered and nothing is lost).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from alert_rules import Observation, fold, observe
+from alert_settings import AlertSettings
+from alert_state import StateStore, StoredState
+from pipeline_common.logs import install_json_logging
+from flight_metrics import emit_invocation_metrics
+from flight_transform import InvalidState
+from geofence import Fence, GeofenceError, parse_fences
+from lambda_clients import client as _client
+from kafka_esm import read_event
+from sns_batch import Notification, SnsBatchPublisher
+
+logger = logging.getLogger(__name__)
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+METRICS = {"received": "Received", "in_air": "InAir", "published": "Published", "failed": "Failed",
+           "alerts": "AlertsRaised", "republished": "AlertsRepublished"}
+SAVE_ATTEMPTS = 3
+
+
+class GeofenceSource:
+    """The fences in S3, re-read when the object changes (a conditional GET every refresh_s), so a
+    running function picks up `make geofences` without a redeploy."""
+
+    def __init__(self, s3, bucket: str, key: str, refresh_s: int, clock=time.monotonic):
+        self._s3, self._bucket, self._key, self._refresh_s, self._clock = s3, bucket, key, refresh_s, clock
+        self._fences: tuple[Fence, ...] | None = None
+        self._etag: str | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    def current(self) -> tuple[Fence, ...]:
+        """The fences; raises if they have never been readable (alerts from no fences would be wrong)."""
+        with self._lock:
+            if self._fences is None or self._clock() - self._checked_at >= self._refresh_s:
+                self._refresh()
+            return self._fences
+
+    def _refresh(self) -> None:
+        kwargs = {"IfNoneMatch": self._etag} if self._etag and self._fences is not None else {}
+        try:
+            response = self._s3.get_object(Bucket=self._bucket, Key=self._key, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("304", "NotModified") or status == 304:
+                self._checked_at = self._clock()
+                return
+            if code in ("NoSuchKey", "404"):
+                logger.warning("no geofences at s3://%s/%s: no geofence alerts", self._bucket, self._key)
+                self._fences, self._etag, self._checked_at = (), None, self._clock()
+                return
+            if self._fences is not None:
+                logger.error("cannot re-read geofences (%s); keeping the %d loaded", code, len(self._fences))
+                self._checked_at = self._clock()
+                return
+            raise
+        etag = response.get("ETag")
+        try:
+            fences = parse_fences(json.loads(response["Body"].read()))
+        except (ValueError, GeofenceError) as exc:
+            if self._fences is None:
+                raise GeofenceError(f"s3://{self._bucket}/{self._key}: {exc}") from None
+            logger.error("s3://%s/%s is not valid geofences (%s); keeping the %d loaded",
+                         self._bucket, self._key, exc, len(self._fences))
+            self._etag, self._checked_at = etag, self._clock()
+            return
+        logger.info("loaded %d geofences from s3://%s/%s (%s)", len(fences), self._bucket, self._key, etag)
+        self._fences, self._etag, self._checked_at = fences, etag, self._clock()
+
+
+@dataclass
+class AlertsRuntime:
+    settings: AlertSettings
+    sns: object
+    cloudwatch: object
+    store: StateStore
+    geofences: GeofenceSource
+    executor: ThreadPoolExecutor
+
+    def publisher(self) -> SnsBatchPublisher:
+        f = self.settings.function
+        return SnsBatchPublisher(self.sns, f.sns_topic_arn, executor=self.executor,
+                                 max_attempts=f.publish_max_attempts, backoff_s=f.publish_backoff_s)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+_runtime: AlertsRuntime | None = None
+_runtime_lock = threading.Lock()
+
+
+def configure(settings: AlertSettings | None = None, *, sns_client=None, cloudwatch_client=None,
+              dynamodb_client=None, s3_client=None) -> AlertsRuntime:
+    """Build (or rebuild) the container's runtime; values passed in win, the rest comes from env."""
+    global _runtime
+    with _runtime_lock:
+        settings = settings or AlertSettings.from_env()
+        f = settings.function
+        new = AlertsRuntime(
+            settings=settings,
+            sns=sns_client or _client("sns", f),
+            cloudwatch=cloudwatch_client or _client("cloudwatch", f),
+            store=StateStore(dynamodb_client or _client("dynamodb", f), settings.table, settings.state_ttl_s),
+            geofences=GeofenceSource(s3_client or _client("s3", f), settings.geofences_bucket,
+                                     settings.geofences_key, settings.geofence_refresh_s),
+            executor=ThreadPoolExecutor(max_workers=f.publish_concurrency, thread_name_prefix="sns-publish"),
+        )
+        old, _runtime = _runtime, new
+    if old is not None:
+        old.close()
+    return new
+
+
+def reset() -> None:
+    global _runtime
+    with _runtime_lock:
+        old, _runtime = _runtime, None
+    if old is not None:
+        old.close()
+
+
+def _current() -> AlertsRuntime:
+    runtime = _runtime
+    if runtime is None:
+        try:
+            runtime = configure()
+        except ValueError:
+            logger.exception("invalid function configuration")
+            raise
+    return runtime
+
+
+def _outbox_entry(alert, fifo: bool) -> dict:
+    entry = {"alert_id": alert.alert_id, "alert_type": alert.alert_type, "message": _encode(alert.body()),
+             "attributes": alert.attributes()}
+    if fifo:
+        entry["extra"] = {"MessageGroupId": alert.icao24, "MessageDeduplicationId": alert.dedup_id}
+    return entry
+
+
+def _apply(runtime: AlertsRuntime, icao24: str, stored: StoredState | None,
+           items: list[tuple[int, Observation]], fences) -> tuple[int | None, tuple[dict, ...], int, int]:
+    """Fold the aircraft's positions and write its new state with its outbox, retrying on a concurrent
+    write. Returns (state time the outbox belongs to, outbox, new alerts, stale positions)."""
+    s = runtime.settings
+    for _attempt in range(SAVE_ATTEMPTS):
+        state = stored.state if stored else None
+        carried = stored.pending if stored else ()
+        final, alerts, stale = fold(state, [obs for _, obs in items], fences, s.watchlist, s.watch_gap_s)
+        if final is None:  # every position was old news; only an earlier outbox may be left to send
+            return (state.t if carried else None), carried, 0, stale
+        outbox = carried + tuple(_outbox_entry(a, s.fifo) for a in alerts)
+        if runtime.store.save(icao24, final, outbox, state.t if stored else None):
+            return final.t, outbox, len(alerts), stale
+        stored = runtime.store.get(icao24)  # another writer got there first: start again from its state
+    raise RuntimeError(f"state of {icao24} kept changing under {SAVE_ATTEMPTS} conditional writes")
+
+
+def process_event(event: object, runtime: AlertsRuntime) -> dict:
+    started = time.perf_counter()
+    records = read_event(event)
+    failures: dict[int, str] = {}
+    by_aircraft: dict[str, list[tuple[int, Observation]]] = {}
+    filtered = 0
+    for index, record in enumerate(records):
+        if record.error is not None:
+            failures[index] = record.error
+            continue
+        try:
+            obs, _reason = observe(record.state)
+        except InvalidState as exc:
+            failures[index] = f"invalid state: {exc}"
+            continue
+        if obs is None:
+            filtered += 1
+            continue
+        by_aircraft.setdefault(obs.icao24, []).append((index, obs))
+
+    in_air = sum(len(items) for items in by_aircraft.values())
+    stale = raised = republished = 0
+    outgoing: list[Notification] = []
+    written: dict[str, tuple[int, int]] = {}  # icao24 -> (state time, notifications sent)
+    if by_aircraft:
+        try:
+            fences = runtime.geofences.current()
+            stored = runtime.store.load(list(by_aircraft))
+        except (ClientError, BotoCoreError, GeofenceError, RuntimeError) as exc:
+            reason = f"alert state or geofences unavailable: {exc}"
+            for items in by_aircraft.values():
+                failures.update({index: reason for index, _ in items})
+            by_aircraft, fences, stored = {}, (), {}
+
+        def apply(entry):
+            icao24, items = entry
+            try:
+                return _apply(runtime, icao24, stored.get(icao24), items, fences), None
+            except (ClientError, BotoCoreError, RuntimeError) as exc:
+                return None, exc
+
+        # One conditional write per aircraft: concurrently, as the publishes are (different items).
+        for (icao24, items), (applied, error) in zip(by_aircraft.items(),
+                                                      runtime.executor.map(apply, by_aircraft.items())):
+            if error is not None:
+                failures.update({index: f"alert state not written: {error}" for index, _ in items})
+                continue
+            t, outbox, new_alerts, old = applied
+            stale += old
+            raised += new_alerts
+            republished += len(outbox) - new_alerts
+            if t is not None and outbox:
+                written[icao24] = (t, len(outbox))
+                outgoing.extend(Notification(items[0][0], e["message"], e["attributes"], e.get("extra"))
+                                for e in outbox)
+
+    failed_aircraft = set()
+    for failure in runtime.publisher().publish(outgoing):
+        failures[failure.ref] = f"alert publish failed: {failure.reason}"
+        failed_aircraft.add(failure.ref)
+    published = sum(1 for n in outgoing if n.ref not in failed_aircraft)
+    for icao24, (t, _sent) in written.items():
+        if by_aircraft[icao24][0][0] in failed_aircraft:
+            continue  # the outbox stays; the redelivered record publishes it
+        try:
+            runtime.store.clear_pending(icao24, t)
+        except (ClientError, BotoCoreError) as exc:
+            # Published but still in the outbox: the next invocation sends it again (a counted duplicate).
+            logger.warning("could not clear the alert outbox of %s: %s", icao24, exc, extra={"icao24": icao24})
+
+    batch_item_failures, failure_reasons = [], []
+    for index in sorted(failures):
+        record = records[index]
+        batch_item_failures.append({"itemIdentifier": record.identifier()})
+        failure_reasons.append({**record.identifier(), "reason": failures[index]})
+        logger.warning("record failed: %s", failures[index],
+                       extra={"topic": record.topic, "partition": record.partition, "offset": record.offset})
+    counts = {"received": len(records), "in_air": in_air, "filtered": filtered, "stale": stale,
+              "alerts": raised, "republished": republished, "published": published, "failed": len(failures)}
+    f = runtime.settings.function
+    if f.metrics_enabled:
+        emit_invocation_metrics(runtime.cloudwatch, f.metrics_namespace, f.function_name, counts, METRICS)
+    logger.info("processed %d records: %d in the air, %d stale, %d alerts raised, %d republished, "
+                "%d published, %d failed", counts["received"], in_air, stale, raised, republished, published,
+                counts["failed"], extra={**counts, "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+    return {**counts, "batchItemFailures": batch_item_failures, "failureReasons": failure_reasons}
+
+
+def lambda_handler(event, context):
+    return process_event(event, _current())
+
+
+# Inside a Lambda runtime this module is imported only when it is the handler: build everything at init.
+if os.environ.get("LAMBDA_TASK_ROOT"):
+    install_json_logging()
+    logging.getLogger().setLevel(_current().settings.function.log_level)

@@ -1,0 +1,48 @@
+"""What the routes share, injected with Depends: settings, the live picture, the counters, a database
+connection from the pool, and the Kafka health the consumer reports."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Callable
+
+import psycopg
+from fastapi import Depends, HTTPException, Request
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..consumer import TrackerStats
+from ..flight_view import FlightJsonCache
+from ..live import LivePicture
+from ..settings import TrackerConfig
+
+
+@dataclass
+class AppState:
+    config: TrackerConfig
+    live: LivePicture
+    stats: TrackerStats
+    pool: ConnectionPool
+    # () -> None when the Kafka consumer is healthy, else the reason (the consumer thread knows).
+    kafka_problem: Callable[[], str | None]
+    json_cache: FlightJsonCache
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.tracker
+
+
+def get_live(state: Annotated[AppState, Depends(get_state)]) -> LivePicture:
+    return state.live
+
+
+def get_db(state: Annotated[AppState, Depends(get_state)]) -> Iterator[psycopg.Connection]:
+    try:
+        with state.pool.connection(timeout=5) as conn:
+            yield conn
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        raise HTTPException(status_code=503, detail=f"database unavailable: {type(exc).__name__}") from None
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+LiveDep = Annotated[LivePicture, Depends(get_live)]
+DbDep = Annotated[psycopg.Connection, Depends(get_db)]

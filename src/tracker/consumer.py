@@ -1,0 +1,448 @@
+"""The tracker's Kafka consumer (group `flight-tracker`): decode, update the live picture, write each
+batch to PostgreSQL in one transaction, and only then commit the batch's offsets.
+
+Exactly-once history from at-least-once delivery: a crash between the database commit and the offset
+commit redelivers records whose rows exist, and the primary key skips them. A malformed record is
+logged with topic/partition/offset, counted, and stored with its reason in `tracker_rejects` in the
+same transaction, so it is neither lost nor retried forever. While the database is down the batch
+is retried with backoff, nothing is polled and no offset is committed.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import psycopg
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+from kafka.structs import MemberState, OffsetAndMetadata
+
+from . import store
+from .live import LivePicture
+from .records import InvalidRecord, Position, decode
+from .settings import TrackerConfig
+
+logger = logging.getLogger(__name__)
+
+_STATUS_INTERVAL_S = 10.0
+_LAG_INTERVAL_S = 2.0
+_RETENTION_INTERVAL_S = 3600.0
+_STUCK_REBALANCE_S = 45.0
+_RATE_WINDOW_S = 10
+
+
+_SHUTDOWN = object()  # the writer thread's "no more batches"
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker could not be reached within TRACKER_CONNECT_TIMEOUT_S at start."""
+
+
+class TrackerStats:
+    """Counters the API shows; written by the consumer thread, read by the API."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.positions_total = 0      # rows written to PostgreSQL by this process
+        self.duplicates = 0           # redelivered records whose row already existed
+        self.rejected = 0             # malformed records (stored in tracker_rejects)
+        self.consumed = 0
+        self.consumer_lag: int | None = None
+        self.kafka_error: str | None = "not connected yet"
+        self.database_error: str | None = None
+        self.last_poll = 0.0
+        self._buckets: deque[list] = deque(maxlen=_RATE_WINDOW_S + 1)  # [whole second, positions]
+
+    def written(self, inserted: int, attempted: int, rejected: int) -> None:
+        now = int(time.time())
+        with self._lock:
+            self.positions_total += inserted
+            self.duplicates += attempted - inserted
+            self.rejected += rejected
+            if self._buckets and self._buckets[-1][0] == now:
+                self._buckets[-1][1] += inserted
+            else:
+                self._buckets.append([now, inserted])
+
+    def positions_per_s(self) -> float:
+        now = int(time.time())
+        with self._lock:
+            total = sum(n for second, n in self._buckets if now - _RATE_WINDOW_S <= second < now)
+        return total / _RATE_WINDOW_S
+
+
+@dataclass
+class _Batch:
+    positions: list
+    rejects: list
+    offsets: dict           # TopicPartition -> next offset to consume
+    started: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.positions) + len(self.rejects)
+
+
+class TrackerConsumer:
+    def __init__(self, config: TrackerConfig, live: LivePicture, stats: TrackerStats | None = None) -> None:
+        self.config = config
+        self.live = live
+        self.stats = stats or TrackerStats()
+        self._stop = threading.Event()
+        self._consumer: KafkaConsumer | None = None
+        self._conn: psycopg.Connection | None = None
+        self._writer: store.PositionWriter | None = None
+        self._committed: dict = {}
+        self._batch = _Batch([], [], {})
+        self._rebalancing_since: float | None = None
+        # The writer thread writes batch N while this thread polls and decodes batch N+1 (the tracker's CPU
+        # and PostgreSQL's then overlap). At most one batch waits for it: memory stays bounded.
+        self._to_write: queue.Queue = queue.Queue(maxsize=1)
+        self._written: queue.Queue = queue.Queue()  # offsets of written batches, committed by this thread
+        self._in_flight = 0
+        self._write_failed = False
+        self._writer_thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------ main loop
+    def run(self, stop: threading.Event | None = None) -> TrackerStats:
+        stop = stop or self._stop
+        cfg = self.config
+        if not self._wait_for_database(stop):
+            return self.stats
+        consumer = self._connect(stop)
+        if consumer is None:
+            return self.stats
+        logger.info("tracker consuming %s as group %s (batch %d, linger %.1fs)", cfg.topic, cfg.group_id,
+                    cfg.batch_size, cfg.batch_linger_s, extra={"topic": cfg.topic})
+        self._writer_thread = threading.Thread(target=self._write_loop, args=(stop,), name="tracker-writer",
+                                               daemon=True)
+        self._writer_thread.start()
+        now = time.monotonic()
+        next_lag, next_status = now, now + _STATUS_INTERVAL_S
+        try:
+            while not (stop.is_set() or self._stop.is_set()):
+                if self._rebalance_stuck(time.monotonic()):
+                    self._submit()
+                    self._drain_writer()
+                    consumer = self._replace_consumer()
+                room = max(1, cfg.batch_size - len(self._batch))
+                try:
+                    polled = consumer.poll(timeout_ms=int(self._poll_timeout() * 1000), max_records=room)
+                    self.stats.kafka_error = None
+                    self.stats.last_poll = time.time()
+                except KafkaError as exc:
+                    self.stats.kafka_error = f"{type(exc).__name__}: {exc}"
+                    logger.warning("Kafka error while polling (%s); retrying", exc, extra={"topic": cfg.topic})
+                    stop.wait(1.0)
+                    continue
+                self._take(polled)
+                now = time.monotonic()
+                if len(self._batch) and (len(self._batch) >= cfg.batch_size
+                                         or now - self._batch.started >= cfg.batch_linger_s):
+                    self._submit()
+                self._commit_written()
+                self.live.expire()
+                if now >= next_lag:
+                    self._refresh_lag()
+                    next_lag = now + _LAG_INTERVAL_S
+                if now >= next_status:
+                    self._log_status()
+                    next_status = now + _STATUS_INTERVAL_S
+        finally:
+            self._shutdown()
+        return self.stats
+
+    def _poll_timeout(self) -> float:
+        if not len(self._batch):
+            return 0.5
+        return max(0.0, min(0.5, self._batch.started + self.config.batch_linger_s - time.monotonic()))
+
+    def _take(self, polled: dict) -> None:
+        fresh: list[Position] = []
+        batch = self._batch
+        for tp, records in polled.items():
+            for record in records:
+                try:
+                    position = decode(record.value, record.partition, record.offset, record.headers)
+                except InvalidRecord as exc:
+                    self._reject(record, str(exc))
+                except Exception as exc:  # noqa: BLE001 - a record must never stop the tracker
+                    logger.exception("unexpected error decoding a record", extra=_where(record))
+                    self._reject(record, f"unexpected {type(exc).__name__}: {exc}")
+                else:
+                    fresh.append(position)
+                batch.offsets[tp] = record.offset + 1
+        if fresh or polled:
+            if not batch.started:
+                batch.started = time.monotonic()
+            batch.positions.extend(fresh)
+            self.stats.consumed += sum(len(r) for r in polled.values())
+        if fresh:
+            self.live.update(fresh)
+
+    def _reject(self, record, reason: str) -> None:
+        logger.warning("malformed record stored in tracker_rejects: %s", reason, extra=_where(record))
+        self._batch.rejects.append(store.Reject(record.topic, record.partition, record.offset, reason, record.value))
+
+    # ------------------------------------------------------------------ database
+    def _database(self) -> store.PositionWriter:
+        if self._writer is None:
+            conn = psycopg.connect(self.config.database, connect_timeout=5,
+                                   application_name="flight-tracker")
+            try:
+                store.prepare(conn, self.config.retention_days, self.config.partitions_ahead_days)
+                conn.commit()
+                self._writer = store.PositionWriter(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+            self.stats.database_error = None
+        return self._writer
+
+    def _wait_for_database(self, stop: threading.Event) -> bool:
+        """Schema and partitions before any record is read; retried with backoff while the server is down."""
+        delay = 0.5
+        while True:
+            try:
+                self._database()
+                return True
+            except psycopg.OperationalError as exc:
+                self.stats.database_error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+                logger.warning("database not reachable (%s); retrying in %.1fs", self.stats.database_error, delay)
+                if stop.wait(delay) or self._stop.is_set():
+                    return False
+                delay = min(delay * 2, self.config.db_retry_max_s)
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+        self._conn, self._writer = None, None
+
+    # ------------------------------------------------------------------ writer thread
+    def _submit(self) -> None:
+        """Hand the batch being built to the writer thread (waits while one batch is already waiting)."""
+        batch = self._batch
+        if not len(batch):
+            return
+        self._batch = _Batch([], [], {})
+        self._in_flight += 1
+        while True:
+            self._commit_written()
+            try:
+                self._to_write.put(batch, timeout=0.2)
+                return
+            except queue.Full:
+                if self._writer_thread is None or not self._writer_thread.is_alive():
+                    raise RuntimeError("the tracker's database writer thread has stopped") from None
+
+    def _drain_writer(self, timeout_s: float | None = None) -> None:
+        """Wait until every submitted batch is written (or given up), committing as they complete."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self._in_flight and self._writer_thread is not None and self._writer_thread.is_alive():
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            self._commit_written(wait_s=0.2)
+        self._commit_written()
+
+    def _commit_written(self, wait_s: float = 0.0) -> None:
+        """Commit the offsets of the batches the writer has finished, in order, in one request."""
+        offsets: dict = {}
+        try:
+            while True:
+                done = self._written.get(timeout=wait_s) if wait_s and not offsets else self._written.get_nowait()
+                self._in_flight -= 1
+                if done is not None:  # None: a batch given up at shutdown, nothing after it is committed
+                    offsets.update(done)
+        except queue.Empty:
+            pass
+        if offsets and not self._write_failed:
+            self._commit(offsets)
+
+    def _write_loop(self, stop: threading.Event) -> None:
+        next_retention = time.monotonic() + _RETENTION_INTERVAL_S
+        while True:
+            try:
+                batch = self._to_write.get(timeout=1.0)
+            except queue.Empty:
+                batch = None
+            if batch is _SHUTDOWN:
+                return
+            if batch is not None:
+                ok = not self._write_failed and self._write(batch, stop)
+                if not ok:
+                    self._write_failed = True  # a later batch's offsets would skip this one's records
+                self._written.put(batch.offsets if ok else None)
+            if time.monotonic() >= next_retention:
+                self._retention()
+                next_retention = time.monotonic() + _RETENTION_INTERVAL_S
+
+    def _write(self, batch: _Batch, stop: threading.Event) -> bool:
+        """Write one batch, retrying with backoff while the database is down; False if given up at shutdown."""
+        delay = 0.5
+        rejected = len(batch.rejects)
+        while True:
+            try:
+                inserted = self._database().write(batch.positions, batch.rejects)
+                break
+            except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                # The content, not the server: retrying the same batch would fail forever.
+                logger.error("the database refused the batch (%s); writing its rows one by one", exc)
+                inserted, refused = self._writer.write_each(batch.positions, batch.rejects, self.config.topic)
+                rejected += len(refused)
+                break
+            except psycopg.Error as exc:
+                self.stats.database_error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+                self._drop_connection()
+                if stop.is_set() or self._stop.is_set():
+                    logger.error("database unavailable at shutdown: %d position(s) not written and their offsets "
+                                 "not committed (they are read again at the next start)", len(batch.positions))
+                    return False
+                logger.warning("database write failed (%s); offsets not committed, retrying in %.1fs",
+                               self.stats.database_error, delay, extra={"positions": len(batch.positions)})
+                stop.wait(delay)
+                delay = min(delay * 2, self.config.db_retry_max_s)
+        self.stats.database_error = None
+        self.stats.written(inserted, len(batch.positions) - (rejected - len(batch.rejects)), rejected)
+        return True
+
+    def _commit(self, offsets: dict) -> None:
+        if not offsets or self._consumer is None:
+            return
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            self._committed.update(offsets)
+        except KafkaError as exc:
+            # Rebalance or coordinator move: these records come again and their rows are skipped.
+            logger.warning("offset commit failed (%s); the batch will be redelivered and de-duplicated", exc)
+
+    def _retention(self) -> None:
+        try:
+            conn = self._database().conn
+            store.apply_retention(conn, self.config.retention_days)
+            if not store.is_hypertable(conn):
+                from datetime import datetime, timedelta, timezone
+                today = datetime.now(timezone.utc).date()
+                store.ensure_partitions(conn, [today + timedelta(days=n)
+                                               for n in range(self.config.partitions_ahead_days + 1)])
+        except psycopg.Error as exc:
+            logger.warning("retention pass failed (%s); trying again in an hour", exc)
+            self._drop_connection()
+
+    # ------------------------------------------------------------------ kafka
+    def _connect(self, stop: threading.Event) -> KafkaConsumer | None:
+        cfg = self.config
+        deadline = time.monotonic() + cfg.connect_timeout_s
+        delay, attempt = 1.0, 0
+        while True:
+            attempt += 1
+            try:
+                consumer = self._make_consumer(min(10.0, max(cfg.connect_timeout_s / 3, 0.5)))
+                break
+            except KafkaError as exc:
+                self.stats.kafka_error = f"{type(exc).__name__}: {exc}"
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BrokerUnavailable(
+                        f"Kafka broker at {cfg.kafka.bootstrap_servers} is not reachable after {attempt} attempt(s) "
+                        f"in {cfg.connect_timeout_s:.0f}s ({exc}). Is it running (make run; make status) and is "
+                        "KAFKA_BOOTSTRAP_SERVERS right?") from None
+                logger.warning("Kafka broker at %s not reachable (%s); retrying in %.0f s", cfg.kafka.bootstrap_servers,
+                               type(exc).__name__, min(delay, remaining), extra={"attempt": attempt})
+                if stop.wait(min(delay, remaining)):
+                    return None
+                delay = min(delay * 2, 30.0)
+        consumer.subscribe([cfg.topic])
+        self._consumer = consumer
+        self.stats.kafka_error = None
+        return consumer
+
+    def _make_consumer(self, bootstrap_timeout_s: float) -> KafkaConsumer:
+        cfg = self.config
+        return KafkaConsumer(group_id=cfg.group_id, client_id=f"flight-tracker-{cfg.group_id}",
+                             enable_auto_commit=False, auto_offset_reset=cfg.starting_position,
+                             max_poll_records=cfg.batch_size, check_crcs=True,
+                             bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000), **cfg.kafka.client_kwargs())
+
+    def _rebalance_stuck(self, now: float) -> bool:
+        """kafka-python 3.0.12 can hang in a rejoin (see trigger.runner): recreate the consumer then."""
+        state = getattr(getattr(self._consumer, "_coordinator", None), "state", None)
+        if state is None or state == MemberState.STABLE:
+            self._rebalancing_since = None
+            return False
+        if self._rebalancing_since is None:
+            self._rebalancing_since = now
+        return now - self._rebalancing_since > _STUCK_REBALANCE_S
+
+    def _replace_consumer(self) -> KafkaConsumer:
+        logger.error("consumer group %s has not finished rebalancing in %.0f s; recreating the consumer",
+                     self.config.group_id, _STUCK_REBALANCE_S)
+        try:
+            self._consumer.close(autocommit=False)
+        except Exception:  # noqa: BLE001 - a broken consumer may fail to close; the new one matters
+            logger.warning("closing the stuck consumer failed", exc_info=True)
+        self._rebalancing_since = None
+        self._consumer = self._make_consumer(10.0)
+        self._consumer.subscribe([self.config.topic])
+        return self._consumer
+
+    def _refresh_lag(self) -> None:
+        consumer = self._consumer
+        assigned = list(consumer.assignment()) if consumer else []
+        if not assigned:
+            return
+        try:
+            ends = consumer.end_offsets(assigned)
+            lag = 0
+            for tp, end in ends.items():
+                done = self._committed.get(tp)
+                if done is None:
+                    done = consumer.committed(tp)
+                    if done is not None:
+                        self._committed[tp] = done
+                lag += max(0, end - (done or 0))
+            self.stats.consumer_lag = lag
+        except KafkaError as exc:
+            logger.debug("end offsets unavailable: %s", exc)
+
+    def _log_status(self) -> None:
+        s = self.stats
+        logger.info("status: %d aircraft live | %.0f positions/s | %d stored, %d duplicates skipped, %d rejected | "
+                    "lag %s", len(self.live), s.positions_per_s(), s.positions_total, s.duplicates, s.rejected,
+                    s.consumer_lag, extra={"aircraft": len(self.live), "positions_total": s.positions_total,
+                                           "rejected": s.rejected, "lag": s.consumer_lag})
+
+    def _shutdown(self) -> None:
+        try:
+            if self._writer_thread is not None:
+                # Stopping: the writer gives each remaining batch one try (a database still down then means
+                # those records are read again at the next start, since their offsets are not committed).
+                self._stop.set()
+                self._submit()
+                self._to_write.put(_SHUTDOWN)  # after the last batch: the writer finishes it, then stops
+                self._drain_writer(timeout_s=120)
+                self._writer_thread.join(timeout=10)
+        except Exception:  # noqa: BLE001 - whatever is not written is read again at the next start
+            logger.exception("final write failed")
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception:  # noqa: BLE001
+                logger.warning("closing the consumer failed", exc_info=True)
+        self._drop_connection()
+        s = self.stats
+        logger.info("tracker stopped: %d consumed, %d stored, %d duplicates skipped, %d rejected",
+                    s.consumed, s.positions_total, s.duplicates, s.rejected)
+
+
+def _where(record) -> dict:
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}

@@ -1,0 +1,93 @@
+"""Shared by the tracker's integration tests: an isolated schema on the real PostgreSQL, a fresh topic on
+the real broker, and records whose rows are known in advance."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from contextlib import contextmanager
+from urllib.parse import quote
+
+import psycopg
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+
+from saved_events import load_event
+
+
+def schema_url(database_url: str, schema: str) -> str:
+    """The same server and database, with `schema` first on the search path (tables land there)."""
+    sep = "&" if "?" in database_url else "?"
+    return f"{database_url}{sep}options={quote(f'-c search_path={schema}')}"
+
+
+@contextmanager
+def isolated_schema(database_url: str):
+    schema = f"it_tracker_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema_url(database_url, schema)
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextmanager
+def fresh_topic(bootstrap: str, partitions: int = 3):
+    name = f"it-tracker-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(name, partitions, 1)])
+    try:
+        yield name
+    finally:
+        try:
+            admin.delete_topics([name])
+        finally:
+            admin.close()
+
+
+def state(n: int, tick: int, t0: float) -> dict:
+    """Aircraft n at tick `tick`: a distinct (icao24, time_position) for every (n, tick)."""
+    s = load_event("raw_state.json")
+    s.update(icao24=f"{0xa00000 + n:06x}", callsign=f"TST{n:04d}  ", time_position=t0 + tick,
+             last_contact=t0 + tick, latitude=40 + (n % 100) * 0.1, longitude=-5 + (n // 100) * 0.1,
+             baro_altitude=1000.0 + 10 * tick, on_ground=n % 10 == 0)
+    return s
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes | dict]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    try:
+        for value in values:
+            body = value if isinstance(value, bytes) else json.dumps(value).encode()
+            key = (value.get("icao24") if isinstance(value, dict) else "bad").encode()
+            producer.send(topic, key=key, value=body)
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
+def count(url: str, table: str = "positions") -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def keys(url: str) -> set[tuple[str, float]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT icao24, extract(epoch FROM time_position)::float8 FROM positions").fetchall()
+    return {(icao, float(t)) for icao, t in rows}
+
+
+def wait_for(predicate, timeout_s: float, interval_s: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except psycopg.Error as exc:  # the database may be restarting, the schema not migrated yet
+            last = exc
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")

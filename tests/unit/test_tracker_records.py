@@ -1,0 +1,87 @@
+"""tracker.records.decode and tracker.flight_view: one Kafka record -> one row -> what the API shows."""
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from saved_events import load_event
+from tracker.flight_view import altitude_band, flight, geojson, round_half_up
+from tracker.records import InvalidRecord, decode
+
+
+def _raw(**changes) -> bytes:
+    state = load_event("raw_state.json")
+    state.update(changes)
+    return json.dumps(state).encode()
+
+
+def test_the_saved_state_becomes_a_row_with_trimmed_callsign_and_utc_times():
+    # GIVEN the producer's saved record WHEN decoded THEN every column is typed and trimmed
+    p = decode(_raw(), partition=3, offset=41)
+    assert p.icao24 == "3c6444" and p.callsign == "DLH9LF"
+    assert p.time_position == datetime(2024, 8, 1, 12, 34, 56, tzinfo=timezone.utc)
+    assert p.last_contact == datetime(2024, 8, 1, 12, 34, 57, tzinfo=timezone.utc)
+    assert (p.kafka_partition, p.kafka_offset) == (3, 41)
+    assert p.on_ground is False and p.category == 0 and p.source == "synthetic"
+
+
+def test_a_missing_position_time_falls_back_to_last_contact():
+    p = decode(_raw(time_position=None), 0, 0)
+    assert p.time_position == p.last_contact
+
+
+def test_blank_callsign_is_null_and_uppercase_icao24_is_normalised():
+    p = decode(_raw(callsign="        ", icao24="3C6444"), 0, 0)
+    assert p.callsign is None and p.icao24 == "3c6444"
+
+
+@pytest.mark.parametrize("value, reason", [
+    (b"", "empty"),
+    (b"{not json", "not JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (_raw(icao24="zz"), "icao24"),
+    (_raw(time_position=None, last_contact=None), "neither time_position nor last_contact"),
+    (_raw(latitude=91.5), "latitude"),
+    (_raw(longitude="8.5"), "longitude"),
+    (_raw(on_ground="no"), "on_ground"),
+    (_raw(time_position=1722515696000), "time_position"),  # milliseconds, not seconds
+    (_raw(category=True), "category"),
+    (b"\xff\xfe", "not JSON"),
+])
+def test_a_malformed_record_is_rejected_with_a_reason_naming_the_problem(value, reason):
+    with pytest.raises(InvalidRecord, match=reason):
+        decode(value, 0, 0)
+
+
+def test_an_unknown_content_type_is_rejected_not_guessed():
+    with pytest.raises(InvalidRecord, match="content-type"):
+        decode(_raw(), 0, 0, headers=[("content-type", b"application/x-protobuf")])
+
+
+def test_flight_converts_units_like_the_lambda():
+    f = flight(decode(_raw(), 0, 0))
+    assert f["altitude_feet"] == 37000        # 11277.6 m, barometric wins over geometric
+    assert f["velocity_knots"] == 448         # 230.5 m/s
+    assert f["vertical_rate_fpm"] == 0
+    assert f["time_position"] == "2024-08-01T12:34:56Z"
+    assert f["callsign"] == "DLH9LF"
+
+
+def test_geometric_altitude_is_used_when_barometric_is_missing_and_negative_altitude_rounds_half_up():
+    p = decode(_raw(baro_altitude=None, geo_altitude=-15.24), 0, 0)
+    assert flight(p)["altitude_feet"] == -50
+    assert round_half_up(2.5) == 3 and round_half_up(-2.5) == -3
+
+
+def test_altitude_bands_put_an_aircraft_on_the_ground_in_ground_whatever_its_altitude():
+    assert altitude_band(decode(_raw(on_ground=True), 0, 0)) == "ground"
+    assert altitude_band(decode(_raw(), 0, 0)) == "30-40k"
+    assert altitude_band(decode(_raw(baro_altitude=None, geo_altitude=None), 0, 0)) == "0-10k"
+
+
+def test_geojson_is_lon_lat_and_skips_aircraft_without_a_position():
+    with_pos = flight(decode(_raw(), 0, 0))
+    without = flight(decode(_raw(icao24="abcdef", latitude=None, longitude=None), 0, 0))
+    doc = geojson([with_pos, without])
+    assert [f["geometry"]["coordinates"] for f in doc["features"]] == [[8.57123456, 50.03321]]
+    assert doc["features"][0]["properties"] == with_pos
