@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
+from infra import processes
 from pipeline_common.settings import Settings
 from tracker.settings import DATABASE_URL, POSTGRES_PORT, native_database_url
 
@@ -194,18 +195,7 @@ def _read_pid() -> int | None:
         pid = int(PID_FILE.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    try:
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return None
-    except OSError:
-        pass
-    return pid
+    return pid if processes.alive(pid) else None
 
 
 def port_open(port: int) -> bool:
@@ -298,15 +288,7 @@ def server_pids(pid: int | None = None) -> list[int]:
     pid = pid or _read_pid()
     if pid is None:
         return []
-    found = [pid]
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if int((proc / "stat").read_text().rsplit(")", 1)[-1].split()[1]) == pid:
-                    found.append(int(proc.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
+    return processes.with_children(pid)
 
 
 def stop(kill: bool = False, timeout: float = 30.0) -> bool:
@@ -327,29 +309,16 @@ def stop(kill: bool = False, timeout: float = 30.0) -> bool:
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _group_alive(pid):
+        while time.monotonic() < deadline and processes.group_alive(pid):
             time.sleep(0.1)
-        if not _group_alive(pid):
+        if not processes.group_alive(pid):
             break
     # Until the dead postmaster is reaped its pid still answers kill(0), and a new server would take the
     # stale postmaster.pid for a running one and refuse to start.
     deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{p}").exists() for p in victims) and time.monotonic() < deadline:
+    while not all(processes.gone(p) for p in victims) and time.monotonic() < deadline:
         time.sleep(0.05)
     return True
-
-
-def _group_alive(pgid: int) -> bool:
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 def _tail(path: Path, lines: int = 20) -> str:

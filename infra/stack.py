@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
-from infra import postgres
+from infra import postgres, processes
 from pipeline_common.settings import ConfigError, Setting, Settings, setting
 from pipeline_common.shared_settings import KAFKA_DLQ_TOPIC, KAFKA_TOPIC
 
@@ -162,27 +162,7 @@ def _read_pid(name: str) -> int | None:
         pid = int(PIDS[name].read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status of a part this process started and that has exited: a zombie still
-    answers signals, so it would look alive (up() and the tests start the parts in-process)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: whoever started it (or init) reaps it
-        pass
+    return pid if processes.alive(pid) else None
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -217,9 +197,9 @@ def _stop(name: str, timeout: float = 20.0, kill: bool = False) -> bool:
         except ProcessLookupError:
             break
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _group_alive(pid):
+        while time.monotonic() < deadline and processes.group_alive(pid):
             time.sleep(0.1)
-        if not _group_alive(pid):
+        if not processes.group_alive(pid):
             break
         if sig == signal.SIGTERM:
             say(f"{name} (pid {pid}) did not stop within {timeout:.0f}s; killing it")
@@ -232,19 +212,6 @@ def _signal_group(pgid: int, sig: int) -> bool:
         return True
     except ProcessLookupError:
         return False
-
-
-def _group_alive(pgid: int) -> bool:
-    """Does any process of the part's group live on (its leader, or a child such as a MiniStack
-    Lambda worker)? Signal 0 to the group asks the kernel; no process table walk (portable to macOS)."""
-    _reap(pgid)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a member we may not signal still exists
-        return True
-    return True
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -421,7 +388,7 @@ def _wait_until_usable(name: str, what: str, pid: int, log: Path, timeout_s: flo
     stopped), is a StackError quoting the end of its log."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not processes.alive(pid):
             PIDS[name].unlink(missing_ok=True)
             raise StackError(f"{what} exited during start-up. Last lines of {log}:\n{_tail(log)}")
         if usable():
