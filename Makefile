@@ -39,10 +39,12 @@ $(VENV)/.installed: pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven)
+setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven), Protobuf code
 	@$(PY) -m infra.stack fetch
 	@$(PY) -m infra.map_assets fetch
 	@$(PY) -m infra.map_assets browser
+	@$(PY) -m infra.protobuf_codegen
+	@$(PY) -m infra.lambda_package --fetch-wheels >/dev/null
 
 run: setup ## start Kafka (KRaft), the AWS endpoint and PostgreSQL, wait until usable, create topics
 	@$(PY) -m infra.stack up --stack $(STACK)

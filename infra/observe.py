@@ -25,6 +25,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from flight_transform import InvalidState, evaluate  # the function's own filter
 from infra.aws_resources import AwsClients, AwsResourceSettings, Say, run_command
 from pipeline_common.kafka_client import KafkaSettings
+from pipeline_common.state_codec import content_type_of, decode_state
 from sns_batch import MAX_BATCH_BYTES as SNS_MAX_MESSAGE_BYTES
 
 PUBLISHED_METRIC = "Published"
@@ -203,9 +204,10 @@ def recount(records: Iterable[ConsumerRecord]) -> Recount:
     for r in records:
         out.records += 1
         try:
-            state = json.loads(r.value) if r.value is not None else None
+            # JSON or Protobuf by the record's content-type, decoded as the function decodes it.
+            state = decode_state(r.value, content_type_of(r.headers)) if r.value is not None else None
             notification, _reason = evaluate(state)
-        except (TypeError, ValueError, InvalidState) as exc:  # ValueError covers bad JSON and bad UTF-8
+        except (TypeError, ValueError, InvalidState) as exc:  # ValueError covers UndecodableState too
             out.invalid[(r.partition, r.offset)] = str(exc)
             continue
         seen.add((state.get("icao24"), state.get("last_contact"), state.get("time_position")))

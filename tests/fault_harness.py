@@ -33,6 +33,7 @@ from kafka.errors import KafkaError
 
 from infra import aws_resources, observe
 from pipeline_common.kafka_client import KafkaSettings
+from tracker.settings import native_database_url
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,11 @@ class IsolatedStack:
                     "KAFKA_PORT": str(self.kafka_port), "KAFKA_CONTROLLER_PORT": str(free_port()),
                     "AWS_PORT": str(self.aws_port), "KAFKA_HEAP": "512m",
                     "AWS_ENDPOINT_URL": f"http://localhost:{self.aws_port}",
-                    "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{self.kafka_port}"}
+                    "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{self.kafka_port}",
+                    # The fault tests need no PostgreSQL: with DATABASE_URL set, `up` starts none (it would
+                    # otherwise try the shared stack's POSTGRES_PORT, which is taken).
+                    "DATABASE_URL": os.environ.get("DATABASE_URL") or native_database_url(
+                        int(os.environ.get("POSTGRES_PORT") or 5432))}
         self.bootstrap = f"localhost:{self.kafka_port}"
         self.endpoint = f"http://localhost:{self.aws_port}"
 

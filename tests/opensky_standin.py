@@ -8,11 +8,18 @@ truncated answers and an expired token, and every request it made can be checked
 
 Each GET of /api/states/all takes the next answer of the script; once the script is used up the
 last 200 answer is repeated (the same snapshot time, which a correct producer skips).
+
+With ``credits=CreditAccount(daily, now)`` it also keeps OpenSky's books: each request is charged
+by its bounding box, X-Rate-Limit-Remaining is the real balance, a request the balance cannot pay
+is a 429 with the seconds until the allowance renews (midnight UTC of ``now()``, a clock the test
+controls), and what was left unspent at each renewal is recorded.
 """
 from __future__ import annotations
 
 import json
+import math
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -57,6 +64,45 @@ def expired_token() -> Answer:
     return Answer(401, b'{"error": "token expired"}', expire_token=True)
 
 
+class CreditAccount:
+    """OpenSky's side of the credit budget, priced as its REST documentation says (written out here
+    independently of the producer's own table, so a wrong table in the producer shows)."""
+
+    DAY_S = 86_400
+
+    def __init__(self, daily: int, now, remaining: int | None = None):
+        self.daily = daily
+        self.now = now
+        self.balance = daily if remaining is None else remaining
+        self.renews_at = (math.floor(now() / self.DAY_S) + 1) * self.DAY_S
+        self.leftovers: list[int] = []     # balance unspent at each renewal
+        self.charged: list[tuple[float, int]] = []   # (time, credits) of every paid request
+        self.refused: list[float] = []     # times of requests answered 429
+
+    @staticmethod
+    def price(query: dict) -> int:
+        try:
+            lamin, lomin, lamax, lomax = (float(query[k][0]) for k in ("lamin", "lomin", "lamax", "lomax"))
+        except KeyError:
+            return 4  # the whole world
+        area = (lamax - lamin) * (lomax - lomin)
+        return 1 if area <= 25 else 2 if area <= 100 else 3 if area <= 400 else 4
+
+    def charge(self, query: dict) -> tuple[bool, int, int]:
+        """(paid?, balance after, seconds until renewal)."""
+        now = self.now()
+        while now >= self.renews_at:
+            self.leftovers.append(self.balance)
+            self.balance, self.renews_at = self.daily, self.renews_at + self.DAY_S
+        cost = self.price(query)
+        if cost > self.balance:
+            self.refused.append(now)
+            return False, self.balance, max(1, math.ceil(self.renews_at - now))
+        self.balance -= cost
+        self.charged.append((now, cost))
+        return True, self.balance, 0
+
+
 @dataclass
 class Request:
     at: float                    # time.monotonic() when it arrived
@@ -69,8 +115,9 @@ class Request:
 
 class OpenSkyStandIn:
     def __init__(self, script: list[Answer], *, client_id: str | None = None, client_secret: str | None = None,
-                 token_lifetime_s: int = 1800) -> None:
+                 token_lifetime_s: int = 1800, credits: CreditAccount | None = None) -> None:
         self.script = list(script)
+        self.credits = credits
         self.client_id = client_id
         self.client_secret = client_secret
         self.token_lifetime_s = token_lifetime_s
@@ -140,6 +187,12 @@ class OpenSkyStandIn:
             def log_message(self, *_args) -> None:  # the test reads standin.requests instead
                 return
 
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in two writes; without this, Nagle's algorithm and the
+                # client's delayed ACK hold every answer back ~40 ms (a simulated day is thousands).
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def _send(self, code: int, body: bytes, headers=()) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
@@ -175,7 +228,20 @@ class OpenSkyStandIn:
                         entry.status = 401
                         self._send(401, b'{"error": "invalid token"}')
                         return
-                answer = standin._next_answer()
+                if standin.credits is not None:
+                    with standin._lock:
+                        paid, balance, retry_after = standin.credits.charge(entry.query)
+                    if not paid:
+                        entry.status = 429
+                        self._send(429, b"Too many requests", (("X-Rate-Limit-Retry-After-Seconds", str(retry_after)),
+                                                               ("X-Rate-Limit-Remaining", "0")))
+                        return
+                    answer = standin._next_answer()
+                    answer = Answer(answer.status, answer.body, tuple(
+                        h for h in answer.headers if h[0] != "X-Rate-Limit-Remaining")
+                        + (("X-Rate-Limit-Remaining", str(balance)),), answer.delay_s, answer.expire_token)
+                else:
+                    answer = standin._next_answer()
                 if answer.expire_token:
                     with standin._lock:
                         standin._valid.discard(token)

@@ -18,7 +18,7 @@ from infra.bench.kafka_load import GroupProgress
 from infra.bench.session import Session, trigger_summary
 
 
-def prefill(session: Session, topic: str, count: int, kind: str, loaders: int = 2) -> dict:
+def prefill(session: Session, topic: str, count: int, kind: str, loaders: int = 2, value_format: str = "json") -> dict:
     """Fill `topic` with `count` records from `loaders` parallel loader processes."""
     started = time.monotonic()
     share = -(-count // loaders)
@@ -29,7 +29,7 @@ def prefill(session: Session, topic: str, count: int, kind: str, loaders: int = 
             break
         children.append(session.spawn(f"loader-{topic.rsplit('-', 1)[-1]}-{i}", [
             sys.executable, "-m", "infra.bench.kafka_load", "prefill", "--topic", topic, "--count", str(n),
-            "--kind", kind, "--seed", str(41 + i)], LOG_LEVEL="WARNING"))
+            "--kind", kind, "--seed", str(41 + i), "--format", value_format], LOG_LEVEL="WARNING"))
     for child in children:
         if child.wait(600) != 0:
             raise RuntimeError(f"pre-filling {topic} failed:\n{child.log_tail()}")

@@ -156,9 +156,10 @@ class GroupProgress:
 
 
 # ---------------------------------------------------------------- pre-filled records
-def fleet_messages(kind: str, seed: int, count: int) -> list[tuple[bytes, bytes]]:
-    """(key, value) pairs as the producer writes them; `on-ground` states are parked at the gate,
-    so the function filters every one of them out (nothing reaches SNS)."""
+def fleet_messages(kind: str, seed: int, count: int, value_format: str = "json") -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs as the producer writes them (in PRODUCER_FORMAT ``value_format``); `on-ground`
+    states are parked at the gate, so the function filters every one of them out (nothing reaches SNS)."""
+    from pipeline_common.state_codec import FORMATS
     from producer.kafka_sink import encode_value
     from producer.synthetic import SyntheticFleet
 
@@ -168,15 +169,17 @@ def fleet_messages(kind: str, seed: int, count: int) -> list[tuple[bytes, bytes]
         if kind == "on-ground":
             state.update(on_ground=True, baro_altitude=None, geo_altitude=None, vertical_rate=None,
                          velocity=0.0)
-        out.append((state["icao24"].encode(), encode_value(state)))
+        out.append((state["icao24"].encode(), encode_value(state, FORMATS[value_format])))
     return out
 
 
-def prefill(topic: str, count: int, kind: str, seed: int, kafka: KafkaSettings) -> float:
+def prefill(topic: str, count: int, kind: str, seed: int, kafka: KafkaSettings, value_format: str = "json") -> float:
     """Write `count` records (the fleet's states, cycled) to `topic`; returns seconds taken."""
+    from pipeline_common.state_codec import CONTENT_TYPE_HEADER, FORMATS
     from producer.kafka_sink import PRODUCER_CONFIG
 
-    messages = fleet_messages(kind, seed, count)
+    messages = fleet_messages(kind, seed, count, value_format)
+    headers = [(CONTENT_TYPE_HEADER, FORMATS[value_format].encode())]  # as the producer labels its records
     producer = KafkaProducer(**kafka.client_kwargs(), **PRODUCER_CONFIG)
     try:
         partitions = sorted(producer.partitions_for(topic))
@@ -187,7 +190,7 @@ def prefill(topic: str, count: int, kind: str, seed: int, kafka: KafkaSettings) 
         send, n = producer.send, len(keyed)
         for i in range(count):
             key, value, partition = keyed[i % n]
-            send(topic, key=key, value=value, partition=partition)
+            send(topic, key=key, value=value, partition=partition, headers=headers)
         producer.flush(timeout=120)
         return time.perf_counter() - started
     finally:
@@ -202,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     fill.add_argument("--count", type=int, required=True)
     fill.add_argument("--kind", choices=KINDS, default="on-ground")
     fill.add_argument("--seed", type=int, default=42)
+    fill.add_argument("--format", choices=("json", "protobuf"), default="json", help="record wire format")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    seconds = prefill(args.topic, args.count, args.kind, args.seed, KafkaSettings.from_env())
+    seconds = prefill(args.topic, args.count, args.kind, args.seed, KafkaSettings.from_env(), args.format)
     print(f"prefilled {args.count} {args.kind} records into {args.topic} in {seconds:.1f}s "
           f"({args.count / seconds:.0f}/s)", flush=True)
     return 0

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from infra import map_assets, postgres
 from infra.observe import read_topic
+from pipeline_common.state_codec import content_type_of, decode_state
 
 # Installed before the page's own scripts, so no update is missed: the first time each
 # (icao24, position time) reaches the page, and when.
@@ -122,7 +123,7 @@ def run(session, rate: int = 1000, seconds: float = 20, aircraft: int = 10_000) 
     # Every record of the run's topic: "icao24|position time in ms" -> its Kafka timestamp (ms).
     produced = {}
     for record in read_topic(session.kafka, topic):
-        state = json.loads(record.value)
+        state = decode_state(record.value, content_type_of(record.headers))  # JSON or Protobuf, by its header
         produced[f"{state['icao24']}|{int(state['time_position'] * 1000)}"] = record.timestamp
     latencies = [seen[key][0] - ts for key, ts in produced.items() if key in seen]
     # The split: record -> the tracker sending the update, and the update -> the page having parsed it.

@@ -7,7 +7,8 @@
 Sections: sink (PublishBatch ceiling, 1 and 4 threads), e2e (producer -> Kafka -> trigger -> Lambda
 -> SNS -> subscriber at rising loads until saturation, with latency), capacity (no sink: every
 record filtered out), seed (one invoke per message), growth (partitions x concurrency, batch
-size, peak RSS), map (Kafka record -> tracker -> live map in headless Chromium latency, redraw time).
+size, peak RSS), map (Kafka record -> tracker -> live map in headless Chromium latency, redraw time),
+format (JSON vs Protobuf records: bytes per record and capacity, in the same run).
 Starts the stack if it is not running and stops it afterwards only then; every
 topic, group, function and queue it creates carries the run id and is deleted at the end.
 """
@@ -27,11 +28,12 @@ from pathlib import Path
 from infra import stack
 from infra.bench import capacity, end_to_end, growth, machine, map_latency, procstat, report, seed_design, sink_ceiling
 from infra.bench import history_ingest as tracker_section
+from infra.bench import wire_format
 from infra.bench.session import STATE_DIR, Session
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
-SECTIONS = ("sink", "e2e", "capacity", "seed", "growth", "map", "tracker")
+SECTIONS = ("sink", "e2e", "capacity", "seed", "growth", "map", "tracker", "format")
 DEFAULT_OUT = ROOT / "docs" / "BENCHMARKS.md"
 
 
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--tracker-aircraft", type=int, default=10_000, help="live aircraft in the tracker section (default 10000)")
     a("--tracker-ticks", type=int, default=20,
       help="positions per aircraft pre-filled for the tracker's ingest (default 20)")
+    a("--format-records", type=int, default=100_000,
+      help="format: records per wire format (JSON, then Protobuf) for the capacity comparison (default 100000)")
     a("--keep-stack", action="store_true", help="leave a stack this command started running")
     a("--from-json", type=Path, metavar="RESULTS",
       help="run nothing: write the report (--out, default docs/BENCHMARKS.md) from a saved results file")
@@ -130,6 +134,8 @@ def run_sections(args: argparse.Namespace, session: Session, results: dict) -> N
         results["map"] = map_latency.run(session, args.map_rate, args.map_seconds, args.map_aircraft)
     if "tracker" in wanted:
         results["tracker"] = tracker_section.run(session, args.tracker_aircraft, args.tracker_ticks)
+    if "format" in wanted:
+        results["format"] = wire_format.run(session, args.format_records, args.capacity_batch_size)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,6 +96,12 @@ def _attributes(record: InputRecord, notification: dict) -> dict:
     attributes = {"origin_country": {"DataType": "String", "StringValue": notification["origin_country"]}}
     if record.timestamp_ms is not None:
         attributes["kafka_timestamp_ms"] = {"DataType": "Number", "StringValue": str(record.timestamp_ms)}
+    # The emitter category (OpenSky field 17) rides as an attribute, not in the body (which stays the
+    # brief's eight fields), so subscribers can filter on it, e.g. {"category": [{"numeric": ["=", 6]}]}.
+    # 0 and 1 mean "no information", so they are left out like a null.
+    category = record.state.get("category") if isinstance(record.state, dict) else None
+    if type(category) is int and 2 <= category <= 20:
+        attributes["category"] = {"DataType": "Number", "StringValue": str(category)}
     return attributes
 
 

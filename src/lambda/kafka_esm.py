@@ -3,7 +3,10 @@
 1. AWS Kafka event source mapping events ("eventSource": "aws:kafka" for MSK, "SelfManagedKafka"
    for self-managed): {"records": {"<topic>-<partition>": [{"topic", "partition", "offset",
    "timestamp", "timestampType", "key": base64|absent|null, "value": base64|null,
-   "headers": [{"name": [byte, ...]}, ...]}, ...]}}.
+   "headers": [{"name": [byte, ...]}, ...]}, ...]}}. Each value is decoded by its ``content-type``
+   header (application/json, or application/x-protobuf for flightpipe.OpenSkyState; none: JSON)
+   through pipeline_common.state_codec, the one decoder every consumer shares.
+
 2. One raw OpenSky state (the JSON object the producer writes to Kafka) passed as the event itself,
    as the seed's per-message trigger sends it.
 3. A JSON list of raw states.
@@ -15,11 +18,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 
+from pipeline_common.state_codec import CONTENT_TYPE_HEADER, UndecodableState, decode_state
+
 RAW_PARTITION = "raw-0"
-_raw_decode = json.JSONDecoder().raw_decode
 ESM_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
 
 
@@ -59,8 +62,28 @@ def decode_headers(headers: object) -> list[tuple[str, bytes]]:
     return decoded
 
 
-def _decode_value(value: object) -> tuple[object, str | None]:
-    """(state, None) or (None, reason)."""
+def _content_type(headers: object) -> tuple[str | None, str | None]:
+    """(content-type, None) or (None, reason). Only this one header is decoded: it picks the decoder."""
+    if not headers:
+        return None, None
+    if not isinstance(headers, list):
+        return None, f"record headers are {type(headers).__name__}, not a list"
+    for header in headers:
+        if not isinstance(header, dict):
+            continue
+        for name, value in header.items():
+            if name.lower() != CONTENT_TYPE_HEADER:
+                continue
+            try:
+                raw = base64.b64decode(value) if isinstance(value, str) else bytes(value)
+            except (binascii.Error, ValueError, TypeError):
+                return None, "record header content-type is not bytes"
+            return raw.decode("latin-1"), None
+    return None, None
+
+
+def _decode_value(value: object, headers: object = None) -> tuple[object, str | None]:
+    """(state, None) or (None, reason). The content-type header says JSON or Protobuf (none: JSON)."""
     if value is None:
         return None, "record value is null (a tombstone): there is no state to process"
     if not isinstance(value, str):
@@ -70,25 +93,13 @@ def _decode_value(value: object) -> tuple[object, str | None]:
         raw = binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError):
         return None, "record value is not valid base64"
+    content_type, error = _content_type(headers)
+    if error is not None:
+        return None, error
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None, "record value is not UTF-8"
-    try:
-        # The producer's compact JSON is exactly one document: raw_decode reads it without json.loads'
-        # two whitespace scans. Anything else (whitespace, trailing data) goes through json.loads, which
-        # accepts or rejects it exactly as before.
-        state, end = _raw_decode(text)
-        if end != len(text):
-            state = json.loads(text)
-    except ValueError:
-        try:
-            state = json.loads(text)
-        except ValueError as exc:
-            return None, f"record value is not valid JSON: {exc}"
-    if not isinstance(state, dict):
-        return None, f"record value is JSON {type(state).__name__}, not an object"
-    return state, None
+        return decode_state(raw, content_type), None
+    except UndecodableState as exc:
+        return None, str(exc)
 
 
 def _decode_key(key: object) -> bytes | None:
@@ -134,7 +145,7 @@ def _esm_records(event: dict) -> list[InputRecord]:
             if offset is None:
                 append(InputRecord(partition, -1, topic, timestamp, get("key"), error="record has no integer offset"))
                 continue
-            state, error = _decode_value(get("value"))
+            state, error = _decode_value(get("value"), get("headers"))
             append(InputRecord(partition, offset, topic, timestamp, get("key"), state, error))
     return records
 

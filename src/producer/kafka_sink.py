@@ -1,11 +1,11 @@
-"""Publishes state messages to Kafka: one JSON message per aircraft state, keyed by icao24.
+"""Publishes state messages to Kafka: one message per aircraft state (JSON or Protobuf, named by its
+content-type header), keyed by icao24.
 
 Durable settings (acks=all, idempotence) so a broker failover neither loses nor duplicates a
 position; every delivery failure is logged and counted, never dropped silently.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Callable, Protocol
@@ -15,6 +15,7 @@ from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
 from pipeline_common.kafka_client import DEFAULT_TOPIC, BrokerUnavailable, KafkaSettings, connect_with_retry
+from pipeline_common.state_codec import CONTENT_TYPE_HEADER, FORMATS, JSON, encode_state
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +39,22 @@ class Sink(Protocol):
     def close(self, timeout: float | None = None) -> None: ...
 
 
-def encode_value(value: dict) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+def encode_value(value: dict, content_type: str = JSON) -> bytes:
+    """The record value in the wire format ``content_type`` names (see pipeline_common.state_codec)."""
+    return encode_state(value, content_type)
 
 
 class KafkaSink:
     def __init__(self, topic: str = DEFAULT_TOPIC, settings: KafkaSettings | None = None, *,
-                 connect_timeout_s: float = 120.0, stop_event: threading.Event | None = None,
+                 value_format: str = "json", connect_timeout_s: float = 120.0,
+                 stop_event: threading.Event | None = None,
                  retry_backoff_s: float = 1.0, producer_factory: Callable[..., KafkaProducer] = KafkaProducer,
                  **producer_overrides):
         self.topic = topic
         self.settings = settings or KafkaSettings.from_env()
+        # Every record says how its value is encoded, so consumers pick the decoder by the header.
+        self.content_type = FORMATS[value_format]
+        self._headers = [(CONTENT_TYPE_HEADER, self.content_type.encode("ascii"))]
         self._lock = threading.Lock()
         self._delivered = 0
         self._failed = 0
@@ -79,14 +85,15 @@ class KafkaSink:
 
     def send(self, key: str, value: dict) -> None:
         try:
-            payload = encode_value(value)
+            payload = encode_value(value, self.content_type)
         except (TypeError, ValueError) as exc:
             self._record_failure(key, None, f"cannot encode value: {exc}")
             return
         key_bytes = key.encode("utf-8")
         try:
             partition = self._partition(key_bytes)
-            future = self._producer.send(self.topic, key=key_bytes, value=payload, partition=partition)
+            future = self._producer.send(self.topic, key=key_bytes, value=payload, partition=partition,
+                                         headers=self._headers)
         except KafkaError as exc:  # buffer full for max_block_ms, or no metadata for the topic
             self._record_failure(key, None, f"{type(exc).__name__}: {exc}")
             return

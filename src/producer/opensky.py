@@ -92,6 +92,14 @@ class OpenSkySettings(Settings):
     backoff_cap_s: float = 30.0
     max_retry_after_s: float = setting("OPENSKY_MAX_RETRY_AFTER", 300.0, minimum=0.0, unit="s",
                                        help="cap on the wait a 429 asks for")
+    daily_credits: int | None = setting(
+        "OPENSKY_DAILY_CREDITS", None, minimum=1, flag="--daily-credits", metavar="N",
+        doc_default="`400` anonymous / `4000` authenticated",
+        help="the account's credits per day (active feeders: 8000); polls are spread so they last the day")
+    budget_fraction: float = setting("OPENSKY_BUDGET_FRACTION", 1.0, greater_than=0.0, maximum=1.0,
+                                     flag="--budget-fraction", metavar="F",
+                                     help="share of the daily credits this producer may spend (the rest is "
+                                          "kept for other tools)")
 
     def check(self) -> None:
         if bool(self.client_id) != bool(self.client_secret):

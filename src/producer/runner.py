@@ -1,4 +1,4 @@
-"""The producer loop: poll a source every interval, drop what did not change, hand states to a sink.
+"""The producer loop: poll a source when it is due, hand what it produced to a sink, report progress.
 
 ``run_producer(config, stop_event)`` is the programmatic entry point used by the CLI, the demo
 and the benchmarks; it returns ``ProducerStats`` once duration/max_ticks is reached or the
@@ -9,21 +9,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from .kafka_sink import KafkaSink, Sink
-from .opensky import OpenSkyClient, OpenSkyError, OpenSkyRateLimited, StatesSnapshot
-from .replay import CsvSink, read_batches
+from .opensky import OpenSkyError, OpenSkyRateLimited
+from .replay import CsvSink
 from .settings import ProducerConfig
-from .state_vector import to_message
+from .sources import EndOfSource, ProducerError, build_source
 
 logger = logging.getLogger(__name__)
-
-
-class ProducerError(RuntimeError):
-    """A failure the producer cannot recover from by waiting (bad credentials, a refused request)."""
 
 
 # ---------------------------------------------------------------- results
@@ -45,20 +40,6 @@ class ProducerStats:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "rate": round(self.rate, 1)}
-
-
-@dataclass
-class Batch:
-    """What one poll produced: messages to publish plus the bookkeeping for the progress line."""
-    messages: list[dict]
-    fetched: int
-    skipped: int = 0
-    rejected: int = 0
-    info: dict = field(default_factory=dict)
-
-
-class EndOfSource(Exception):
-    """A finite source (CSV replay) has nothing more to give."""
 
 
 # ---------------------------------------------------------------- clocks
@@ -89,133 +70,12 @@ class SimulatedClock:
         return stop.is_set()
 
 
-# ---------------------------------------------------------------- de-duplication
-class ChangeFilter:
-    """Publishes an aircraft only when its last_contact moved, and each snapshot time once.
-
-    OpenSky answers with the same snapshot until its resolution (5/10 s) has passed; aircraft out
-    of coverage keep their old last_contact for up to 300 s. Neither is news for a consumer.
-    """
-
-    def __init__(self, forget_after_s: float = 3600.0):
-        self.last_snapshot_time: int | None = None
-        self._last_contact: dict[str, int] = {}
-        self._forget_after_s = forget_after_s
-
-    def __len__(self) -> int:
-        return len(self._last_contact)
-
-    def is_duplicate(self, snapshot_time: int) -> bool:
-        return self.last_snapshot_time is not None and snapshot_time <= self.last_snapshot_time
-
-    def fresh(self, snapshot: StatesSnapshot) -> tuple[list[dict], int]:
-        """States worth publishing and how many were skipped as unchanged."""
-        self.last_snapshot_time = snapshot.time
-        seen = self._last_contact
-        out, unchanged = [], 0
-        for state in snapshot.states:
-            if seen.get(state["icao24"]) == state["last_contact"]:
-                unchanged += 1
-                continue
-            seen[state["icao24"]] = state["last_contact"]
-            out.append(state)
-        if len(seen) > 50_000:  # bounded memory on a long run: forget aircraft long out of coverage
-            horizon = snapshot.time - self._forget_after_s
-            self._last_contact = {k: v for k, v in seen.items() if v >= horizon}
-        return out, unchanged
-
-
-# ---------------------------------------------------------------- sources
-class OpenSkySource:
-    def __init__(self, config: ProducerConfig, client: OpenSkyClient | None = None, sleep=None):
-        self._config = config
-        self.client = client or OpenSkyClient(config.opensky, **({"sleep": sleep} if sleep else {}))
-        self.changes = ChangeFilter()
-
-    def poll(self, now: float) -> Batch:
-        snapshot = self.client.fetch_states(self._config.bbox, self._config.icao24)
-        fetched_at = time.time()
-        for index, reason in snapshot.rejected:
-            logger.warning("rejected state vector #%d of snapshot %d: %s", index, snapshot.time, reason)
-        info = {"snapshot_time": snapshot.time, "credits_remaining": snapshot.credits_remaining}
-        if self.changes.is_duplicate(snapshot.time):
-            info["duplicate_snapshot"] = True
-            return Batch([], len(snapshot.states), skipped=len(snapshot.states),
-                         rejected=len(snapshot.rejected), info=info)
-        states, unchanged = self.changes.fresh(snapshot)
-        return Batch([to_message(s, "opensky", fetched_at) for s in states], len(snapshot.states),
-                     skipped=unchanged, rejected=len(snapshot.rejected), info=info)
-
-    def close(self) -> None:
-        self.client.close()
-
-
-class SyntheticSource:
-    def __init__(self, config: ProducerConfig, start_time: float):
-        from .synthetic import SyntheticFleet  # airports load only when this source is used
-
-        started = time.perf_counter()
-        self.fleet = SyntheticFleet(config.aircraft, config.seed, start_time)
-        logger.info("synthetic fleet of %d aircraft ready in %.1f s (seed %d)", len(self.fleet),
-                    time.perf_counter() - started, config.seed)
-        self._rate = config.rate
-        self._rate_start: float | None = None
-        self._emitted = 0
-        self._warned_at = float("-inf")
-
-    def interval(self, requested: float) -> float:
-        # In rate mode a tick never covers more than the whole fleet once.
-        if self._rate:
-            return max(0.05, min(requested, len(self.fleet) / self._rate))
-        return requested
-
-    def poll(self, now: float) -> Batch:
-        if not self._rate:
-            states = self.fleet.tick(now)
-            return Batch(states, len(states))
-        if self._rate_start is None:
-            self._rate_start = now
-        # Cumulative target: a short stall is caught up on the next ticks, so the long-run rate is
-        # exact; a tick never exceeds the fleet, so a sink slower than the rate cannot snowball.
-        target = int(self._rate * (now - self._rate_start + self.interval(1.0)))
-        backlog = target - self._emitted
-        if backlog > len(self.fleet) and now - self._warned_at >= 10.0:
-            self._warned_at = now
-            logger.warning("falling behind the requested rate of %.0f positions/s by %d positions; "
-                           "the sink is the bottleneck", self._rate, backlog - len(self.fleet))
-        states = self.fleet.advance(now, min(max(backlog, 0), len(self.fleet)))
-        self._emitted += len(states)
-        return Batch(states, len(states), info={"backlog": max(backlog - len(states), 0)})
-
-    def close(self) -> None:
-        pass
-
-
-class ReplaySource:
-    def __init__(self, config: ProducerConfig):
-        if not Path(config.replay).is_file():
-            raise ProducerError(f"replay file {config.replay} does not exist (create one with --export-csv)")
-        self._path = config.replay
-        self._batches = read_batches(config.replay, config.batch_rows)
-
-    def poll(self, now: float) -> Batch:
-        try:
-            states, rejected = next(self._batches)
-        except StopIteration:
-            raise EndOfSource(f"replay of {self._path} finished") from None
-        for line, reason in rejected:
-            logger.warning("rejected row at line %d of %s: %s", line, self._path, reason)
-        return Batch([to_message(s, "replay", now) for s in states], len(states), rejected=len(rejected))
-
-    def close(self) -> None:
-        self._batches.close()
-
-
 # ---------------------------------------------------------------- the loop
 def build_sink(config: ProducerConfig, stop_event: threading.Event) -> Sink:
     if config.export_csv:
         return CsvSink(config.export_csv)
-    return KafkaSink(config.topic, config.kafka, connect_timeout_s=config.connect_timeout_s, stop_event=stop_event)
+    return KafkaSink(config.topic, config.kafka, value_format=config.value_format,
+                     connect_timeout_s=config.connect_timeout_s, stop_event=stop_event)
 
 
 def run_producer(config: ProducerConfig, stop_event: threading.Event | None = None, *,
@@ -228,7 +88,9 @@ def run_producer(config: ProducerConfig, stop_event: threading.Event | None = No
         clock = SimulatedClock(config.start_time or time.time()) if fast else RealClock()
     stats = ProducerStats()
     if source is None:
-        source = _build_source(config, clock, stop)  # first: a missing replay file fails before connecting
+        # First: a missing replay file fails before connecting. OpenSky's retry backoff waits on the
+        # producer's clock, so it ends early when the producer is asked to stop.
+        source = build_source(config, clock.now(), lambda s: clock.wait(s, stop))
     try:
         own_sink = sink is None
         if own_sink:
@@ -250,15 +112,6 @@ def run_producer(config: ProducerConfig, stop_event: threading.Event | None = No
     return stats
 
 
-def _build_source(config: ProducerConfig, clock: Clock, stop: threading.Event):
-    if config.source == "opensky":
-        # Backoff sleeps inside the client end early when the producer is asked to stop.
-        return OpenSkySource(config, sleep=lambda s: clock.wait(s, stop))
-    if config.source == "synthetic":
-        return SyntheticSource(config, config.start_time or clock.now())
-    return ReplaySource(config)
-
-
 def _loop(config: ProducerConfig, source, sink: Sink, clock: Clock, stop: threading.Event,
           stats: ProducerStats) -> None:
     interval = config.effective_interval_s
@@ -267,6 +120,7 @@ def _loop(config: ProducerConfig, source, sink: Sink, clock: Clock, stop: thread
     if config.source == "opensky" and config.interval_s and config.interval_s < interval:
         logger.warning("interval %.1f s is shorter than OpenSky's data resolution; polling every %.0f s",
                        config.interval_s, interval)
+    paced = hasattr(source, "plan")  # OpenSky: the credit budget decides each wait
     start = clock.now()
     deadline = start + config.duration_s if config.duration_s else None
     next_at = start
@@ -284,10 +138,8 @@ def _loop(config: ProducerConfig, source, sink: Sink, clock: Clock, stop: thread
             break
         except OpenSkyRateLimited as exc:
             stats.errors += 1
-            wait = min(exc.retry_after, config.opensky.max_retry_after_s)
-            logger.warning("OpenSky rate limit reached; waiting %.0f s (server asked for %.0f s)",
-                           wait, exc.retry_after, extra={"retry_after_s": exc.retry_after})
-            resume_at = clock.now() + wait  # counted from the answer, as the server means it
+            answered = clock.now()  # the wait counts from the answer, as the server means it
+            resume_at = answered + source.rate_limited(answered, exc.retry_after)
         except OpenSkyError as exc:
             if not exc.retriable:
                 raise ProducerError(f"OpenSky: {exc}") from None
@@ -310,6 +162,11 @@ def _loop(config: ProducerConfig, source, sink: Sink, clock: Clock, stop: thread
             window.update(batch.info)
 
         after = clock.now()
+        wait = interval
+        if paced and resume_at is None:
+            plan = source.plan(after, config.max_ticks - stats.ticks if config.max_ticks else None, deadline)
+            wait = plan.interval_s
+            window["plan"] = plan
         # One progress line per tick, at most one a second when ticks are faster (rate mode).
         if window["ticks"] and (interval >= 1.0 or after - window["since"] >= 1.0):
             _progress(config, stats, window, sink, _covered(after - start, stats.ticks, interval))
@@ -319,7 +176,7 @@ def _loop(config: ProducerConfig, source, sink: Sink, clock: Clock, stop: thread
         if config.max_ticks and stats.ticks >= config.max_ticks:
             break
         # Never burst to catch up missed ticks (rate mode catches up by count instead).
-        next_at = resume_at if resume_at is not None else max(next_at + interval, after)
+        next_at = resume_at if resume_at is not None else max(next_at + wait, after)
         if deadline is not None:
             next_at = min(next_at, deadline)
         if clock.wait(next_at - after, stop):
@@ -332,6 +189,10 @@ def _covered(elapsed: float, ticks: int, interval: float) -> float:
     return max(elapsed, ticks * interval, 1e-9)
 
 
+def _utc(epoch: float) -> str:
+    return time.strftime("%H:%M UTC", time.gmtime(epoch))
+
+
 def _progress(config: ProducerConfig, stats: ProducerStats, window: dict, sink: Sink, elapsed: float) -> None:
     extra = {"source": config.source, "tick": stats.ticks, "fetched": window["fetched"],
              "published": window["sent"], "skipped": window["skipped"], "rejected": window["rejected"],
@@ -341,6 +202,13 @@ def _progress(config: ProducerConfig, stats: ProducerStats, window: dict, sink: 
         credits = window.get("credits_remaining")
         extra["credits_remaining"] = credits
         detail = f", credits remaining {credits if credits is not None else 'n/a'}"
+        plan = window.get("plan")
+        if plan is not None:
+            extra.update(next_poll_s=round(plan.interval_s, 1), credits_usable=plan.credits_left,
+                         credits_run_out_at=plan.runs_out_at, credits_renew_at=plan.renews_at)
+            detail += (f" ({plan.credits_left:,} usable, last until "
+                       f"{_utc(plan.runs_out_at) if plan.runs_out_at is not None else 'the renewal'} at this pace, "
+                       f"renew {_utc(plan.renews_at)}; next poll in {plan.interval_s:,.0f} s)")
         if window.get("duplicate_snapshot"):
             detail += ", duplicate snapshot"
     elif config.rate:

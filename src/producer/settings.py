@@ -12,7 +12,9 @@ from typing import ClassVar
 from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.settings import ConfigError, Settings, setting
 from pipeline_common.shared_settings import KAFKA_TOPIC
+from pipeline_common.state_codec import FORMATS
 
+from .credit_pacing import BudgetTooSmall, check_requested_interval, default_daily_credits
 from .opensky import OpenSkySettings
 
 SOURCE_CHOICES = ("opensky", "synthetic", "replay")
@@ -59,7 +61,7 @@ class ProducerConfig(Settings):
     topic: str = KAFKA_TOPIC.field()
     interval_s: float | None = setting(
         "PRODUCER_INTERVAL", None, greater_than=0, metavar="S",
-        doc_default="OpenSky: 10 s anonymous / 5 s authenticated (never less); synthetic: 1 s",
+        doc_default="OpenSky: paced by the credit budget, never under 10 s anonymous / 5 s authenticated; synthetic: 1 s",
         help="seconds between polls/ticks")
     duration_s: float | None = setting("PRODUCER_DURATION", None, greater_than=0, metavar="S",
                                        doc_default="run until stopped", help="stop after S seconds")
@@ -85,6 +87,8 @@ class ProducerConfig(Settings):
                                    help="replay: seconds between micro-batches")
     connect_timeout_s: float = setting("PRODUCER_CONNECT_TIMEOUT", 120.0, minimum=0.0, unit="s", metavar="S",
                                        help="keep retrying an unreachable broker this long at start")
+    value_format: str = setting("PRODUCER_FORMAT", "json", choices=tuple(FORMATS), flag="--format",
+                                help="wire format of each Kafka record (its content-type header says which)")
     opensky: OpenSkySettings = field(default_factory=OpenSkySettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
@@ -108,6 +112,15 @@ class ProducerConfig(Settings):
             object.__setattr__(self, "icao24", _icao24_valid(self.icao24))
         except ValueError as exc:
             raise ConfigError(f"PRODUCER_ICAO24 {exc}") from None
+        if self.source == "opensky" and self.interval_s is not None:
+            try:
+                check_requested_interval(
+                    max(self.interval_s, self.opensky.resolution_s), bbox=self.bbox,
+                    daily_credits=self.opensky.daily_credits or default_daily_credits(self.opensky.authenticated),
+                    budget_fraction=self.opensky.budget_fraction, max_polls=self.max_ticks,
+                    duration_s=self.duration_s)
+            except BudgetTooSmall as exc:
+                raise ConfigError(str(exc)) from None
         if self.export_csv and self.source == "synthetic" and not (self.max_ticks or self.duration_s):
             raise ConfigError("--export-csv of the synthetic source needs --ticks N or --duration S "
                               "(it runs on a simulated clock and would never end)")

@@ -157,8 +157,35 @@ def load_airports() -> AirportTable:
 # ---------------------------------------------------------------- flight legs
 # Geometric height runs ~1.5% above pressure altitude at cruise levels in a warm-ish atmosphere.
 GEO_FACTOR = 1.015
-NARROWBODY, WIDEBODY = 4, 6  # ADS-B emitter categories: Large, Heavy
-_RANGE_M = {NARROWBODY: (700e3, 5_000e3), WIDEBODY: (2_500e3, 13_000e3)}
+# ADS-B emitter categories as OpenSky reports them in field 17 (extended=1): 3 Small (regional jets and
+# turboprops), 4 Large (A320/737 family), 5 High Vortex Large (B757), 6 Heavy (widebodies).
+SMALL, NARROWBODY, HIGH_VORTEX, WIDEBODY = 3, 4, 5, 6
+_RANGE_M = {SMALL: (450e3, 1_800e3), NARROWBODY: (700e3, 5_000e3), HIGH_VORTEX: (700e3, 6_500e3),
+            WIDEBODY: (2_500e3, 13_000e3)}
+# Share of each category in an airline's fleet, as the real fleets roughly are: low-cost carriers fly
+# one narrowbody type, Gulf and Asian hub carriers mostly widebodies, integrators many widebodies and
+# 757s, US majors 757s and regional partners. Airlines not listed fly the default mix.
+_DEFAULT_MIX = ((WIDEBODY, 0.25), (SMALL, 0.05), (NARROWBODY, 0.70))
+_FLEET_MIX: dict[str, tuple[tuple[int, float], ...]] = {
+    **dict.fromkeys(("RYR", "EZY", "SWA", "JBU", "VLG", "TRA", "NOZ", "EWG", "VOZ", "PGT", "IGO", "VOI", "WJA",
+                     "TVF", "CRL", "NOS", "TOM", "GLO"), ((NARROWBODY, 1.0),)),
+    **dict.fromkeys(("UAE", "QTR", "ETD", "SIA", "CXA"), ((WIDEBODY, 0.85), (NARROWBODY, 0.15))),
+    **dict.fromkeys(("FDX", "UPS", "BOX"), ((WIDEBODY, 0.55), (HIGH_VORTEX, 0.30), (NARROWBODY, 0.15))),
+    **dict.fromkeys(("AAL", "UAL", "DAL"), ((WIDEBODY, 0.20), (HIGH_VORTEX, 0.10), (SMALL, 0.15),
+                                            (NARROWBODY, 0.55))),
+    **dict.fromkeys(("AZU", "ASA", "EIN", "SAS", "LOT", "AEE", "ITY"), ((SMALL, 0.30), (NARROWBODY, 0.65),
+                                                                        (WIDEBODY, 0.05))),
+}
+
+
+def fleet_category(airline: str, u: float) -> int:
+    """The emitter category of an aircraft of ``airline``, from a uniform draw u in [0, 1)."""
+    mix = _FLEET_MIX.get(airline, _DEFAULT_MIX)
+    for category, share in mix:
+        u -= share
+        if u < 0:
+            return category
+    return mix[-1][0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,8 +365,8 @@ class SyntheticFleet:
                 if address not in used:
                     used.add(address)
                     break
-            category = WIDEBODY if rng.random() < 0.25 else NARROWBODY
-            ac = _Aircraft(i, f"{address:06x}", name, iso, rng.choice(airlines), category,
+            u, airline = rng.random(), rng.choice(airlines)  # the draws of earlier versions, in order
+            ac = _Aircraft(i, f"{address:06x}", name, iso, airline, fleet_category(airline, u),
                            self.airports.draw(rng, iso))
             self._first_leg(ac, start_time)
             self.aircraft.append(ac)

@@ -1,11 +1,12 @@
-"""One Kafka record -> one Position row. The only place that knows the wire format, so Protobuf
-(chosen by the record's `content-type` header) can be added here alone."""
+"""One Kafka record -> one Position row. The tracker's only place that decodes a record: JSON or
+Protobuf by the record's `content-type` header, through pipeline_common.state_codec."""
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime, timezone
 from typing import NamedTuple
+
+from pipeline_common.state_codec import UndecodableState, content_type_of, decode_state
 
 MAX_EPOCH_S = 4102444800  # 2100-01-01: anything later is a unit mistake (ms for s), not a position time
 _ICAO24_HEX = frozenset("0123456789abcdef")
@@ -90,18 +91,14 @@ def _epoch(state: dict, name: str) -> datetime | None:
 
 
 def decode(value: bytes | None, partition: int, offset: int, headers=None) -> Position:
-    """A Kafka record value (JSON state vector, UTF-8) -> Position; raises InvalidRecord with the reason."""
-    content_type = next((v for k, v in headers or () if k == "content-type"), None)
-    if content_type not in (None, b"application/json"):
-        raise InvalidRecord(f"content-type {content_type!r} is not supported (application/json only)")
+    """A Kafka record value (JSON or Protobuf state) -> Position; raises InvalidRecord with the reason."""
     if not value:
         raise InvalidRecord("empty record value")
     try:
-        state = json.loads(value)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRecord(f"not JSON: {exc}") from None
-    if not isinstance(state, dict):
-        raise InvalidRecord(f"not a JSON object but {type(state).__name__}")
+        # JSON or Protobuf by the content-type header, through the decoder every consumer shares.
+        state = decode_state(value, content_type_of(headers))
+    except UndecodableState as exc:
+        raise InvalidRecord(str(exc)) from None
     icao24 = state.get("icao24")
     if not isinstance(icao24, str) or not valid_icao24(icao24.strip().lower()):
         raise InvalidRecord(f"icao24 is not 6 hex digits: {icao24!r}")

@@ -28,7 +28,11 @@ class TrackerService:
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.api_host}:{self.config.api_port}/"
+        """The API's address; with TRACKER_API_PORT=0 the port the system chose."""
+        port = self.config.api_port
+        if self._server is not None and self._server.started and self._server.servers:
+            port = self._server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{self.config.api_host}:{port}/"
 
     def _build_api(self) -> None:
         import uvicorn
@@ -49,7 +53,8 @@ class TrackerService:
     def kafka_problem(self) -> str | None:
         if self.stats.kafka_error:
             return self.stats.kafka_error
-        if time.time() - self.stats.last_poll > 30:
+        # While the database is down the consumer waits for the writer instead of polling: not Kafka's fault.
+        if time.time() - self.stats.last_poll > 30 and not self.stats.database_error:
             return "the consumer has not polled Kafka for more than 30 s"
         return None
 

@@ -9,7 +9,8 @@ from infra import aws_resources, demo
 
 
 @pytest.mark.slow
-def test_demo_run_reconciles_on_the_real_pipeline(stack, tmp_path):
+def test_demo_run_reconciles_on_the_real_pipeline(stack, database_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRACKER_API_PORT", "0")  # the demo's tracker serves its map on a free port
     # GIVEN a function, topic and subscriber of this test's own (so the metric counts are only ours)
     suffix = uuid.uuid4().hex[:6]
     settings = aws_resources.AwsResourceSettings.from_env(
@@ -36,3 +37,5 @@ def test_demo_run_reconciles_on_the_real_pipeline(stack, tmp_path):
     assert summary["count_messages"]["published_before_run_in_window"] == 0
     assert summary["count_messages"]["value"] == summary["published_to_sns"]
     assert summary["function_metrics"]["Received"] == summary["trigger"]["invoked_records"]
+    # AND the tracker stored each distinct position of the run once in PostgreSQL
+    assert summary["tracker"]["rows_stored"] == summary["tracker"]["distinct_positions_in_kafka"] > 0

@@ -296,6 +296,8 @@ def test_stats_page_draws_the_hourly_analytics_from_postgresql(chromium, tracker
         expect(page.get_by_role("img", name="Aircraft now by country")).to_contain_text(next(iter(countries_now)))
         expect(page.get_by_text("analytics refreshed")).to_be_visible()
         expect(page.get_by_role("alert")).to_be_hidden()
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT.with_name("stats.png")), full_page=True)
         assert errors == []
     finally:
         page.close()

@@ -122,6 +122,22 @@ def test_raw_state_as_the_event_itself_is_published(aws):
     assert message["attributes"] == {"origin_country": "Germany"}  # no Kafka timestamp for a raw state
 
 
+def test_the_aircraft_category_travels_as_a_message_attribute_not_in_the_body(aws):
+    # GIVEN states of a heavy (6), a rotorcraft (8), one without a category and one with a bogus value
+    good = load_event("raw_state.json")
+    states = [{**good, "icao24": "3c6444", "category": 6}, {**good, "icao24": "3c6445", "category": 8},
+              {**good, "icao24": "3c6446", "category": None}, {**good, "icao24": "3c6447", "category": 99}]
+    result = handler.lambda_handler(states, None)
+    assert result["published"] == 4
+    received = {m["body"]["icao24"]: m for m in aws.received()}
+    # THEN subscribers can filter on the category attribute; the body is still exactly the eight fields
+    assert received["3c6444"]["attributes"] == {"origin_country": "Germany", "category": "6"}
+    assert received["3c6445"]["attributes"]["category"] == "8"
+    assert "category" not in received["3c6446"]["attributes"] and "category" not in received["3c6447"]["attributes"]
+    assert all(list(m["body"]) == ["icao24", "callsign", "origin_country", "time_position", "longitude",
+                                   "latitude", "altitude_feet", "velocity_knots"] for m in received.values())
+
+
 def test_list_of_raw_states_reports_failures_by_index(aws):
     good = load_event("raw_state.json")
     result = handler.lambda_handler([good, {**good, "on_ground": True}, {**good, "latitude": float("nan")}], None)

@@ -1,4 +1,5 @@
-"""The deployment zip is reproducible and holds only the function's own source, at the zip root."""
+"""The deployment zip is reproducible and holds the function's own source at the zip root, the
+pipeline_common modules it imports, and the pinned Protobuf runtime for Lambda's platform."""
 from __future__ import annotations
 
 import hashlib
@@ -45,11 +46,12 @@ def test_zip_has_sorted_root_level_python_files_with_fixed_metadata(src_copy):
         infos = archive.infolist()
         names = [info.filename for info in infos]
         assert names == sorted(names)
-        own = [n for n in names if not n.startswith("pipeline_common/")]
+        vendored = ("google/", "protobuf-")
+        own = [n for n in names if not n.startswith(("pipeline_common/", *vendored))]
         assert "handler.py" in own and "/" not in "".join(own)
         assert not any(n.endswith(".pyc") or n.startswith(("tests", "test_", ".", "flightpipe.egg-info")) for n in names)
         assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
-        assert {info.external_attr >> 16 for info in infos} == {0o100644}
+        assert {info.external_attr >> 16 for info in infos if not info.filename.endswith(".so")} == {0o100644}
         assert archive.read("handler.py") == (src_copy / "handler.py").read_bytes()
 
 
@@ -59,8 +61,9 @@ def test_zip_needs_nothing_but_boto3_and_the_standard_library(src_copy, tmp_path
         archive.extractall(tmp_path / "zip")
     root = tmp_path / "zip"
     own = {p.stem for p in root.glob("*.py")}
-    allowed = set(sys.stdlib_module_names) | {"boto3", "botocore", "pipeline_common", "__future__"} | own
-    for path in root.rglob("*.py"):
+    allowed = (set(sys.stdlib_module_names) | {"boto3", "botocore", "pipeline_common", "__future__"} | own
+               | {"google"})  # the vendored Protobuf runtime, itself checked below
+    for path in [*root.glob("*.py"), *(root / "pipeline_common").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 roots = {alias.name.split(".")[0] for alias in node.names}
@@ -105,3 +108,35 @@ def test_missing_source_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="has no handler.py"):
         lambda_package.build_zip_bytes(tmp_path / "empty")
+
+
+def test_the_zip_carries_the_protobuf_runtime_for_lambdas_platform_and_decodes_with_it(src_copy, tmp_path):
+    """GIVEN the extracted zip and an interpreter that sees nothing else (no site-packages)
+    WHEN a Protobuf record is decoded THEN it is the zip's own Protobuf runtime that does it, the
+    manylinux x86_64 build for Lambda's python3.x (abi3), so the zip deploys unchanged to AWS."""
+    with zipfile.ZipFile(io.BytesIO(lambda_package.build_zip_bytes(src_copy))) as archive:
+        archive.extractall(tmp_path / "zip")
+        wheel_tag = archive.read("protobuf-7.36.2.dist-info/WHEEL").decode()
+    assert "Tag: cp310-abi3-manylinux2014_x86_64" in wheel_tag
+    assert list((tmp_path / "zip" / "google" / "_upb").glob("_message.abi3.so"))
+    probe = ("import sys; sys.path[:0] = ['.']; import base64, google.protobuf, kafka_esm; "
+             "from pipeline_common.state_codec import PROTOBUF, encode_state; "
+             "v = base64.b64encode(encode_state({'icao24': '3c6444', 'origin_country': 'Germany', "
+             "'last_contact': 1, 'category': 6}, PROTOBUF)).decode(); "
+             "ev = {'eventSource': 'SelfManagedKafka', 'records': {'t-0': [{'topic': 't', 'partition': 0, "
+             "'offset': 3, 'value': v, 'headers': [{'content-type': list(PROTOBUF.encode())}]}]}}; "
+             "r = kafka_esm.read_event(ev)[0]; print(google.protobuf.__file__); print(r.state['category'], r.error)")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", probe], cwd=tmp_path / "zip", capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    where, decoded = out.stdout.splitlines()
+    assert Path(where).resolve().is_relative_to((tmp_path / "zip").resolve())
+    assert decoded == "6 None"
+
+
+def test_a_wheel_that_does_not_match_its_pinned_digest_is_refused(tmp_path, monkeypatch):
+    name = next(iter(lambda_package.WHEELS))
+    (tmp_path / name).write_bytes(b"not the real wheel")
+    with pytest.raises(FileNotFoundError, match="not the pinned"):
+        lambda_package.fetch_wheels(tmp_path)
+    assert not (tmp_path / name).exists()

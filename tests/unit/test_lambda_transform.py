@@ -94,6 +94,7 @@ def test_coordinates_are_rounded_to_five_decimals():
     ({"velocity": -3.0}, "velocity -3.0 m/s is negative"),
     ({"callsign": 12}, "callsign is not a string"),
     ({"baro_altitude": 1e308}, "value out of range"),
+    ({"velocity": 1e308}, "value out of range"),  # finite m/s, infinite knots (Hypothesis found 9.248e307)
 ])
 def test_malformed_states_are_rejected_with_a_reason(overrides, message):
     with pytest.raises(InvalidState, match=message.replace("(", r"\(").replace(".", r"\.")):

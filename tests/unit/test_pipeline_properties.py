@@ -88,7 +88,8 @@ def test_the_function_rejects_a_published_state_only_for_a_documented_reason(row
     """The contract between producer and function: whatever the producer publishes, the function
     publishes or filters it, except for three things the producer's parser lets through and the
     function must refuse (and dead-letter, with the reason): a blank origin_country (SNS cannot filter
-    on an empty attribute), a time beyond the year 9999, and a negative ground speed."""
+    on an empty attribute), a time beyond the year 9999, a negative ground speed, and an altitude or
+    ground speed so large that feet or knots overflow a float."""
     state = parse_state_vector(row)
     try:
         notification, reason = evaluate(to_message(state, "opensky", 0.0))
@@ -96,7 +97,8 @@ def test_the_function_rejects_a_published_state_only_for_a_documented_reason(row
         allowed = (not state["origin_country"].strip()
                    or any(state[f] is not None and state[f] > MAX_EPOCH_S for f in ("time_position", "last_contact"))
                    or (state["velocity"] is not None and state["velocity"] < 0)
-                   or (state["baro_altitude"] or state["geo_altitude"] or 0) * 3.28084 in (math.inf, -math.inf))
+                   or (state["baro_altitude"] or state["geo_altitude"] or 0) * 3.28084 in (math.inf, -math.inf)
+                   or (state["velocity"] or 0) * 1.943844 in (math.inf, -math.inf))
         assert allowed, f"rejected a valid published state: {exc}"
         return
     assert (notification is None) != (reason is None)

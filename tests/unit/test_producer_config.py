@@ -22,8 +22,10 @@ def test_defaults():
 
 def test_environment_is_read_and_values_passed_in_code_win():
     env = {"PRODUCER_SOURCE": "opensky", "PRODUCER_BBOX": "45.8,5.9,47.8,10.5", "PRODUCER_ICAO24": "3C6444, 4b1815",
-           "KAFKA_TOPIC": "t1", "OPENSKY_API_URL": "http://127.0.0.1:8080/api/", "PRODUCER_INTERVAL": "30"}
+           "KAFKA_TOPIC": "t1", "OPENSKY_API_URL": "http://127.0.0.1:8080/api/", "PRODUCER_INTERVAL": "30",
+           "OPENSKY_DAILY_CREDITS": "8000"}  # a feeder: a 1-credit poll every 15 s (5,760/day) fits
     cfg = ProducerConfig.from_env(env, interval_s=15.0)
+    assert cfg.opensky.daily_credits == 8000
     assert cfg.source == "opensky" and cfg.topic == "t1"
     assert cfg.bbox == (45.8, 5.9, 47.8, 10.5) and cfg.icao24 == ("3c6444", "4b1815")
     assert cfg.opensky.api_url == "http://127.0.0.1:8080/api"
@@ -49,9 +51,10 @@ def test_a_malformed_setting_fails_at_start_naming_it(env, variable):
 
 
 def test_opensky_is_never_polled_faster_than_its_resolution():
-    assert ProducerConfig.from_env({}, source="opensky", interval_s=3.0).effective_interval_s == 10.0
+    # Ten polls fit in any day's credits, so only the data resolution limits this short run.
+    assert ProducerConfig.from_env({}, source="opensky", interval_s=3.0, max_ticks=10).effective_interval_s == 10.0
     authed = ProducerConfig.from_env({"OPENSKY_CLIENT_ID": "c", "OPENSKY_CLIENT_SECRET": "s"},
-                                     source="opensky", interval_s=3.0)
+                                     source="opensky", interval_s=3.0, max_ticks=10)
     assert authed.effective_interval_s == 5.0
     assert ProducerConfig.from_env({}, source="opensky").effective_interval_s == 10.0
 

@@ -36,12 +36,14 @@ class FakeProducer:
     def __init__(self, **config):
         self.config = config
         self.sent: list[tuple[str, bytes, bytes, FakeFuture]] = []
+        self.headers: list[list[tuple[str, bytes]] | None] = []
         self.partitions_used: list[int | None] = []
         self.flushed = self.closed = False
 
-    def send(self, topic, key=None, value=None, partition=None):
+    def send(self, topic, key=None, value=None, partition=None, headers=None):
         future = FakeFuture()
         self.sent.append((topic, key, value, future))
+        self.headers.append(headers)
         self.partitions_used.append(partition)
         return future
 
@@ -93,6 +95,20 @@ def test_one_message_per_state_keyed_by_icao24_with_compact_utf8_json():
     assert json.loads(value.decode("utf-8")) == state
     assert "Côte".encode() in value  # UTF-8, not \u escapes
     assert value.startswith(b'{"icao24":"3c6444","callsign":"DLH9LF",')  # compact separators
+    assert producer.headers[0] == [("content-type", b"application/json")]
+
+
+def test_protobuf_format_sends_protobuf_values_named_by_their_content_type_header():
+    from pipeline_common.state_codec import PROTOBUF, decode_state
+
+    sink, producer = make_sink(value_format="protobuf")
+    state = {"icao24": "3c6444", "callsign": None, "origin_country": "Germany", "last_contact": 1722515697,
+             "on_ground": False, "category": 6}
+    sink.send("3c6444", state)
+    _topic, key, value, _ = producer.sent[0]
+    assert producer.headers[0] == [("content-type", PROTOBUF.encode())]
+    decoded = decode_state(value, PROTOBUF)
+    assert key == b"3c6444" and decoded["category"] == 6 and decoded["callsign"] is None
 
 
 def test_keys_go_to_the_partition_kafkas_default_partitioner_would_choose():

@@ -169,3 +169,37 @@ class _Counter:
 
     def close(self, timeout=None):
         pass
+
+
+# ---------------------------------------------------------------- aircraft category (OpenSky field 17)
+def test_each_aircraft_has_a_plausible_category_for_its_airline_and_route():
+    from producer.synthetic import HIGH_VORTEX, NARROWBODY, SMALL, WIDEBODY
+
+    fleet = SyntheticFleet(3000, seed=5, start_time=T0)
+    states = {s["icao24"]: s for s in fleet.tick(T0)}
+    by_airline: dict[str, list[int]] = {}
+    legs: dict[int, list[float]] = {}
+    airports = fleet.airports.airports
+    for ac in fleet.aircraft:
+        # the category travels in every state, as OpenSky's extended=1 field 17 does
+        assert states[ac.icao24]["category"] == ac.category in (SMALL, NARROWBODY, HIGH_VORTEX, WIDEBODY)
+        by_airline.setdefault(ac.airline, []).append(ac.category)
+        origin, dest = airports[ac.leg.origin], airports[ac.leg.dest]
+        legs.setdefault(ac.category, []).append(great_circle_m(origin.lat, origin.lon, dest.lat, dest.lon))
+    # heavies fly long legs, small regional aircraft short ones (a few exceptions: a home country
+    # without an airport in range makes the schedule take the nearest fit)
+    assert sum(d > 2_000e3 for d in legs[WIDEBODY]) / len(legs[WIDEBODY]) > 0.9
+    assert sum(d < 2_000e3 for d in legs[SMALL]) / len(legs[SMALL]) > 0.9
+    assert set(by_airline["RYR"]) == {NARROWBODY}                          # one-type low-cost fleet
+    assert by_airline["UAE"].count(WIDEBODY) / len(by_airline["UAE"]) > 0.7  # a widebody hub carrier
+    assert HIGH_VORTEX in by_airline["FDX"] + by_airline["UPS"]             # integrators' 757s
+    every = [c for cats in by_airline.values() for c in cats]
+    assert 0.15 < every.count(WIDEBODY) / len(every) < 0.35
+
+
+def test_fleet_category_follows_the_airline_mix():
+    from producer.synthetic import fleet_category
+
+    assert [fleet_category("RYR", u) for u in (0.0, 0.5, 0.999)] == [4, 4, 4]
+    assert [fleet_category("FDX", u) for u in (0.0, 0.6, 0.9)] == [6, 5, 4]
+    assert [fleet_category("ZZZ", u) for u in (0.1, 0.27, 0.5)] == [6, 3, 4]  # the default mix

@@ -37,8 +37,8 @@ def test_blank_callsign_is_null_and_uppercase_icao24_is_normalised():
 
 @pytest.mark.parametrize("value, reason", [
     (b"", "empty"),
-    (b"{not json", "not JSON"),
-    (b"[1, 2]", "not a JSON object"),
+    (b"{not json", "not valid JSON"),
+    (b"[1, 2]", "JSON list, not an object"),
     (_raw(icao24="zz"), "icao24"),
     (_raw(time_position=None, last_contact=None), "neither time_position nor last_contact"),
     (_raw(latitude=91.5), "latitude"),
@@ -46,7 +46,7 @@ def test_blank_callsign_is_null_and_uppercase_icao24_is_normalised():
     (_raw(on_ground="no"), "on_ground"),
     (_raw(time_position=1722515696000), "time_position"),  # milliseconds, not seconds
     (_raw(category=True), "category"),
-    (b"\xff\xfe", "not JSON"),
+    (b"\xff\xfe", "not UTF-8"),
 ])
 def test_a_malformed_record_is_rejected_with_a_reason_naming_the_problem(value, reason):
     with pytest.raises(InvalidRecord, match=reason):
@@ -55,7 +55,18 @@ def test_a_malformed_record_is_rejected_with_a_reason_naming_the_problem(value, 
 
 def test_an_unknown_content_type_is_rejected_not_guessed():
     with pytest.raises(InvalidRecord, match="content-type"):
-        decode(_raw(), 0, 0, headers=[("content-type", b"application/x-protobuf")])
+        decode(_raw(), 0, 0, headers=[("content-type", b"text/csv")])
+
+
+def test_a_protobuf_record_becomes_the_same_row_as_its_json_twin():
+    from pipeline_common.state_codec import PROTOBUF, encode_state
+
+    state = {**load_event("raw_state.json"), "category": 6, "vertical_rate": None}
+    as_json = decode(json.dumps(state).encode(), 2, 9)
+    as_proto = decode(encode_state(state, PROTOBUF), 2, 9, headers=[("content-type", PROTOBUF.encode())])
+    assert as_proto == as_json and as_proto.category == 6 and as_proto.vertical_rate is None
+    with pytest.raises(InvalidRecord, match="not a valid flightpipe.OpenSkyState Protobuf message"):
+        decode(encode_state(state, PROTOBUF)[:-4], 2, 10, headers=[("content-type", PROTOBUF.encode())])
 
 
 def test_flight_converts_units_like_the_lambda():

@@ -36,7 +36,8 @@ export function horizontalBars(container, items, label) {
   if (!items.length) { emptyNote(container, "No data yet."); return; }
   const rowH = 20;
   const width = 460;
-  const labelW = 120;
+  // Wide enough for the longest label ("United Arab Emirates"), at about 6.5 px a character.
+  const labelW = Math.min(220, Math.max(60, Math.max(...items.map((i) => String(i.label).length)) * 6.5 + 12));
   const height = items.length * rowH + 10;
   const svg = svgRoot(container, width, height, label);
   const max = niceMax(Math.max(...items.map((i) => i.value)));

@@ -93,6 +93,7 @@ const HIT_RADIUS_PX = 12;
 const LABEL_MAX_AIRCRAFT = 300;
 const LABEL_MIN_ZOOM = 7;
 const DRAW_TIMES_KEPT = 200;
+const CANVAS_PADDING = 0.25; // of the map's width/height on each side, drawn beyond the visible area
 
 export const AircraftLayer = L.Layer.extend({
   initialize(options) {
@@ -110,14 +111,16 @@ export const AircraftLayer = L.Layer.extend({
     this._canvas = L.DomUtil.create("canvas", "aircraft-canvas leaflet-zoom-hide");
     this._canvas.setAttribute("aria-hidden", "true"); // the table beside the map is the accessible view
     map.getPanes().overlayPane.appendChild(this._canvas);
-    map.on("move resize zoomend viewreset", this.redraw, this);
+    // Not on "move": while the map is dragged the canvas moves with its pane (a CSS transform, free at any
+    // aircraft count); it is redrawn once the move ends, with a margin so the edges are not empty meanwhile.
+    map.on("moveend resize zoomend viewreset", this.redraw, this);
     map.on("click", this._onClick, this);
     map.on("mousemove", this._onMouseMove, this);
     this.redraw();
   },
 
   onRemove(map) {
-    map.off("move resize zoomend viewreset", this.redraw, this);
+    map.off("moveend resize zoomend viewreset", this.redraw, this);
     map.off("click", this._onClick, this);
     map.off("mousemove", this._onMouseMove, this);
     L.DomUtil.remove(this._canvas);
@@ -158,13 +161,17 @@ export const AircraftLayer = L.Layer.extend({
     const size = map.getSize();
     const dpr = window.devicePixelRatio || 1;
     const canvas = this._canvas;
-    if (canvas.width !== size.x * dpr || canvas.height !== size.y * dpr) {
-      canvas.width = size.x * dpr;
-      canvas.height = size.y * dpr;
-      canvas.style.width = `${size.x}px`;
-      canvas.style.height = `${size.y}px`;
+    const padX = Math.round(size.x * CANVAS_PADDING);
+    const padY = Math.round(size.y * CANVAS_PADDING);
+    const cw = size.x + 2 * padX;
+    const ch = size.y + 2 * padY;
+    if (canvas.width !== cw * dpr || canvas.height !== ch * dpr) {
+      canvas.width = cw * dpr;
+      canvas.height = ch * dpr;
+      canvas.style.width = `${cw}px`;
+      canvas.style.height = `${ch}px`;
     }
-    L.DomUtil.setPosition(canvas, map.containerPointToLayerPoint([0, 0]));
+    L.DomUtil.setPosition(canvas, map.containerPointToLayerPoint([-padX, -padY]));
     const ctx = canvas.getContext("2d");
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, canvas.width, canvas.height);
@@ -195,17 +202,17 @@ export const AircraftLayer = L.Layer.extend({
       const x = (worldPx * (f.longitude + 180)) / 360 - offX;
       const sinLat = Math.sin(lat * RAD);
       const y = worldPx * (0.5 - Math.log((1 + sinLat) / (1 - sinLat)) / (4 * Math.PI)) - offY;
-      if (x < -margin || y < -margin || x > size.x + margin || y > size.y + margin) continue;
+      if (x < -padX - margin || y < -padY - margin || x > size.x + padX + margin || y > size.y + padY + margin) continue;
       const [shape, scale] = shapeFor(f.category);
       const sprite = spriteFor(shape, scale * iconScale, colourKey(f, a.isStale(this._nowMs)), f.true_track, dpr);
-      ctx.drawImage(sprite.image, Math.round(x * dpr - sprite.half), Math.round(y * dpr - sprite.half));
+      ctx.drawImage(sprite.image, Math.round((x + padX) * dpr - sprite.half), Math.round((y + padY) * dpr - sprite.half));
       this._drawn.x[drawn.length] = x;
       this._drawn.y[drawn.length] = y;
       drawn.push(a);
       if (a.icao24 === this._selected) selectedPoint = { x, y };
     }
     this._drawn.items = drawn;
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.setTransform(dpr, 0, 0, dpr, padX * dpr, padY * dpr);
     if (selectedPoint) {
       ctx.beginPath();
       ctx.arc(selectedPoint.x, selectedPoint.y, 17, 0, 2 * Math.PI);
