@@ -11,7 +11,7 @@ from saved_events import load_event
 
 def record(offset: int, value, partition: int = 0):
     raw = value if value is None or isinstance(value, bytes) else json.dumps(value).encode()
-    return SimpleNamespace(partition=partition, offset=offset, value=raw)
+    return SimpleNamespace(partition=partition, offset=offset, value=raw, headers=[])  # no content-type: JSON
 
 
 def test_each_record_is_counted_once_by_what_the_function_must_do_with_it():
