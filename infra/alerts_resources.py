@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Mapping
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, WaiterError
+from botocore.exceptions import ClientError
 
 from alert_rules import Watchlist, WatchlistError  # the function's own parsers
 from geofence import GeofenceError, parse_fences
@@ -364,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def command() -> None:
         settings = AlertResourceSettings.from_args(args)
         if args.command == "deploy":
             _say("deployed: " + json.dumps(deploy(settings)))
@@ -381,19 +382,12 @@ def main(argv: list[str] | None = None) -> int:
                 pass
         elif args.command == "destroy":
             destroy(settings)
-        return 0
+
+    try:
+        return base.run_command(command)
     except GeofenceError as exc:
         print(f"error: geofences refused, the old ones stay: {exc}", file=sys.stderr)
         return 2
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except EndpointConnectionError as exc:
-        print(f"error: cannot reach the AWS endpoint ({exc}); is the stack running? try `make run`", file=sys.stderr)
-        return 1
-    except (ClientError, BotoCoreError, WaiterError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

@@ -413,11 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_command(args: argparse.Namespace, command: Callable[[AwsResourceSettings], None]) -> int:
-    """Exit code of one command-line command, the errors a user can act on printed in one line
-    (2: a bad setting; 1: the endpoint or AWS refused)."""
+def run_command(command: Callable[[], object]) -> int:
+    """Exit code of one command-line command (which reads its settings itself), the errors a user
+    can act on printed in one line (2: a bad setting; 1: the endpoint or AWS refused)."""
     try:
-        command(AwsResourceSettings.from_args(args))
+        command()
         return 0
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         "deploy-resources": lambda settings: _say("deployed: " + json.dumps(deploy_resources(settings))),
         "destroy": destroy,
     }
-    return run_command(args, commands[args.command])
+    return run_command(lambda: commands[args.command](AwsResourceSettings.from_args(args)))
 
 
 if __name__ == "__main__":

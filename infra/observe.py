@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     def tail(settings: AwsResourceSettings) -> None:
         notifications(args.max, args.seconds, settings)
 
-    return run_command(args, {"count-messages": count, "notifications": tail}[args.command])
+    command = {"count-messages": count, "notifications": tail}[args.command]
+    return run_command(lambda: command(AwsResourceSettings.from_args(args)))
 
 
 if __name__ == "__main__":
