@@ -26,7 +26,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
         geofences alerts alerts-trigger \
-        produce trigger tracker psql demo test test-unit test-integration reliability bench settings-table clean
+        produce trigger lag tracker psql demo test test-unit test-integration reliability bench settings-table clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -92,8 +92,11 @@ destroy: setup ## delete the functions, roles, topics, subscriber queues and the
 produce: setup ## run the producer: make produce SOURCE=opensky|synthetic|replay
 	@$(PY) -m producer --source $(SOURCE) $(ARGS)
 
-trigger: setup ## run the Kafka -> Lambda trigger (event source mapping)
-	@$(PY) -m trigger $(ARGS)
+trigger: setup ## run the Kafka -> Lambda trigger; MAPPINGS=infra/aws/template.yaml runs every mapping declared there
+	@$(PY) -m trigger $(if $(MAPPINGS),--mappings $(MAPPINGS)) $(ARGS)
+
+lag: setup ## OffsetLag of each mapping's consumer group (MAPPINGS=... as for make trigger)
+	@$(PY) -m trigger.lag $(if $(MAPPINGS),--mappings $(MAPPINGS))
 
 tracker: setup ## run the flight tracker: consumer + REST/WebSocket API + map (TRACKER_API_PORT, default 8000)
 	@$(PY) -m tracker $(ARGS)

@@ -24,6 +24,7 @@ from typing import Callable, ClassVar, Mapping
 from botocore.exceptions import ClientError
 
 from alert_rules import Watchlist, WatchlistError  # the function's own parsers
+from alert_settings import ALERTS_TOPIC_NAME, GEOFENCES_BUCKET, GEOFENCES_KEY, default_geofences_bucket
 from geofence import GeofenceError, parse_fences
 from infra import aws_resources as base
 from infra.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256
@@ -46,14 +47,13 @@ Say = Callable[[str], None]
 class AlertResourceSettings(Settings):
     USED_BY: ClassVar[str] = "alerts deploy, geofences, alerts (infra/alerts_resources.py), demo"
 
-    topic_name: str = setting("ALERTS_TOPIC_NAME", "FlightAlerts", help="the alerts topic")
+    topic_name: str = ALERTS_TOPIC_NAME.field()
     fifo: bool = setting("ALERTS_FIFO", False, help="true: the topic is `<name>.fifo` (an SQS FIFO demo queue) "
                                                     "and SNS drops a re-sent alert by its deduplication id")
     function_name: str = setting("ALERTS_FUNCTION_NAME", "flight-alerts", help="the alerts function")
     table: str = setting("ALERTS_TABLE", "FlightAlertState", help="DynamoDB table of the per-aircraft alert state")
-    bucket: str = setting("GEOFENCES_BUCKET", "", doc_default="`flightpipe-geofences-<account>`",
-                          help="S3 bucket holding the geofences (the deployer creates it)")
-    key: str = setting("GEOFENCES_KEY", "geofences.geojson", help="S3 key of the geofences' GeoJSON")
+    bucket: str = GEOFENCES_BUCKET.field()
+    key: str = GEOFENCES_KEY.field()
     queue_name: str = setting("ALERTS_QUEUE_NAME", "flight-alerts-demo", help="demo subscriber queue of every alert")
     queue_retention_s: int = setting("ALERTS_QUEUE_RETENTION_S", 345600, minimum=60, maximum=1209600, unit="s",
                                      help="how long the demo alerts queue keeps an alert nobody read")
@@ -96,8 +96,7 @@ def _say(message: str) -> None:
 def bucket_name(settings: AlertResourceSettings, clients: base.AwsClients) -> str:
     if settings.bucket:
         return settings.bucket
-    account = clients.sts.get_caller_identity()["Account"]
-    return f"flightpipe-geofences-{account}"
+    return default_geofences_bucket(clients.sts.get_caller_identity()["Account"])
 
 
 # --- pieces ------------------------------------------------------------------------------------------------
@@ -279,6 +278,17 @@ def format_alert(body: dict) -> str:
             f"{body.get('latitude')},{body.get('longitude')} {body.get('altitude_feet')} ft")
 
 
+def alert_body(text: str) -> dict:
+    """An alert as a subscriber queue holds it: the function's JSON body (raw delivery), or the SNS
+    envelope around it (a subscription without raw delivery). ValueError when it is neither."""
+    body = json.loads(text)
+    if isinstance(body, dict) and body.get("Type") == "Notification":
+        body = json.loads(body.get("Message") or "")
+    if not isinstance(body, dict) or not body.get("alert_type"):
+        raise ValueError("not an alert: no alert_type")
+    return body
+
+
 def receive_alerts(settings: AlertResourceSettings, clients: base.AwsClients, *, types: set[str] | None = None,
                    max_messages: int | None = None, seconds: float | None = None, quiet_s: float | None = None,
                    on_alert: Callable[[dict], None] = lambda body: print(format_alert(body), flush=True)) -> list[dict]:
@@ -298,11 +308,9 @@ def receive_alerts(settings: AlertResourceSettings, clients: base.AwsClients, *,
                                                MessageAttributeNames=["All"]).get("Messages", [])
         for message in messages:
             try:
-                body = json.loads(message["Body"])
+                body = alert_body(message["Body"])
             except ValueError:
                 body = {"alert_type": "?", "raw": message["Body"]}
-            if isinstance(body, dict) and body.get("Type") == "Notification":  # not raw delivery
-                body = json.loads(body["Message"])
             if types is None or body.get("alert_type") in types:
                 on_alert(body)
                 shown.append(body)

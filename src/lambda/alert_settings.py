@@ -12,11 +12,25 @@ from typing import ClassVar, Mapping
 
 from alert_rules import Watchlist
 from flight_settings import FunctionSettings
-from pipeline_common.settings import Settings, setting
+from pipeline_common.settings import ConfigError, Setting, Settings, setting
 
 DEFAULT_TABLE = "FlightAlertState"
 DEFAULT_KEY = "geofences.geojson"
 DEFAULT_FUNCTION_NAME = "flight-alerts"
+
+# Read by the function, the deployer (infra/alerts_resources.py) and the tracker's map: declared once here.
+GEOFENCES_BUCKET = Setting("GEOFENCES_BUCKET", "", doc_default="`flightpipe-geofences-<account>`",
+                           help="S3 bucket holding the geofences (the deployer creates it)")
+GEOFENCES_KEY = Setting("GEOFENCES_KEY", DEFAULT_KEY, help="S3 key of the geofences' GeoJSON")
+GEOFENCE_REFRESH_S = Setting("GEOFENCE_REFRESH_S", 30, minimum=0, maximum=3600, unit="s", flag=None,
+                             help="how often a running function (and the tracker's map) checks the fences "
+                                  "object for a new version")
+ALERTS_TOPIC_NAME = Setting("ALERTS_TOPIC_NAME", "FlightAlerts", help="the alerts topic")
+
+
+def default_geofences_bucket(account: str) -> str:
+    """The bucket the deployer creates when GEOFENCES_BUCKET is not set (one per AWS account)."""
+    return f"flightpipe-geofences-{account}"
 
 
 @dataclass(frozen=True)
@@ -25,13 +39,10 @@ class AlertSettings(Settings):
     USED_BY: ClassVar[str] = "flight-alerts function (the alerts deployer sets or passes it on)"
 
     function: FunctionSettings = field(default_factory=FunctionSettings)
-    geofences_bucket: str = setting("GEOFENCES_BUCKET", None, required=True,
-                                    doc_default="`flightpipe-geofences-<account>`",
-                                    help="S3 bucket holding the geofences (the deployer creates it)")
+    geofences_bucket: str = GEOFENCES_BUCKET.field()  # required here: the deployer always sets it
     table: str = setting("ALERTS_TABLE", DEFAULT_TABLE, help="DynamoDB table of the per-aircraft alert state")
-    geofences_key: str = setting("GEOFENCES_KEY", DEFAULT_KEY, help="S3 key of the geofences' GeoJSON")
-    geofence_refresh_s: int = setting("GEOFENCE_REFRESH_S", 30, minimum=0, maximum=3600, unit="s",
-                                      help="how often a running function checks the fences object for a new version")
+    geofences_key: str = GEOFENCES_KEY.field()
+    geofence_refresh_s: int = GEOFENCE_REFRESH_S.field()
     watchlist: Watchlist = setting("ALERT_WATCHLIST", Watchlist(), parse=Watchlist.parse,
                                    doc_default="`callsign=QFA*,callsign=BAW1*` (from the deployer)",
                                    help="comma-separated `icao24=<hex>` and `callsign=<pattern>` entries")
@@ -40,6 +51,10 @@ class AlertSettings(Settings):
                                     "appearance (WATCHLIST again)")
     state_ttl_s: int = setting("ALERT_STATE_TTL_S", 86400, minimum=3600, maximum=365 * 86400, unit="s",
                                help="alert state of aircraft not seen for this long expires (DynamoDB TTL)")
+
+    def check(self) -> None:
+        if not self.geofences_bucket.strip():
+            raise ConfigError("GEOFENCES_BUCKET is required but not set")
 
     @property
     def fifo(self) -> bool:

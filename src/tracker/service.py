@@ -38,14 +38,17 @@ class TrackerService:
         import uvicorn
         from psycopg_pool import ConnectionPool
 
+        from .alerts_feed import AlertFeed
         from .api.app import create_app
         from .api.deps import AppState
         from .flight_view import FlightJsonCache
+        from .geofences import TrackerGeofences
 
         self._pool = ConnectionPool(self.config.database, min_size=1, max_size=8, open=False,
                                     kwargs={"application_name": "flight-tracker-api", "connect_timeout": 3})
+        self.alerts = AlertFeed(self.config.alerts)
         app = create_app(AppState(self.config, self.live, self.stats, self._pool, self.kafka_problem,
-                                  FlightJsonCache()))
+                                  FlightJsonCache(), self.alerts, TrackerGeofences(self.config.alerts)))
         self._server = uvicorn.Server(uvicorn.Config(app, host=self.config.api_host, port=self.config.api_port,
                                                      log_config=None, access_log=False, ws="websockets-sansio"))
         self._server_thread = threading.Thread(target=self._server.run, name="tracker-api", daemon=True)
@@ -71,6 +74,7 @@ class TrackerService:
         self._consumer_thread.start()
         if self._server is not None:
             self._pool.open(wait=False)
+            self.alerts.start()
             self._server_thread.start()
             deadline = time.monotonic() + api_timeout_s
             while not self._server.started and self._server_thread.is_alive() and time.monotonic() < deadline:
@@ -90,6 +94,7 @@ class TrackerService:
         if self._consumer_thread.is_alive():
             self._consumer_thread.join(timeout=60)
         if self._server is not None:
+            self.alerts.stop()
             self._server.should_exit = True
             if self._server_thread.is_alive():
                 self._server_thread.join(timeout=15)

@@ -8,6 +8,8 @@ from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.settings import ConfigError, Setting, Settings, setting
 from pipeline_common.shared_settings import KAFKA_TOPIC
 
+from .alerts_settings import TrackerAlertsSettings
+
 STARTING_POSITIONS = ("earliest", "latest")
 
 # Read by the tracker and by `make run` (infra/postgres.py), declared here once.
@@ -55,6 +57,7 @@ class TrackerConfig(Settings):
     connect_timeout_s: float = setting("TRACKER_CONNECT_TIMEOUT_S", 120.0, minimum=0, unit="s",
                                        help="how long to keep retrying an unreachable broker at start")
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    alerts: TrackerAlertsSettings = field(default_factory=TrackerAlertsSettings)
 
     def check(self) -> None:
         if self.database_url is not None and not self.database_url.startswith(("postgresql://", "postgres://")):

@@ -5,6 +5,7 @@ different default it says so next to the field.
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -37,6 +38,28 @@ class TriggerConfig(Settings):
     USED_BY: ClassVar[str] = "trigger"
 
     topic: str = KAFKA_TOPIC.field()
+    # Topics (AWS: a list; one topic per Kafka mapping today); None = (topic,). topic is then topics[0].
+    topics: tuple[str, ...] | None = None
+    # A name for logs; the mapping's UUID (S3 keys, CloudWatch dimension) derives from group and function.
+    name: str | None = None
+    # FilterCriteria as AWS takes it: {"Filters": [{"Pattern": "<json>"}]}, as JSON text.
+    filter_criteria: str | None = setting(
+        "TRIGGER_FILTER_CRITERIA", None, metavar="JSON",
+        help="`FilterCriteria` on the record value, e.g. "
+             "'{\"Filters\": [{\"Pattern\": \"{\\\"value\\\": {\\\"on_ground\\\": [false]}}\"}]}'")
+    on_failure_destination: str | None = setting(
+        "TRIGGER_ON_FAILURE_DESTINATION", None, metavar="URI",
+        help="`DestinationConfig.OnFailure.Destination`: kafka://<topic>, or an SQS queue, SNS topic or "
+             "S3 bucket ARN")
+    mappings: str | None = setting(
+        "TRIGGER_MAPPINGS", None, metavar="FILE",
+        help="run every `AWS::Lambda::EventSourceMapping` of this CloudFormation template, or every mapping of "
+             "a JSON/YAML file of CreateEventSourceMapping properties, each in its own group")
+    metrics: bool = setting("TRIGGER_METRICS", True,
+                            help="put AWS's event source mapping metrics to CloudWatch on AWS_ENDPOINT_URL")
+    metrics_namespace: str = setting("TRIGGER_METRICS_NAMESPACE", "AWS/Lambda", help="CloudWatch namespace")
+    metrics_interval_s: float = setting("TRIGGER_METRICS_INTERVAL_S", 60.0, minimum=1, unit="s",
+                                        help="how often the metrics are put")
     group_id: str = setting("TRIGGER_GROUP_ID", "flight-trigger", help="consumer group id")
     # AWS has no default; TRIM_HORIZON never skips a record.
     starting_position: str = setting("TRIGGER_STARTING_POSITION", "TRIM_HORIZON", choices=STARTING_POSITIONS,
@@ -120,6 +143,25 @@ class TriggerConfig(Settings):
         def bad(var: str, why: str) -> ConfigError:
             return ConfigError(f"{var}: {why}")
 
+        if self.topics is None:
+            object.__setattr__(self, "topics", (self.topic,))
+        else:
+            if not self.topics or not all(isinstance(t, str) and t for t in self.topics):
+                raise bad("Topics", f"{self.topics!r} must name at least one topic")
+            object.__setattr__(self, "topics", tuple(self.topics))
+            object.__setattr__(self, "topic", self.topics[0])
+        if self.filter_criteria is not None:
+            from .event_filter import FilterError, RecordFilter
+            try:
+                RecordFilter.from_criteria(self.filter_criteria)
+            except FilterError as exc:
+                raise bad("TRIGGER_FILTER_CRITERIA", str(exc)) from None
+        if self.on_failure_destination is not None:
+            from .on_failure import destination_from_uri
+            try:
+                destination_from_uri(self.on_failure_destination, self)
+            except ValueError as exc:
+                raise bad("TRIGGER_ON_FAILURE_DESTINATION", str(exc)) from None
         if isinstance(self.dlq_topic, str) and self.dlq_topic.lower() in DISABLED:
             object.__setattr__(self, "dlq_topic", None)
         if self.event_source is None:
@@ -131,7 +173,7 @@ class TriggerConfig(Settings):
             raise bad("TRIGGER_MAXIMUM_RECORD_AGE_S", f"{self.maximum_record_age_s} is not -1 or 60..604800")
         if self.event_source == "aws:kafka" and not self.event_source_arn:
             raise bad("TRIGGER_EVENT_SOURCE_ARN", "is required with TRIGGER_EVENT_SOURCE=aws:kafka (the MSK cluster ARN)")
-        if self.dlq_topic == self.topic:
+        if self.dlq_topic in self.topics:
             # AWS blocks this too: a failed record would loop back into its own source.
             raise bad("KAFKA_DLQ_TOPIC", "must differ from KAFKA_TOPIC")
         if self.retry_base_delay_s > self.retry_max_delay_s:
@@ -140,9 +182,18 @@ class TriggerConfig(Settings):
     @property
     def effective_retry_attempts(self) -> int:
         """MaximumRetryAttempts as AWS applies it: -1 means 10 once an on-failure destination exists."""
-        if self.maximum_retry_attempts == -1 and (self.dlq_topic or self.dlq_sqs_url):
+        if self.maximum_retry_attempts == -1 and (self.dlq_topic or self.dlq_sqs_url or self.on_failure_destination):
             return RETRIES_WITH_DESTINATION
         return self.maximum_retry_attempts
+
+    @property
+    def mapping_uuid(self) -> str:
+        """Stable per mapping (group and function), like the UUID AWS gives an event source mapping."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"flightpipe-esm:{self.group_id}:{self.function_name}"))
+
+    @property
+    def label(self) -> str:
+        return self.name or self.group_id
 
     @property
     def per_message(self) -> bool:

@@ -52,6 +52,15 @@ class OffsetTracker:
         state.in_flight = None
         state.handled_upto = last + 1
 
+    def skipped(self, tp, next_offset: int) -> None:
+        """Records up to `next_offset` matched no filter and nothing before them is pending: handled."""
+        state = self._parts.get(tp)
+        if state is None or state.in_flight is not None:
+            return
+        done = state.handled_upto if state.handled_upto is not None else state.committed
+        if done is None or next_offset > done:
+            state.handled_upto = next_offset
+
     def aborted(self, tp) -> None:
         """The batch did not finish: forget it, commit nothing for it."""
         state = self._parts.get(tp)

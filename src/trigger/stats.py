@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class TriggerStats:
     """A snapshot; every count is since the trigger started."""
-    consumed: int = 0          # records read from Kafka
+    consumed: int = 0          # records read from Kafka (filtered ones included)
+    filtered: int = 0          # records that matched no filter of FilterCriteria: committed, never invoked
     invoked_records: int = 0   # records sent to the function, retries included
     invocations: int = 0       # invoke calls, infrastructure failures included
     succeeded: int = 0         # records the function accepted
@@ -19,6 +20,7 @@ class TriggerStats:
     function_errors: int = 0   # invocations that ended in FunctionError
     endpoint_errors: int = 0   # invocations that never reached the function (throttled, down, rejected)
     dead_lettered: int = 0     # records sent to the on-failure destination(s)
+    dropped: int = 0           # records that exhausted retries with no destination configured (discarded)
     committed: int = 0         # records whose offsets are committed
     lag: int = 0               # sum over assigned partitions of end offset - committed offset
     lag_max: int = 0
@@ -38,7 +40,7 @@ def percentile(sorted_values, q: float) -> float:
 class StatsCollector:
     """Thread-safe counters; `snapshot()` gives a TriggerStats."""
 
-    _COUNTERS = ("consumed", "invoked_records", "invocations", "succeeded", "retries", "function_errors",
+    _COUNTERS = ("consumed", "filtered", "dropped", "invoked_records", "invocations", "succeeded", "retries", "function_errors",
                  "endpoint_errors", "dead_lettered", "committed")
 
     def __init__(self, latency_window: int = 4096) -> None:

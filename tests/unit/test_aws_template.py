@@ -2,7 +2,7 @@
 the same function as the local deployer, and a deploy script that is valid bash and refuses the local stack.
 
 The template is read with PyYAML (CloudFormation short tags kept as their long forms) and resolved for a few
-parameter sets by a small evaluator of the intrinsic functions it uses, so each assertion is about what
+parameter sets by trigger.cloudformation (the resolver `make trigger MAPPINGS=...` uses), so each assertion is about what
 CloudFormation would create for that deployment.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import yaml
 from infra.aws_resources import (DEFAULT_FUNCTION_NAME, DEFAULT_NAMESPACE, DEFAULT_TOPIC_NAME, HANDLER,
                                  AwsResourceSettings)
 from pipeline_common.kafka_client import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC
+from trigger import cloudformation
 from trigger.mapping import STARTING_POSITIONS, TriggerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,96 +40,12 @@ SELF_MANAGED_VPC = {"BootstrapServers": "b-1.example.com:9096,b-2.example.com:90
 
 # --- reading and resolving the template ------------------------------------------------------------------
 
-class CfnLoader(yaml.SafeLoader):
-    """SafeLoader that turns !Ref/!GetAtt/!Sub/!If/... into their JSON long forms."""
-
-
-def _short_tag(loader: CfnLoader, suffix: str, node: yaml.Node):
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix in ("Ref", "Condition"):
-        return {suffix: value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _short_tag)
-
-NO_VALUE = object()
-PSEUDO = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
-
-
-class Stack:
-    """The template resolved for one set of parameter values (strings, as CloudFormation passes them)."""
+class Stack(cloudformation.Stack):
+    """The template resolved for one set of parameter values (trigger.cloudformation, as `make trigger
+    MAPPINGS=...` reads it), in this test's region and account."""
 
     def __init__(self, template: dict, **overrides: str):
-        self.template = template
-        self.params = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
-        unknown = set(overrides) - set(self.params)
-        assert not unknown, f"not template parameters: {unknown}"
-        self.params.update(overrides)
-        self._conditions: dict[str, bool] = {}
-
-    def condition(self, name: str) -> bool:
-        if name not in self._conditions:
-            self._conditions[name] = self.resolve(self.template["Conditions"][name])
-        return self._conditions[name]
-
-    def _variable(self, name: str, local: dict) -> str:
-        if name in local:
-            return local[name]
-        if name in self.params:
-            return self.params[name]
-        if name in PSEUDO:
-            return PSEUDO[name]
-        assert name in self.template["Resources"], f"${{{name}}} names nothing"
-        return f"<{name}>"
-
-    def resolve(self, node):  # noqa: C901 - one branch per intrinsic function
-        if isinstance(node, dict) and len(node) == 1:
-            (key, arg), = node.items()
-            if key == "Ref":
-                if arg == "AWS::NoValue":
-                    return NO_VALUE
-                return self._variable(arg, {})
-            if key == "Condition":
-                return self.condition(arg)
-            if key == "Fn::If":
-                name, when_true, when_false = arg
-                return self.resolve(when_true if self.condition(name) else when_false)
-            if key == "Fn::Equals":
-                left, right = (self.resolve(a) for a in arg)
-                return str(left) == str(right)
-            if key == "Fn::Not":
-                return not self.resolve(arg[0])
-            if key == "Fn::And":
-                return all(self.resolve(a) for a in arg)
-            if key == "Fn::Or":
-                return any(self.resolve(a) for a in arg)
-            if key == "Fn::Split":
-                return self.resolve(arg[1]).split(arg[0])
-            if key == "Fn::Select":
-                return self.resolve(arg[1])[int(arg[0])]
-            if key == "Fn::GetAtt":
-                return f"<{'.'.join(arg)}>"
-            if key == "Fn::Sub":
-                text, local = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
-                return re.sub(r"\$\{([^}!]+)\}", lambda m: self._variable(m.group(1), local), text)
-            assert not key.startswith("Fn::"), f"the evaluator does not know {key}"
-        if isinstance(node, dict):
-            resolved = {k: self.resolve(v) for k, v in node.items()}
-            return {k: v for k, v in resolved.items() if v is not NO_VALUE}
-        if isinstance(node, list):
-            return [v for v in (self.resolve(item) for item in node) if v is not NO_VALUE]
-        return node
-
-    def properties(self, resource: str) -> dict:
-        return self.resolve(self.template["Resources"][resource]["Properties"])
+        super().__init__(template, pseudo={"AWS::Region": REGION, "AWS::AccountId": ACCOUNT}, **overrides)
 
     def statements(self, policy_name: str) -> list[dict]:
         policies = self.properties("FunctionRole")["Policies"]
@@ -160,7 +77,7 @@ def _walk(node):
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+    return cloudformation.load_template(TEMPLATE)
 
 
 # --- the role ----------------------------------------------------------------------------------------------
@@ -337,7 +254,7 @@ def test_outputs_name_the_topic_function_and_mapping(template):
 
 
 def test_every_reference_names_a_parameter_resource_or_condition(template):
-    names = set(template["Parameters"]) | set(template["Resources"]) | set(PSEUDO) | {"AWS::NoValue"}
+    names = set(template["Parameters"]) | set(template["Resources"]) | set(cloudformation.PSEUDO) | {"AWS::NoValue"}
     for node in _walk({k: template[k] for k in ("Conditions", "Resources", "Outputs", "Rules")}):
         if isinstance(node, dict) and "Ref" in node:
             assert node["Ref"] in names

@@ -58,7 +58,7 @@ def trigger_failing(failures: int, connect_timeout_s: float, monkeypatch) -> tup
             raise (KafkaConnectionError if len(attempts) % 2 else KafkaTimeoutError)("no broker")
         return "consumer"
 
-    monkeypatch.setattr(trigger, "_make_consumer", make_consumer)
+    monkeypatch.setattr(trigger._group, "make_consumer", make_consumer)
     monkeypatch.setattr("pipeline_common.kafka_client.time", SimpleNamespace(monotonic=clock.monotonic))
     return trigger, attempts, clock
 
@@ -70,7 +70,7 @@ def test_the_trigger_waits_for_the_broker_then_connects_or_says_why_not(failures
         trigger, attempts, clock = trigger_failing(failures, timeout_s, monkeypatch)
         stop = RecordingStop(clock)
         try:
-            consumer = trigger._connect(stop)
+            consumer = trigger._group._connect(stop)
         except BrokerUnavailable as exc:
             # THEN it gives up only once the connect timeout is used up, and says where and why
             assert "broker-1:9092" in str(exc) and "not reachable" in str(exc)

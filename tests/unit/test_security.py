@@ -328,7 +328,7 @@ def test_producer_and_trigger_pass_tls_and_sasl_settings_to_every_kafka_client(s
     trigger = Trigger(TriggerConfig.from_env())
     with pytest.raises(Captured):
         trigger.run(duration=1)
-    [destination] = [d for d in trigger._destinations if isinstance(d, KafkaDestination)]
+    [destination] = [d for d in trigger._on_failure.destinations if isinstance(d, KafkaDestination)]
     with pytest.raises(Captured):
         destination._get_producer()
 

@@ -66,3 +66,49 @@ def test_bytes_accounting_returns_to_zero():
     while len(buf):
         buf.take(7, 6 * 2**20)
     assert buf.bytes == 0
+
+
+# --- FilterCriteria: dropped records never reach a batch but are committed with it ------------------------
+
+def keep_even(value):
+    return value == b"even"
+
+
+def mixed(n, start=0):
+    return [ConsumerRecord("aviation-data", 3, -1, start + i, 1_700_000_000_000, 0, None,
+                           b"even" if (start + i) % 2 == 0 else b"odd", [], None, 6, 4, -1) for i in range(n)]
+
+
+def test_dropped_records_are_not_batched_but_the_batch_accounts_for_them():
+    buf = PartitionBuffer("aviation-data", 3, BUILDER)
+    # GIVEN offsets 0..9 where only the even ones match
+    assert buf.add_matching(mixed(10), keep_even, 0.0) == (5, 5)
+    # WHEN a batch of 3 is cut, THEN it holds 0, 2, 4 and accounts up to 5 (the record before the next kept one)
+    assert [r.offset for r in buf.take(3, 6_000_000)] == [0, 2, 4] and buf.taken_through == 5
+    # AND the last batch accounts for the trailing dropped record 9
+    assert [r.offset for r in buf.take(3, 6_000_000)] == [6, 8] and buf.taken_through == 9
+    assert buf.filtered_upto is None and buf.next_offset == 10
+
+
+def test_a_poll_of_only_dropped_records_marks_them_handled_without_a_batch():
+    from trigger.offsets import OffsetTracker
+
+    buf, tracker = PartitionBuffer("aviation-data", 3, BUILDER), OffsetTracker()
+    tracker.assign("tp", 0)
+    assert buf.add_matching(mixed(3, start=1)[::2], keep_even, 0.0) == (0, 2)  # offsets 1 and 3, both odd
+    assert len(buf) == 0 and buf.filtered_upto == 4
+    tracker.skipped("tp", buf.filtered_upto)
+    assert tracker.to_commit() == {"tp": 4}
+
+
+def test_dropped_records_wait_for_a_batch_in_flight_before_being_committed():
+    from trigger.offsets import OffsetTracker
+
+    tracker = OffsetTracker()
+    tracker.assign("tp", 0)
+    tracker.dispatched("tp", 0, 4)
+    tracker.skipped("tp", 9)  # records 5..8 dropped while 0..4 are still being invoked
+    assert tracker.to_commit() == {}
+    tracker.completed("tp", 4)
+    tracker.skipped("tp", 9)
+    assert tracker.to_commit() == {"tp": 9}

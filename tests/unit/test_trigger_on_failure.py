@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 
 import boto3
@@ -13,11 +14,10 @@ from moto import mock_aws
 
 from trigger.batch_processor import BatchAborted
 from trigger.esm_event import EsmEventBuilder
-from trigger.invoker import InvokeResult
 from trigger.mapping import TriggerConfig
 from trigger.on_failure import (PAYLOAD_TOO_LARGE, RETRIES_EXHAUSTED, FailedRecord, KafkaDestination,
-                                SqsDestination, build_on_failure_record)
-from trigger.runner import Trigger
+                                OnFailureDelivery, S3Destination, SnsDestination, SqsDestination,
+                                build_on_failure_record, destination_from_uri, destinations_for)
 
 VALUE = b'{"icao24": "3c6444", "callsign": "DLH9LF"}'
 RECORD = ConsumerRecord("aviation-data", 2, -1, 4711, 1_700_000_000_123, 0, b"3c6444", VALUE, [], None, 6,
@@ -134,14 +134,13 @@ class FlakyDestination:
         pass
 
 
-def trigger_with(destinations):
-    cfg = TriggerConfig(retry_base_delay_s=0.001, retry_max_delay_s=0.002)
-    return Trigger(cfg, invoker=lambda payload: InvokeResult("ok"), destinations=destinations, consumer=object())
+def delivery_to(destinations):
+    return OnFailureDelivery(destinations, BUILDER, "flight-processor", base_delay_s=0.001, max_delay_s=0.002)
 
 
 def test_an_unavailable_destination_is_retried_until_the_record_is_delivered():
     dest = FlakyDestination(failures=3)
-    trigger_with([dest])._deliver([failed()], threading.Event())
+    delivery_to([dest]).deliver([failed()], threading.Event())
     assert len(dest.delivered) == 1 and dest.delivered[0][0] == b"3c6444"
 
 
@@ -149,4 +148,70 @@ def test_a_destination_that_never_recovers_leaves_the_batch_unfinished_on_shutdo
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(BatchAborted):
-        trigger_with([FlakyDestination(failures=10**9)])._deliver([failed()], cancel)
+        delivery_to([FlakyDestination(failures=10**9)]).deliver([failed()], cancel)
+
+
+# --- SNS and S3 destinations, chosen by DestinationConfig.OnFailure.Destination ----------------------------
+
+def test_the_destination_is_chosen_by_its_uri_or_arn():
+    cfg = TriggerConfig(topic="aviation-data", dlq_topic=None, group_id="g")
+    assert destination_from_uri("kafka://aviation-data-dlq", cfg).topic == "aviation-data-dlq"
+    sqs_dest = destination_from_uri("arn:aws:sqs:us-east-1:000000000000:flight-dlq", cfg)
+    assert isinstance(sqs_dest, SqsDestination) and sqs_dest.queue_name == "flight-dlq"
+    assert isinstance(destination_from_uri("arn:aws:sns:us-east-1:000000000000:esm-failures", cfg), SnsDestination)
+    s3_dest = destination_from_uri("arn:aws:s3:::flight-failures", cfg)
+    assert isinstance(s3_dest, S3Destination) and s3_dest.bucket == "flight-failures"
+    for bad in ("kafka://aviation-data", "kafka://", "arn:aws:dynamodb:us-east-1:000000000000:table/x", "dlq"):
+        with pytest.raises(ValueError):
+            destination_from_uri(bad, cfg)
+
+
+def test_the_on_failure_destination_comes_before_the_legacy_ones_and_is_not_doubled():
+    cfg = TriggerConfig(topic="t", group_id="g", on_failure_destination="kafka://aviation-data-dlq")
+    assert [d.topic for d in destinations_for(cfg)] == ["aviation-data-dlq"]
+    cfg = TriggerConfig(topic="t", group_id="g", dlq_topic=None, on_failure_destination="arn:aws:sns:us-east-1:1:x",
+                        dlq_sqs_url="http://q")
+    assert [d.name for d in destinations_for(cfg)] == ["sns", "sqs"]
+    assert cfg.effective_retry_attempts == 10  # infinite retries are capped once a destination exists
+
+
+def test_sns_destination_publishes_the_document_a_subscriber_receives(aws_credentials):
+    with mock_aws():
+        sns, sqs_client = boto3.client("sns", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
+        topic = sns.create_topic(Name="esm-failures")["TopicArn"]
+        url = sqs_client.create_queue(QueueName="sub")["QueueUrl"]
+        arn = sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+        SnsDestination(topic, client=sns).send([(b"k", build_on_failure_record(failed(), BUILDER, "fn"))] * 12)
+        bodies = []
+        for _ in range(3):
+            bodies += [json.loads(m["Body"]) for m in
+                       sqs_client.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
+        assert len(bodies) == 12
+        assert bodies[0]["requestContext"]["condition"] == "RetryAttemptsExhausted"
+        assert bodies[0]["KafkaBatchInfo"]["recordInfo"]["offset"] == "4711"
+
+
+def test_s3_destination_writes_one_object_per_record_under_aws_layout(aws_credentials):
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="flight-failures")
+        S3Destination("flight-failures", "0f8fad5b-d9cb-469f-a165-70867728950e", client=s3).send(
+            [(b"k", build_on_failure_record(failed(), BUILDER, "fn"))])
+        [obj] = s3.list_objects_v2(Bucket="flight-failures")["Contents"]
+        assert re.fullmatch(r"aws/lambda/0f8fad5b-d9cb-469f-a165-70867728950e/aviation-data-2/\d{4}/\d\d/\d\d/"
+                            r"\d{4}-\d\d-\d\dT\d\d\.\d\d\.\d\d-[0-9a-f-]{36}", obj["Key"])
+        doc = json.loads(s3.get_object(Bucket="flight-failures", Key=obj["Key"])["Body"].read())
+        # S3 gets the whole invocation record: the metadata and the payload with the original record
+        assert doc["payload"]["records"]["aviation-data-2"][0]["offset"] == 4711
+
+
+def test_an_sqs_queue_arn_is_resolved_to_its_url_and_receives_the_document(sqs):
+    client, url = sqs
+    # GIVEN DestinationConfig.OnFailure.Destination as AWS takes it: the queue's ARN, not its URL
+    arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    destination = destination_from_uri(arn, TriggerConfig(topic="aviation-data", dlq_topic=None, group_id="g"))
+    destination._client = client
+    destination.send([(b"k", build_on_failure_record(failed(), BUILDER, "fn"))])
+    [message] = client.receive_message(QueueUrl=url)["Messages"]
+    assert destination.queue_url == url and json.loads(message["Body"])["errorContext"]["offset"] == 4711

@@ -6,7 +6,7 @@ from fastapi.responses import JSONResponse
 
 from ..filters import BadParameter
 from .deps import AppState
-from .routes import analytics, flights, health, live, stats
+from .routes import alerts, analytics, flights, geofences, health, live, stats
 from .web import mount_web
 
 
@@ -19,7 +19,7 @@ def create_app(state: AppState) -> FastAPI:
     async def bad_parameter(_request: Request, exc: BadParameter) -> JSONResponse:
         return JSONResponse(status_code=400, content={"detail": str(exc)})
 
-    for module in (flights, stats, health, live, analytics):
+    for module in (flights, stats, health, live, analytics, alerts, geofences):
         app.include_router(module.router)
     mount_web(app)  # the map, the stats page and /vendor/leaflet; last, so the API routes win
     return app

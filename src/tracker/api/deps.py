@@ -10,8 +10,10 @@ import psycopg
 from fastapi import Depends, HTTPException, Request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ..alerts_feed import AlertFeed
 from ..consumer import TrackerStats
 from ..flight_view import FlightJsonCache
+from ..geofences import TrackerGeofences
 from ..live import LivePicture
 from ..settings import TrackerConfig
 
@@ -25,6 +27,9 @@ class AppState:
     # () -> None when the Kafka consumer is healthy, else the reason (the consumer thread knows).
     kafka_problem: Callable[[], str | None]
     json_cache: FlightJsonCache
+    # The map's fences and alerts (GET /geofences, GET /alerts, alerts on /ws/flights); None: not served.
+    alerts: AlertFeed | None = None
+    geofences: TrackerGeofences | None = None
 
 
 def get_state(request: Request) -> AppState:

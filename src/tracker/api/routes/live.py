@@ -52,6 +52,8 @@ async def flights_feed(websocket: WebSocket) -> None:
             closed.set()
 
     watcher = asyncio.create_task(watch_close())
+    alerts = state.alerts.buffer if state.alerts is not None else None
+    alert_seq = alerts.seq if alerts is not None else 0  # alerts from now on; the page reads GET /alerts first
     try:
         seq, known = await snapshot()
         while not closed.is_set():
@@ -60,6 +62,10 @@ async def flights_feed(websocket: WebSocket) -> None:
                 break
             except asyncio.TimeoutError:
                 pass
+            if alerts is not None:
+                alert_seq, fresh = alerts.since_seq(alert_seq)
+                for alert in fresh:
+                    await websocket.send_text(json.dumps({"type": "alert", "time": iso(utc_now()), "alert": alert}))
             changes = live.changes_since(seq)
             if changes is None:
                 seq, known = await snapshot()

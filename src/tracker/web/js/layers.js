@@ -52,11 +52,12 @@ export function createBaseLayers() {
 
 // Start with the tiles (unless asked for plain or the browser knows it is offline) and switch to the
 // plain background when tiles keep failing before any loaded; onFallback tells the page to say so.
-export function installBaseLayers(map, preferred, onFallback) {
+// overlays: {name: layer} toggled in the same control (the geofences).
+export function installBaseLayers(map, preferred, onFallback, overlays = null) {
   const layers = createBaseLayers();
   const osm = layers["OpenStreetMap"];
   const plain = layers["Plain (offline)"];
-  L.control.layers(layers, null, { position: "topright" }).addTo(map);
+  L.control.layers(layers, overlays, { position: "topright" }).addTo(map);
   if (preferred === "plain" || navigator.onLine === false) {
     plain.addTo(map);
     if (preferred !== "plain") onFallback("You are offline: plain background instead of map tiles.");

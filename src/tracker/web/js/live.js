@@ -18,7 +18,7 @@ export function flightsSocketUrl(loc, bbox) {
 }
 
 export class LiveConnection {
-  // handlers: onSnapshot(msg), onUpdate(msg), onState(state, info) with state
+  // handlers: onSnapshot(msg), onUpdate(msg), optional onAlert(msg), onState(state, info) with state
   // "connecting" | "open" | "lost"; info.retryAt (ms epoch) when lost.
   constructor(url, handlers) {
     this.url = url;
@@ -55,6 +55,7 @@ export class LiveConnection {
       }
       if (msg.type === "snapshot") this.handlers.onSnapshot(msg);
       else if (msg.type === "update") this.handlers.onUpdate(msg);
+      else if (msg.type === "alert" && this.handlers.onAlert) this.handlers.onAlert(msg);
     };
     socket.onclose = (event) => {
       if (this.socket !== socket) return; // an old socket closing after a reconnect

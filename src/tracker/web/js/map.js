@@ -1,6 +1,7 @@
 // The live map page: wires the live connection, the aircraft store, the canvas layer, the base maps,
 // the filter (kept in the URL so a view can be shared), the counters, the table and the details panel.
 import { AircraftStore, countAircraft, parseFilter } from "./aircraft.js";
+import { AlertsPanel, FencesOverlay } from "./alerts.js";
 import {
   altitudeColour, altitudeHue, callsignLabel, categoryName, formatAge, formatAltitude, formatClock,
   formatCount, formatPosition, formatRate, formatSpeed, formatTrack, formatVerticalRate, legendLabel,
@@ -51,7 +52,9 @@ const map = L.map("map", {
 const trailRenderer = L.canvas({ padding: 0.5 });
 // The banner and notices above the map change its height: keep the centre where it was.
 new ResizeObserver(() => map.invalidateSize()).observe(map.getContainer());
-installBaseLayers(map, urlState.base, showNotice);
+const fences = new FencesOverlay((text) => alertsPanel.setFencesStatus(text));
+fences.layer.addTo(map);
+installBaseLayers(map, urlState.base, showNotice, { "Geofences": fences.layer });
 map.on("baselayerchange", (e) => {
   map.getContainer().classList.toggle("plain", !e.layer.getTileUrl);
 });
@@ -59,6 +62,8 @@ addLegend(map);
 
 const aircraftLayer = new AircraftLayer().addTo(map);
 aircraftLayer.on("aircraftclick", (e) => select(e.aircraft ? e.aircraft.icao24 : null));
+const alertsPanel = new AlertsPanel(map, fences, (icao24) => select(icao24, { pan: true }));
+fences.poll();
 map.on("moveend", writeUrl);
 
 function addLegend(m) {
@@ -336,6 +341,7 @@ function onState(state, info) {
   if (state === "open") {
     banner.hidden = true;
     label.textContent = "Connected";
+    alertsPanel.load(); // alerts raised while the page was away
   } else if (state === "connecting") {
     label.textContent = "Connecting…";
     if (!banner.hidden) banner.textContent = "Connection to the tracker lost. Reconnecting now…";
@@ -351,7 +357,8 @@ function onState(state, info) {
   }
 }
 
-const connection = new LiveConnection(flightsSocketUrl(location, null), { onSnapshot, onUpdate, onState });
+const onAlert = (msg) => alertsPanel.add(msg.alert);
+const connection = new LiveConnection(flightsSocketUrl(location, null), { onSnapshot, onUpdate, onAlert, onState });
 connection.connect();
 
 // ------------------------------------------------------------------ positions/s from /stats
