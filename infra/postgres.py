@@ -264,7 +264,7 @@ def start(cfg: PostgresConfig, start_timeout_s: float = 90) -> str:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             PID_FILE.unlink(missing_ok=True)
-            raise PostgresError(f"PostgreSQL exited during start-up. Last lines of {LOG}:\n{_tail(LOG)}")
+            raise PostgresError(f"PostgreSQL exited during start-up. Last lines of {LOG}:\n{processes.log_tail(LOG)}")
         reason = ready(admin_url) if port_open(cfg.port) else "port not open yet"
         if reason is None:
             _create_database(admin_url)
@@ -272,7 +272,7 @@ def start(cfg: PostgresConfig, start_timeout_s: float = 90) -> str:
         time.sleep(0.3)
     stop()
     raise PostgresError(f"PostgreSQL did not accept connections within {start_timeout_s:.0f}s ({reason}). "
-                        f"Last lines of {LOG}:\n{_tail(LOG)}")
+                        f"Last lines of {LOG}:\n{processes.log_tail(LOG)}")
 
 
 def _create_database(admin_url: str) -> None:
@@ -300,32 +300,15 @@ def stop(kill: bool = False, timeout: float = 30.0) -> bool:
     victims = server_pids(pid)
     steps = ((signal.SIGKILL, 5.0),) if kill else ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0),
                                                     (signal.SIGKILL, 5.0))
-    for sig, wait in steps:
-        # With SIGKILL, the backends too: one that outlived the postmaster would keep the shared memory
-        # attached and the next start would refuse to run.
-        for target in (server_pids(pid) if sig == signal.SIGKILL else [pid]):
-            try:
-                os.kill(target, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and processes.group_alive(pid):
-            time.sleep(0.1)
-        if not processes.group_alive(pid):
-            break
+    # With SIGKILL, the backends too: one that outlived the postmaster would keep the shared memory
+    # attached and the next start would refuse to run.
+    processes.stop_group(pid, steps, targets=lambda sig: server_pids(pid) if sig == signal.SIGKILL else [pid])
     # Until the dead postmaster is reaped its pid still answers kill(0), and a new server would take the
     # stale postmaster.pid for a running one and refuse to start.
     deadline = time.monotonic() + 10
     while not all(processes.gone(p) for p in victims) and time.monotonic() < deadline:
         time.sleep(0.05)
     return True
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
 
 
 def status(cfg: PostgresConfig) -> bool:

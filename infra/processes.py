@@ -4,6 +4,10 @@ signal 0 for a pid or a process group, psutil for children; no process-table wal
 from __future__ import annotations
 
 import os
+import signal
+import time
+from pathlib import Path
+from typing import Callable, Iterable
 
 import psutil
 
@@ -53,3 +57,45 @@ def gone(pid: int) -> bool:
     """Exited and reaped: the pid no longer exists at all."""
     reap(pid)
     return not psutil.pid_exists(pid)
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to a process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def stop_group(pgid: int, steps: Iterable[tuple[signal.Signals, float]], *,
+               targets: Callable[[signal.Signals], list[int]] | None = None,
+               on_timeout: Callable[[signal.Signals], None] | None = None) -> None:
+    """Send each (signal, seconds to wait) of `steps` in turn until process group `pgid` is gone:
+    to the whole group, or to the pids `targets(signal)` names (a server whose children leave its
+    group). `on_timeout(signal)` is told when a signal's wait ran out and the next one follows."""
+    for sig, wait in steps:
+        if targets is None:
+            if not signal_group(pgid, sig):
+                return
+        else:
+            for pid in targets(sig):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and group_alive(pgid):
+            time.sleep(0.1)
+        if not group_alive(pgid):
+            return
+        if on_timeout is not None:
+            on_timeout(sig)
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a part's log, for an error message."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"

@@ -189,36 +189,14 @@ def _stop(name: str, timeout: float = 20.0, kill: bool = False) -> bool:
         return False
     if not kill:
         # A paused part (pause-part) would never act on SIGTERM.
-        _signal_group(pid, signal.SIGCONT)
+        processes.signal_group(pid, signal.SIGCONT)
     steps = ((signal.SIGKILL, 5.0),) if kill else ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0))
-    for sig, wait in steps:
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and processes.group_alive(pid):
-            time.sleep(0.1)
-        if not processes.group_alive(pid):
-            break
+
+    def killing(sig) -> None:
         if sig == signal.SIGTERM:
             say(f"{name} (pid {pid}) did not stop within {timeout:.0f}s; killing it")
+    processes.stop_group(pid, steps, on_timeout=killing)
     return True
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
 
 
 # --------------------------------------------------------------------------- kafka
@@ -390,13 +368,13 @@ def _wait_until_usable(name: str, what: str, pid: int, log: Path, timeout_s: flo
     while time.monotonic() < deadline:
         if not processes.alive(pid):
             PIDS[name].unlink(missing_ok=True)
-            raise StackError(f"{what} exited during start-up. Last lines of {log}:\n{_tail(log)}")
+            raise StackError(f"{what} exited during start-up. Last lines of {log}:\n{processes.log_tail(log)}")
         if usable():
             return
         time.sleep(poll_s)
     _stop(name)
     raise StackError(f"{what} did not answer within {timeout_s}s (STACK_START_TIMEOUT_S). "
-                     f"Last lines of {log}:\n{_tail(log)}")
+                     f"Last lines of {log}:\n{processes.log_tail(log)}")
 
 
 # --------------------------------------------------------------------------- docker path
@@ -481,7 +459,7 @@ def pause_part(name: str, resume: bool = False) -> bool:
     pid = postgres._read_pid() if name == "postgres" else _read_pid(name)
     if pid is None:
         raise StackError(f"{name} is not running (no live pid in {_rel(PIDS[name])})")
-    _signal_group(pid, signal.SIGCONT if resume else signal.SIGSTOP)
+    processes.signal_group(pid, signal.SIGCONT if resume else signal.SIGSTOP)
     say(f"{name} (process group {pid}) {'resumed' if resume else 'paused'}")
     return True
 
