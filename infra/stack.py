@@ -299,25 +299,43 @@ def start_kafka(cfg: StackConfig) -> None:
 
 def ensure_topics(cfg: StackConfig) -> dict[str, int]:
     """Create the data and dead-letter topics if missing; returns {topic: partitions}."""
-    from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-    wanted = {
-        cfg.topic: NewTopic(cfg.topic, cfg.partitions, 1, topic_configs={
+    return create_topics({"bootstrap_servers": cfg.bootstrap, "client_id": "stack-admin"}, [
+        NewTopic(cfg.topic, cfg.partitions, 1, topic_configs={
             "retention.ms": str(cfg.retention_ms), "retention.bytes": str(cfg.retention_bytes)}),
-        cfg.dlq_topic: NewTopic(cfg.dlq_topic, 1, 1, topic_configs={"retention.ms": str(cfg.dlq_retention_ms)}),
-    }
-    admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap, client_id="stack-admin")
+        NewTopic(cfg.dlq_topic, 1, 1, topic_configs={"retention.ms": str(cfg.dlq_retention_ms)}),
+    ])
+
+
+def create_topics(client_kwargs: dict, topics: list, leaders_timeout_s: float = 30.0) -> dict[str, int]:
+    """Create the missing ones of `topics` (kafka NewTopic: name, partitions, replication, configs) and
+    return {name: partitions} once every partition has a leader: a consumer group that joins before that
+    gets no partitions, and kafka-python may not notice them until its next metadata refresh
+    (metadata.max.age.ms, 5 minutes). The one place the pipeline, the benchmarks and the fault tests
+    create topics."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import TopicAlreadyExistsError
+    admin = KafkaAdminClient(**client_kwargs)
+    names = [t.name for t in topics]
     try:
         existing = set(admin.list_topics())
-        missing = [t for name, t in wanted.items() if name not in existing]
+        missing = [t for t in topics if t.name not in existing]
         if missing:
             try:
                 admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # created concurrently by another starter: that is the state we want
-        described = admin.describe_topics(list(wanted))
-        return {d["name"]: len(d["partitions"]) for d in described}
+        deadline = time.monotonic() + leaders_timeout_s
+        while True:
+            described = admin.describe_topics(names)
+            led = {d["name"]: sum(1 for p in d.get("partitions") or ()
+                                  if p.get("error_code") == 0 and p.get("leader_id", -1) >= 0) for d in described}
+            if all(d.get("error_code") == 0 and led[d["name"]] >= len(d.get("partitions") or ()) > 0
+                   for d in described):
+                return {d["name"]: len(d["partitions"]) for d in described}
+            if time.monotonic() > deadline:
+                raise StackError(f"topics {names}: partitions without a leader after {leaders_timeout_s:.0f} s: {led}")
+            time.sleep(0.2)
     finally:
         admin.close()
 

@@ -32,6 +32,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
 from infra import aws_resources, observe
+from infra.stack import create_topics as create_kafka_topics
 from pipeline_common.kafka_client import KafkaSettings
 from tracker.settings import native_database_url
 
@@ -202,11 +203,8 @@ class Pipeline:
         self._cleanups.append(cleanup)
 
     def create_topics(self) -> None:
-        admin = KafkaAdminClient(bootstrap_servers=self.stack.bootstrap)
-        try:
-            admin.create_topics([NewTopic(self.topic, self.partitions, 1), NewTopic(self.dlq, 1, 1)])
-        finally:
-            admin.close()
+        create_kafka_topics({"bootstrap_servers": self.stack.bootstrap},
+                            [NewTopic(self.topic, self.partitions, 1), NewTopic(self.dlq, 1, 1)])
 
     def deploy(self) -> None:
         """Topic, subscriber (before the function exists, so nothing it publishes goes unseen), role, function.
