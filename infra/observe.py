@@ -130,17 +130,25 @@ def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
 
 
 def read_topic(kafka: KafkaSettings, topic: str, since_ms: int | None = None,
-               timeout_s: float = 120) -> Iterator[ConsumerRecord]:
-    """Every record of ``topic`` from its beginning (or from the first written at or after ``since_ms``)
-    up to the end offsets it has when the read starts; TimeoutError if they cannot all be read in time."""
+               timeout_s: float = 120, *, start_offsets: dict[int, int] | None = None,
+               until: dict[int, int] | None = None) -> Iterator[ConsumerRecord]:
+    """Every record of ``topic`` from its beginning (or from the first written at or after ``since_ms``,
+    or from ``start_offsets`` {partition: offset}) up to the end offsets it has when the read starts (or
+    ``until`` {partition: end offset}); TimeoutError if they cannot all be read in time."""
     consumer = KafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False, **_READ_FETCH)
     try:
         partitions = _partitions(consumer, topic)
         if not partitions:
             return
         consumer.assign(partitions)
-        ends = consumer.end_offsets(partitions)
-        if since_ms is None:
+        if until is None:
+            ends = consumer.end_offsets(partitions)
+        else:
+            ends = {tp: until.get(tp.partition, 0) for tp in partitions}
+        if start_offsets is not None:
+            for tp in partitions:
+                consumer.seek(tp, min(start_offsets.get(tp.partition, ends[tp]), ends[tp]))
+        elif since_ms is None:
             consumer.seek_to_beginning(*partitions)
         else:
             starts = consumer.offsets_for_times({tp: since_ms for tp in partitions})
