@@ -369,8 +369,11 @@ def start_ministack(cfg: StackConfig) -> None:
     if not exe.exists():
         raise StackError("MiniStack is not installed in this virtualenv; run `make setup`.")
     MINISTACK_DIR.mkdir(parents=True, exist_ok=True)
+    # MiniStack hands its own AWS_ENDPOINT_URL to every function it runs: it must be this endpoint, never one
+    # inherited from the caller's shell (an AWS_ENDPOINT_URL for another stack would send the functions'
+    # SNS, S3 and CloudWatch calls there).
     env = dict(os.environ, BIND_HOST="127.0.0.1", GATEWAY_PORT=str(cfg.aws_port), TMPDIR=str(MINISTACK_DIR),
-               LOG_LEVEL=cfg.ministack_log_level)
+               LOG_LEVEL=cfg.ministack_log_level, AWS_ENDPOINT_URL=cfg.endpoint)
     log = LOG_DIR / "ministack.out"
     pid = _spawn("ministack", [str(exe)], log, env=env)
     say(f"ministack starting (pid {pid}, log {_rel(log)})")
