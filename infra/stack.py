@@ -73,6 +73,9 @@ class StackConfig(Settings):
                                        help="native AWS endpoint's log level")
     topic: str = KAFKA_TOPIC.field()
     dlq_topic: str = KAFKA_DLQ_TOPIC.field()
+    alerts_dlq_topic: str = setting("KAFKA_ALERTS_DLQ_TOPIC", "aviation-data-alerts-dlq",
+                                    help="the alerts mapping's dead-letter topic (infra/aws/template.yaml "
+                                         "AlertsOnFailureDestination), created beside the other two")
     partitions: int = setting("KAFKA_TOPIC_PARTITIONS", 6, minimum=1, maximum=1000,
                               help="partitions of the flight-state topic when `make run` creates it")
     retention_ms: int = setting("KAFKA_RETENTION_MS", 24 * 3600 * 1000, minimum=60_000,
@@ -298,12 +301,13 @@ def start_kafka(cfg: StackConfig) -> None:
 
 
 def ensure_topics(cfg: StackConfig) -> dict[str, int]:
-    """Create the data and dead-letter topics if missing; returns {topic: partitions}."""
+    """Create the data topic and both mappings' dead-letter topics if missing; returns {topic: partitions}."""
     from kafka.admin import NewTopic
     return create_topics({"bootstrap_servers": cfg.bootstrap, "client_id": "stack-admin"}, [
         NewTopic(cfg.topic, cfg.partitions, 1, topic_configs={
             "retention.ms": str(cfg.retention_ms), "retention.bytes": str(cfg.retention_bytes)}),
         NewTopic(cfg.dlq_topic, 1, 1, topic_configs={"retention.ms": str(cfg.dlq_retention_ms)}),
+        NewTopic(cfg.alerts_dlq_topic, 1, 1, topic_configs={"retention.ms": str(cfg.dlq_retention_ms)}),
     ])
 
 

@@ -11,7 +11,7 @@ so a crash before the first batch cannot make LATEST skip records produced meanw
 
 kafka-python 3.0.12 workarounds (each with a test that fails if it is removed while the library still
 behaves this way: tests/unit/test_trigger_consumer_group.py and
-tests/integration/test_trigger_consumer_group.py):
+tests/integration/test_consumer_group_on_broker.py):
 1. `release_parked_records`: a resumed partition can stop being fetched for good. KAFKA-7548's port
    (dpkp/kafka-python#2981, "Retain fetched data for paused partitions") parks records fetched for a
    paused partition and restores them only when `Fetcher._next_partition_records is None`; that slot
