@@ -112,7 +112,8 @@ def test_second_stack_starts_reports_and_stops_leaving_no_process(stack, tmp_pat
     ministack = psutil.Process(int((tmp_path / "state" / "ministack.pid").read_text()))
     assert ministack.environ()["AWS_ENDPOINT_URL"] == f"http://localhost:{env['AWS_PORT']}"
     status = subprocess.run(STACK + ["status"], env=env, capture_output=True, text=True, timeout=60)
-    assert status.returncode == 0 and "reachable; topics: aviation-data(6), aviation-data-dlq(1)" in status.stdout
+    assert status.returncode == 0 and ("reachable; topics: aviation-data(6), aviation-data-alerts-dlq(1), "
+                                       "aviation-data-dlq(1)") in status.stdout
     if not os.environ.get("DATABASE_URL"):
         assert f"DATABASE_URL=postgresql://flightpipe@127.0.0.1:{env['POSTGRES_PORT']}/flightpipe" in status.stdout
     down = subprocess.run(STACK + ["down"], env=env, capture_output=True, text=True, timeout=120)
