@@ -23,6 +23,7 @@ from producer.opensky import (OpenSkyAuthError, OpenSkyBadResponse, OpenSkyClien
                               OpenSkyRateLimited, OpenSkySettings, OpenSkyUnavailable, TokenProvider)
 from producer.runner import ProducerError, SimulatedClock, run_producer
 from producer.settings import ProducerConfig
+from sinks import ListSink
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "opensky_states_all.json"
 SNAPSHOT = json.loads(FIXTURE.read_text())
@@ -103,24 +104,6 @@ def settings_for(server: FakeOpenSky, **kw) -> OpenSkySettings:
 
 def client_for(server, sleeps=None, **kw) -> OpenSkyClient:
     return OpenSkyClient(settings_for(server, **kw), sleep=(sleeps.append if sleeps is not None else lambda s: None))
-
-
-class ListSink:
-    """What would have been published."""
-
-    def __init__(self):
-        self.messages: list[tuple[str, dict]] = []
-        self.delivered = self.failed = 0
-
-    def send(self, key, value):
-        self.messages.append((key, value))
-        self.delivered += 1
-
-    def flush(self, timeout=None):
-        pass
-
-    def close(self, timeout=None):
-        pass
 
 
 def snapshot_at(t: int, bump: set[str] = frozenset()) -> dict:
