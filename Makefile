@@ -12,16 +12,17 @@ STACK  ?= native
 SOURCE ?= synthetic
 mins   ?= 1
 
-# Local AWS endpoint defaults (MiniStack natively, LocalStack with STACK=docker).
+# Local AWS endpoint defaults (MiniStack natively, LocalStack with STACK=docker), on the ports `make run`
+# uses (AWS_PORT, KAFKA_PORT: infra/stack.py), so every target reaches the stack `make run` started.
 # Set AWS_TARGET=aws to use your real AWS credentials and endpoints unchanged.
 ifneq ($(AWS_TARGET),aws)
-export AWS_ENDPOINT_URL      ?= http://localhost:4566
+export AWS_ENDPOINT_URL      ?= http://localhost:$(or $(AWS_PORT),4566)
 export AWS_ACCESS_KEY_ID     ?= test
 export AWS_SECRET_ACCESS_KEY ?= test
 export AWS_REGION            ?= us-east-1
 export AWS_DEFAULT_REGION    ?= $(AWS_REGION)
 endif
-export KAFKA_BOOTSTRAP_SERVERS ?= localhost:9092
+export KAFKA_BOOTSTRAP_SERVERS ?= localhost:$(or $(KAFKA_PORT),9092)
 
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
