@@ -106,9 +106,20 @@ def _state(value: bytes, headers) -> dict:
             return state
     try:
         # JSON or Protobuf by the content-type header, through the decoder every consumer shares.
-        return decode_state(value, content_type)
+        state = decode_state(value, content_type)
     except UndecodableState as exc:
         raise InvalidRecord(str(exc)) from None
+    for name in _TEXT_FIELDS:
+        text = state.get(name)
+        if isinstance(text, str) and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # the json module reads "\ud800"; no database can store it
+                raise InvalidRecord(f"{name} is not valid Unicode text (a lone surrogate): {text!r}") from None
+    return state
+
+
+_TEXT_FIELDS = ("icao24", "callsign", "origin_country", "squawk", "source")
 
 
 def decode(value: bytes | None, partition: int, offset: int, headers=None) -> Position:

@@ -127,10 +127,17 @@ def test_the_fast_path_and_the_checked_path_agree_on_every_state(changes, same_t
 
 
 @pytest.mark.parametrize("extra", ['"fetched_at": NaN', '"sensors": [123456789012345678901234567890]',
-                                   '"source": "\\ud800"'])
+                                   '"spi": "\\ud800"'])
 def test_json_that_orjson_refuses_but_the_json_module_reads_decodes_as_before(extra):
     # GIVEN a record the shared JSON decoder accepts but orjson does not (NaN, a huge integer, a lone surrogate)
     value = _raw()[:-1] + b", " + extra.encode() + b"}"
-    # THEN it is decoded as before (the tracker reads no such field, or stores the text as it is)
+    # THEN it is decoded as before (the tracker stores no such field)
     p = decode(value, 0, 0)
     assert p.icao24 == "3c6444" and p.callsign == "DLH9LF"
+
+
+def test_a_lone_surrogate_in_a_stored_text_is_rejected_not_handed_to_the_database():
+    # The json module reads "\ud800" into a str that cannot be encoded: the COPY would fail on it.
+    value = _raw()[:-1] + b', "callsign": "\\ud800"}'
+    with pytest.raises(InvalidRecord, match="callsign is not valid Unicode text"):
+        decode(value, 0, 0)
