@@ -21,10 +21,14 @@ from ...live import utc_now
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 
-# A burst is over when the picture has not changed for QUIET_S; a push waits for that at most
-# GATHER_MAX_S after the first change (a steady stream never pauses).
+# A burst is over when the picture has not changed for QUIET_S. The first push of a burst waits for that,
+# at least GATHER_MIN_S and at most GATHER_MAX_S after its first change; when the interval since the
+# previous push ends in the middle of a burst, the push waits for its end at most EXTEND_S longer. A
+# steady stream (changes right through the previous push) is pushed when the interval has passed.
 QUIET_S = 0.05
+GATHER_MIN_S = 0.15
 GATHER_MAX_S = 0.5
+EXTEND_S = 0.2
 
 
 @router.websocket("/ws/flights")
@@ -104,10 +108,13 @@ async def flights_feed(websocket: WebSocket) -> None:
             if closed.is_set():
                 break
             if live.seq != seq:
-                # Wait for the end of the burst (or GATHER_MAX_S), and keep to one push per interval.
-                first = loop.time()
-                while (wait := max(pushed_at + interval, min(last_change[0] + QUIET_S, first + GATHER_MAX_S))
-                       - loop.time()) > 0:
+                # Keep to one push per interval, and do not split a burst: wait for its end (bounded).
+                first, due = loop.time(), pushed_at + interval
+                if first - pushed_at < QUIET_S:  # a steady stream
+                    earliest = latest = due
+                else:
+                    earliest, latest = max(due, first + GATHER_MIN_S), max(first + GATHER_MAX_S, due + EXTEND_S)
+                while (wait := max(earliest, min(last_change[0] + QUIET_S, latest)) - loop.time()) > 0:
                     if await sleep_unless_closed(wait):
                         break
                 if closed.is_set():
