@@ -58,3 +58,20 @@ def test_the_bodies_equal_encoding_every_aircraft_afresh():
     assert json.loads(view.geojson_body(some)) == geojson([flight(p) for p in some])
     texts = [t for p, t in zip(view.positions, view.texts) if p.icao24 == "cccccc"]
     assert json.loads(view.json_body(texts))["flights"] == [flight(view.positions[2])]
+
+
+def test_the_cache_holds_each_aircraft_in_about_its_own_size():
+    import tracemalloc
+
+    positions = [pos(f"{n:06x}") for n in range(1000)]
+    cache = FlightJsonCache()
+    tracemalloc.start()
+    try:
+        texts = [cache.get_bytes(p) for p in positions]
+        features = [cache.feature(p) for p in positions]
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    encoded = sum(map(len, texts)) + sum(map(len, features))
+    # orjson's own result keeps an ~8 KB buffer per call: 1,000 aircraft would hold ~16 MB
+    assert held < 3 * encoded, (held, encoded)
