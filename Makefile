@@ -27,7 +27,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= localhost:$(or $(KAFKA_PORT),9092)
 .PHONY: help setup run up stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
         geofences alerts alerts-trigger \
-        produce trigger lag tracker psql demo test test-unit test-integration reliability bench settings-table clean
+        produce trigger lag tracker psql demo soak test test-unit test-integration reliability bench settings-table clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -108,6 +108,10 @@ psql: setup ## a psql shell on the tracker's database (DATABASE_URL, else the na
 
 demo: setup ## whole pipeline for about a minute, then a reconciled summary
 	@$(PY) -m infra.demo $(ARGS)
+
+MINUTES ?= 30
+soak: setup ## the typical session for MINUTES (default 30) on a fresh stack: docs/SOAK.md, exit 1 if it falls behind or grows
+	@$(PY) -m infra.soak --minutes $(MINUTES) $(ARGS)
 
 test: setup ## unit + integration tests (starts and stops the broker and endpoint itself)
 	@$(PY) -m pytest tests $(ARGS)

@@ -235,6 +235,7 @@ def deploy_function(topic_arn: str, role_arn: str, bucket: str, settings: AlertR
         base._retry_on_conflict(clients, name, lambda: clients.lambda_.update_function_configuration(**config), say)
         action = "updated"
     base._wait(clients, "function_updated_v2", name)
+    base.ensure_log_retention(name, b.log_retention_days, clients, say)   # LOG_RETENTION_DAYS, declared once
     final = clients.lambda_.get_function_configuration(FunctionName=name)
     say(f"function {name} {action}: State={final.get('State')} LastUpdateStatus={final.get('LastUpdateStatus')}")
     return {"function_arn": final["FunctionArn"], "action": action}

@@ -48,6 +48,9 @@ FUNCTION_PASSTHROUGH = ("PUBLISH_CONCURRENCY", "PUBLISH_MAX_ATTEMPTS", "PUBLISH_
                         "LOG_LEVEL")
 INLINE_POLICY_NAME = "flight-processor-permissions"
 WAITER = {"Delay": 1, "MaxAttempts": 180}
+# PutRetentionPolicy accepts only these (CloudWatch Logs API reference).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+                      2922, 3288, 3653)
 
 Say = Callable[[str], None]
 
@@ -69,6 +72,13 @@ class AwsResourceSettings(Settings):
     role_name: str = setting("LAMBDA_ROLE_NAME", "", doc_default="`<function>-role`",
                              help="the function's execution role")
     queue_name: str = setting("NOTIFY_QUEUE_NAME", DEFAULT_QUEUE_NAME, help="demo subscriber queue")
+    # An unread queue would otherwise keep every notification (MiniStack: ~1.8 KB each, in memory).
+    queue_retention_s: int = setting("NOTIFY_QUEUE_RETENTION_S", 300, minimum=60, maximum=1_209_600, unit="s",
+                                     help="demo subscriber queue's `MessageRetentionPeriod`: notifications "
+                                          "nobody reads are dropped after it")
+    log_retention_days: int = setting("LOG_RETENTION_DAYS", 1, minimum=1, maximum=3653,
+                                      help="retention of the function's log group `/aws/lambda/<function>` "
+                                           "(one of CloudWatch's values: 1, 3, 5, 7, 14, 30, ...)")
     notify_countries: tuple[str, ...] = setting("NOTIFY_COUNTRIES", DEFAULT_COUNTRIES, parse=_countries,
                                                 help="demo subscriber's filter policy on `origin_country`")
     metrics_namespace: str = METRICS_NAMESPACE.field()
@@ -81,6 +91,9 @@ class AwsResourceSettings(Settings):
     def check(self) -> None:
         if not self.role_name:
             object.__setattr__(self, "role_name", f"{self.function_name}-role")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ConfigError(f"LOG_RETENTION_DAYS={self.log_retention_days} is not one of CloudWatch's values: "
+                              f"{', '.join(map(str, LOG_RETENTION_DAYS))}")
         if not self.notify_countries or not all(c.strip() for c in self.notify_countries):
             raise ConfigError(f"NOTIFY_COUNTRIES={','.join(self.notify_countries)!r} must list at least one country")
 
@@ -284,10 +297,24 @@ def deploy_lambda(topic_arn: str | None = None, role_arn: str | None = None,
         _wait(clients, "function_active_v2", name)
         action = "updated"
     _wait(clients, "function_updated_v2", name)
+    ensure_log_retention(settings.function_name, settings.log_retention_days, clients, say)
     final = clients.lambda_.get_function_configuration(FunctionName=name)
     say(f"function {name} {action}: State={final.get('State')} LastUpdateStatus={final.get('LastUpdateStatus')}")
     return {"function_arn": final["FunctionArn"], "topic_arn": topic_arn, "role_arn": role_arn,
             "code_sha256": final.get("CodeSha256", code_sha), "action": action}
+
+
+def ensure_log_retention(function_name: str, days: int, clients: AwsClients, say: Say = _say) -> None:
+    """A function's log group, created now rather than at its first invocation, with a retention
+    policy (LOG_RETENTION_DAYS): Lambda's own log groups never expire by default."""
+    group = f"/aws/lambda/{function_name}"
+    try:
+        clients.logs.create_log_group(logGroupName=group)
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceAlreadyExistsException":
+            raise
+    clients.logs.put_retention_policy(logGroupName=group, retentionInDays=days)
+    say(f"log group {group}: events kept {days} day(s)")
 
 
 # --- Demo subscriber queue ---------------------------------------------------------------------------------
@@ -325,8 +352,13 @@ def ensure_demo_queue(topic_arn: str, settings: AwsResourceSettings | None = Non
     """The demo SQS queue subscribed to the topic, filtered on origin_country (NOTIFY_COUNTRIES).
     Returns {"queue_url", "queue_arn", "subscription_arn"}."""
     settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
+    # Retention first: moto forgets a queue's Policy when another attribute is set after it.
+    queue_url = clients.sqs.create_queue(QueueName=settings.queue_name)["QueueUrl"]
+    clients.sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={
+        "MessageRetentionPeriod": str(settings.queue_retention_s)})
     queue = subscribe_queue(topic_arn, settings.queue_name, clients, filter_policy(settings))
-    say(f"SQS queue {settings.queue_name}: {queue['queue_url']} (policy allows {topic_arn})")
+    say(f"SQS queue {settings.queue_name}: {queue['queue_url']} (policy allows {topic_arn}; unread "
+        f"notifications dropped after {settings.queue_retention_s} s)")
     say(f"subscribed {settings.queue_name} to {settings.topic_name} for origin_country in "
         f"{', '.join(settings.notify_countries)} (raw delivery)")
     return queue

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -74,6 +75,9 @@ def run_demo(seconds: float = 60, aircraft: int = 1500, interval: float = 5.0, s
         say("reusing the running stack")
     try:
         settings = settings or aws_resources.AwsResourceSettings.from_env()
+        # The subscriber queue is read after the run: it must keep the run's first notifications that long.
+        settings = replace(settings, queue_retention_s=max(settings.queue_retention_s,
+                                                           int(seconds + drain_timeout_s + 120)))
         clients = aws_resources.AwsClients()
         say("deploying topic, role, function and demo subscriber")
         resources = aws_resources.deploy_resources(settings, clients, say=lambda m: say("  " + m))

@@ -36,7 +36,7 @@ END = "<!-- settings-table:end -->"
 # Read by boto3 and the Makefile, not by a config object of ours; listed so the table is complete.
 _MAKEFILE = "every boto3 client (the Makefile sets it for the local stack)"
 AWS_VARIABLES = (
-    (Setting("AWS_ENDPOINT_URL", doc_default="`http://localhost:4566` (from the Makefile)",
+    (Setting("AWS_ENDPOINT_URL", doc_default="`http://localhost:4566` (from the Makefile; `AWS_PORT` changes the port)",
              help="the AWS endpoint; unset for real AWS"), _MAKEFILE),
     (Setting("AWS_REGION", "us-east-1", help="region"), _MAKEFILE),
     (Setting("AWS_ACCESS_KEY_ID", "test", help="credentials (the local stack accepts any)"), _MAKEFILE),

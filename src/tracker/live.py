@@ -2,7 +2,9 @@
 
 The consumer thread writes, the API (event loop thread) reads; one lock guards both. Memory is
 bounded twice: at most `max_aircraft` aircraft (the least recently heard goes first) and a change
-feed of fixed length; a reader that fell behind the feed is told to start again from a snapshot.
+feed of at most twice as many changes as there are aircraft (10,000 at least); a reader that fell
+behind the feed is told to start again from a snapshot, which is then no larger than the changes
+it missed would be.
 """
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ from datetime import datetime, timezone
 from .records import Position
 
 logger = logging.getLogger(__name__)
+
+
+MIN_FEED_LENGTH = 10_000
 
 
 @dataclass(frozen=True)
@@ -35,8 +40,11 @@ class LivePicture:
         # icao24 -> (position, heard at): ordered by when each aircraft was last heard, oldest first.
         self._aircraft: OrderedDict[str, tuple[Position, float]] = OrderedDict()
         self._seq = 0
-        # (seq, icao24) of every change; a reader more than this many changes behind needs a snapshot.
-        self._feed: deque[tuple[int, str]] = deque(maxlen=feed_length or max(4 * max_aircraft, 10_000))
+        # (seq, icao24) of every change; a reader further behind than the feed reaches needs a snapshot.
+        # Its length follows the picture's (a fixed 4 x max_aircraft grew ~2 MB/min for half an hour at
+        # 400 positions/s before it was full, for a picture of 2,000 aircraft).
+        self._feed_length = feed_length
+        self._feed: deque[tuple[int, str]] = deque(maxlen=feed_length)
         # Called (with no argument, on the writer's thread, outside the lock) after every change: the
         # WebSocket pushes the first change after a quiet interval at once instead of at its next tick.
         self._listeners: list = []
@@ -79,6 +87,7 @@ class LivePicture:
             changed, self._seq = seq - self._seq, seq
             while len(self._aircraft) > self.max_aircraft:
                 self._drop_oldest()
+            self._trim_feed()
         if changed:
             self._notify()
         return changed
@@ -94,9 +103,17 @@ class LivePicture:
                     break
                 self._drop_oldest()
                 dropped += 1
+            self._trim_feed()
         if dropped:
             self._notify()
         return dropped
+
+    def _trim_feed(self) -> None:
+        if self._feed_length is not None:
+            return  # a fixed length: the deque's own maxlen
+        keep = max(2 * len(self._aircraft), MIN_FEED_LENGTH)
+        while len(self._feed) > keep:
+            self._feed.popleft()
 
     def _drop_oldest(self) -> None:
         icao24, _ = self._aircraft.popitem(last=False)

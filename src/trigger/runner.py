@@ -26,6 +26,7 @@ from .consumer_group import ConsumerGroup, release_parked_records
 from .esm_event import EsmEventBuilder, partition_key
 from .event_filter import RecordFilter
 from .invoker import LambdaInvoker
+from .lag_trend import LagTrend
 from .mapping import TriggerConfig
 from .offsets import OffsetTracker
 from .on_failure import OnFailureDelivery, destinations_for
@@ -58,6 +59,7 @@ class Trigger:
         self.config = config or TriggerConfig.from_env()
         cfg = self.config
         self._stats = StatsCollector()
+        self._lag_trend = LagTrend()
         self._builder = EsmEventBuilder(cfg.kafka.bootstrap_servers, cfg.event_source, cfg.event_source_arn)
         self._invoker = invoker or LambdaInvoker(
             cfg.function_name, cfg.qualifier, max_pool_connections=cfg.concurrency + 2,
@@ -339,6 +341,11 @@ class Trigger:
                            "consumed": s.consumed, "invocations": s.invocations, "succeeded": s.succeeded,
                            "invoke_p50_ms": round(s.invoke_p50_ms, 1), "invoke_p99_ms": round(s.invoke_p99_ms, 1),
                            "retries": s.retries, "dead_lettered": s.dead_lettered, "in_flight": len(self._inflight)})
+        behind = self._lag_trend.observe(time.monotonic(), s.lag, s.committed)
+        if behind:
+            logger.warning("%s %s", self.config.label, behind.advice(self._batch_size), extra={
+                "group": self.config.group_id, "lag": s.lag, "records_in_per_s": round(behind.rate_in, 1),
+                "records_out_per_s": round(behind.rate_out, 1), "topic": self.config.topic})
 
     # -- shutdown --------------------------------------------------------------------------
     def _shutdown(self, executor: ThreadPoolExecutor) -> None:

@@ -212,7 +212,7 @@ def test_on_demand_mode_leaves_out_the_provisioned_only_error_handling(template)
     for name in ("ProvisionedPollerConfig", "FunctionResponseTypes", "MaximumRetryAttempts",
                  "MaximumRecordAgeInSeconds", "BisectBatchOnFunctionError"):
         assert name not in esm
-    assert esm["BatchSize"] == "100"
+    assert esm["BatchSize"] == "1000"
 
 
 @pytest.mark.parametrize("params, rule", [

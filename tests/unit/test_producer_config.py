@@ -13,8 +13,8 @@ from producer.settings import ProducerConfig
 
 def test_defaults():
     cfg = ProducerConfig.from_env({})
-    assert (cfg.source, cfg.topic, cfg.aircraft, cfg.seed) == ("synthetic", "aviation-data", 8000, 42)
-    assert cfg.effective_interval_s == 1.0 and cfg.rate is None
+    assert (cfg.source, cfg.topic, cfg.aircraft, cfg.seed) == ("synthetic", "aviation-data", 2000, 42)
+    assert cfg.effective_interval_s == 10.0 and cfg.rate is None
     assert cfg.kafka.bootstrap_servers == "localhost:9092"
     assert cfg.opensky.api_url == "https://opensky-network.org/api"
     assert cfg.opensky.token_url.endswith("/realms/opensky-network/protocol/openid-connect/token")

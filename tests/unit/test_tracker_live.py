@@ -3,7 +3,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from saved_events import load_event
-from tracker.live import LivePicture
+from tracker.live import LivePicture, MIN_FEED_LENGTH
 from tracker.records import decode
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
@@ -79,3 +79,20 @@ def test_listeners_hear_of_each_change_and_a_failing_one_stops_nothing():
     clock.now += 61
     assert live.expire() == 1
     assert heard == [1, 2] and len(live) == 0
+
+
+def test_the_feed_follows_the_picture_twice_its_aircraft_and_a_reader_behind_it_takes_a_snapshot():
+    # GIVEN a picture of 6,000 aircraft, each heard three times (18,000 changes)
+    live = LivePicture()
+    for t in range(3):
+        live.update([pos(f"{n:06x}", t + 1) for n in range(6000)])
+    # THEN the feed keeps twice as many changes as aircraft, not a fixed multiple of max_aircraft
+    assert len(live._feed) == 12_000
+    # AND a reader from before it is told to take a snapshot; one within it gets every aircraft it missed
+    assert live.changes_since(0) is None
+    assert len(live.changes_since(live.seq - 12_000).changed) == 6000
+    # AND a small picture keeps the minimum
+    small = LivePicture()
+    for t in range(30):
+        small.update([pos(f"{n:06x}", t + 1) for n in range(500)])
+    assert len(small._feed) == MIN_FEED_LENGTH

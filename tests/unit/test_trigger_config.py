@@ -9,7 +9,8 @@ from trigger.mapping import TriggerConfig
 
 def test_defaults_follow_aws_where_aws_has_one():
     cfg = TriggerConfig.from_env(env={})
-    assert (cfg.batch_size, cfg.maximum_batching_window_s, cfg.max_payload_bytes) == (100, 0.5, 6 * 1024 * 1024)
+    # BatchSize is the one deliberate exception (AWS: 100): the typical session needs fewer invocations.
+    assert (cfg.batch_size, cfg.maximum_batching_window_s, cfg.max_payload_bytes) == (1000, 0.5, 6 * 1024 * 1024)
     assert cfg.maximum_retry_attempts == -1 and cfg.maximum_record_age_s == -1
     assert cfg.group_id == "flight-trigger" and cfg.function_name == "flight-processor"
     assert cfg.topic == "aviation-data" and cfg.dlq_topic == "aviation-data-dlq"

@@ -41,7 +41,7 @@ def test_the_template_mapping_becomes_the_same_mapping_aws_would_run():
     # THEN the mapping is the template's: its group, topic, function, batching, item failures, Kafka destination
     assert (m.name, m.group_id, m.topics, m.function_name) == (
         "EventSourceMapping", "flight-processor-esm", ("aviation-data",), "flight-processor")
-    assert (m.batch_size, m.maximum_batching_window_s, m.starting_position) == (100, 1.0, "TRIM_HORIZON")
+    assert (m.batch_size, m.maximum_batching_window_s, m.starting_position) == (1000, 1.0, "TRIM_HORIZON")
     assert m.report_batch_item_failures and m.on_failure_destination == "kafka://aviation-data-dlq"
     assert m.effective_retry_attempts == 10  # -1 with a destination: AWS applies 10
 

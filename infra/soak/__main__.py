@@ -1,0 +1,96 @@
+"""`python -m infra.soak --minutes 30`: run the typical session on a fresh stack and write docs/SOAK.md.
+
+Exit 0 when every gate passes and every record reconciles, 1 otherwise (the report says why), 2 on a
+bad argument. The stack runs in its own state folder (.state/soak/) on the ports of KAFKA_PORT,
+KAFKA_CONTROLLER_PORT and AWS_PORT, and is stopped at the end unless --keep-stack.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m infra.soak", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=30.0, help="how long the session runs (default 30)")
+    p.add_argument("--interval-s", type=float, default=10.0, help="seconds between samples (default 10)")
+    p.add_argument("--report", type=Path, default=ROOT / "docs" / "SOAK.md", help="report (default docs/SOAK.md)")
+    p.add_argument("--plots", type=Path, default=None, help="folder of the PNG plots (default: soak/ beside the report)")
+    p.add_argument("--results", type=Path, default=ROOT / ".state" / "soak-results.json", help="raw samples (JSON)")
+    p.add_argument("--state-dir", type=Path, default=ROOT / ".state" / "soak",
+                   help="the soak's own stack state folder (wiped at start)")
+    p.add_argument("--producer-args", default="", metavar="ARGS",
+                   help='extra arguments for `make produce`, e.g. "--aircraft 8000 --interval 1" (a heavier load)')
+    p.add_argument("--trigger-args", default="", metavar="ARGS", help="extra arguments for `make trigger`")
+    p.add_argument("--drain-timeout-s", type=float, default=300.0,
+                   help="how long the consumers may take to catch up after the producer stops (default 300)")
+    p.add_argument("--keep-stack", action="store_true", help="leave the soak's stack running afterwards")
+    p.add_argument("--from-json", type=Path, metavar="RESULTS",
+                   help="write the report and plots again from a run's raw samples (runs nothing)")
+    return p
+
+
+def interruptible() -> None:
+    """Started in the background by a shell (`make soak &`, nohup), the soak finds Ctrl-C (SIGINT) ignored,
+    and its children would inherit that: the printers, which stop on Ctrl-C and then report their count,
+    could not be stopped. A handled signal is reset to the default in a child, so handle it here."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.minutes <= 0 or args.interval_s <= 0:
+        print("error: --minutes and --interval-s must be > 0", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    interruptible()
+    from infra.soak import report
+    from infra.soak.run import SoakConfig, run_soak, write_results
+
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        plots = report.plot(result, args.plots or args.report.parent / "soak")
+        args.report.write_text(report.render(result, plots, args.report, result.get("command", "make soak")))
+        print(f"[soak] {args.report} written again from {args.from_json}")
+        return 0
+
+    cfg = SoakConfig(minutes=args.minutes, interval_s=args.interval_s, state_dir=args.state_dir,
+                     report=args.report, results=args.results, drain_timeout_s=args.drain_timeout_s,
+                     keep_stack=args.keep_stack,
+                     part_args={"producer": args.producer_args, "trigger": args.trigger_args})
+    command = " ".join(["python -m infra.soak", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    try:
+        result = run_soak(cfg)
+    except KeyboardInterrupt:
+        print("[soak] interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"[soak] error: {exc}", file=sys.stderr)
+        return 1
+    result["command"] = command
+    write_results(result, cfg.results)
+    plots = report.plot(result, args.plots or cfg.report.parent / "soak")
+    cfg.report.parent.mkdir(parents=True, exist_ok=True)
+    cfg.report.write_text(report.render(result, plots, cfg.report, command))
+    failed = [g for g in result["gates"] if not g["ok"]]
+    missing = [c for c in result["reconciliation"]["checks"] if not c["ok"]]
+    for g in failed:
+        print(f"[soak] FAIL {g['name']}: {g['measured']} ({g['detail']})")
+    for c in missing:
+        print(f"[soak] FAIL {c['check']}: {c['detail']}")
+    print(f"[soak] {'PASSED' if result['passed'] else 'FAILED'}: report {cfg.report}, raw samples {cfg.results}")
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The soak's pass/fail arithmetic on its samples: pure functions, tested on synthetic series.
+
+A series is a list of (seconds since the start, value). The gates (after the warm-up):
+  * lag: over the second half, the consumer group's lag must not keep growing;
+  * memory: no process may grow faster than 1 MB/min (a Theil-Sen slope: the median of the slopes
+    between every pair of samples, so a garbage collection or one odd sample does not move it);
+  * throughput: records/s out in the last window must be at least 90 % of the first window.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+Series = list[tuple[float, float]]
+
+FULL_WARMUP_S = 300.0          # 5 minutes, for runs of 25 minutes and more
+WARMUP_SHARE = 0.2             # shorter runs: the first fifth
+FULL_THROUGHPUT_WINDOW_S = 300.0
+MEMORY_LIMIT_MB_PER_MIN = 1.0
+THROUGHPUT_MIN_RATIO = 0.9
+# The lag "keeps growing" only when its rise over the second half is more than this much input
+# (a backlog that appears and clears within a few seconds is batching, not falling behind).
+LAG_TOLERANCE_INPUT_S = 10.0
+_MAX_POINTS = 400              # Theil-Sen is O(n^2): longer series are thinned evenly first
+
+
+def warmup_s(duration_s: float) -> float:
+    """5 minutes, or the first fifth of a run shorter than 25 minutes (1 minute of a 5-minute run)."""
+    return min(FULL_WARMUP_S, WARMUP_SHARE * duration_s)
+
+
+def throughput_window_s(measured_s: float) -> float:
+    """5 minutes, or a third of the measured time when that is shorter (first and last never overlap)."""
+    return min(FULL_THROUGHPUT_WINDOW_S, measured_s / 3)
+
+
+def after(series: Series, t0: float) -> Series:
+    return [(t, v) for t, v in series if t >= t0]
+
+
+def _thin(series: Series) -> Series:
+    if len(series) <= _MAX_POINTS:
+        return series
+    step = (len(series) - 1) / (_MAX_POINTS - 1)
+    return [series[round(i * step)] for i in range(_MAX_POINTS)]
+
+
+def theil_sen_slope(series: Series) -> float:
+    """Median of the pairwise slopes (value per second); 0 with fewer than two distinct times."""
+    points = _thin(sorted(series))
+    slopes = [(v2 - v1) / (t2 - t1)
+              for i, (t1, v1) in enumerate(points) for t2, v2 in points[i + 1:] if t2 > t1]
+    return statistics.median(slopes) if slopes else 0.0
+
+
+def interquartile_range(values: list[float]) -> float:
+    if len(values) < 4:
+        return (max(values) - min(values)) if values else 0.0
+    q = statistics.quantiles(values, n=4)
+    return q[2] - q[0]
+
+
+def rate_between(counter: Series, t0: float, t1: float) -> float | None:
+    """Per-second rate of a cumulative counter between the samples nearest inside [t0, t1]."""
+    inside = [(t, v) for t, v in counter if t0 <= t <= t1]
+    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+        return None
+    (a_t, a_v), (b_t, b_v) = inside[0], inside[-1]
+    return (b_v - a_v) / (b_t - a_t)
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str          # e.g. "lag flight-trigger", "memory MiniStack"
+    ok: bool
+    measured: str      # what was measured, in words and units
+    limit: str         # what passing means
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "ok": self.ok, "measured": self.measured, "limit": self.limit,
+                "detail": self.detail}
+
+
+def lag_gate(group: str, lag: Series, in_rate: float, measured_from: float, end: float) -> Gate:
+    """Fails when the lag rises over the second half of [measured_from, end] by more than its own
+    spread (interquartile range) there and more than LAG_TOLERANCE_INPUT_S seconds of input."""
+    half = after(lag, measured_from + (end - measured_from) / 2)
+    limit = f"rise over the second half <= max(its spread, {LAG_TOLERANCE_INPUT_S:g} s of input)"
+    if len(half) < 3:
+        return Gate(f"lag {group}", False, f"{len(half)} samples in the second half", limit,
+                    "too few samples to judge: run longer")
+    slope = theil_sen_slope(half)
+    span = half[-1][0] - half[0][0]
+    rise = slope * span
+    spread = interquartile_range([v for _, v in half])
+    tolerance = max(spread, LAG_TOLERANCE_INPUT_S * in_rate)
+    ok = rise <= tolerance
+    name = group if group.startswith("queue ") else f"lag {group}"
+    return Gate(name, ok,
+                f"{slope * 60:+,.0f} records/min (rise {rise:,.0f} over {span / 60:.1f} min; "
+                f"median lag {statistics.median(v for _, v in half):,.0f})",
+                limit, "" if ok else f"falling behind: the lag rose {rise:,.0f} records, more than the tolerated "
+                                     f"{tolerance:,.0f}")
+
+
+def memory_gate(process: str, rss_mb: Series, measured_from: float) -> Gate:
+    points = after(rss_mb, measured_from)
+    limit = f"<= {MEMORY_LIMIT_MB_PER_MIN:g} MB/min"
+    if len(points) < 3:
+        return Gate(f"memory {process}", False, f"{len(points)} samples after warm-up", limit,
+                    "too few samples to judge")
+    slope = theil_sen_slope(points) * 60
+    ok = slope <= MEMORY_LIMIT_MB_PER_MIN
+    first, last = points[0][1], points[-1][1]
+    return Gate(f"memory {process}", ok, f"{slope:+.2f} MB/min ({first:,.0f} -> {last:,.0f} MB)", limit,
+                "" if ok else f"{process} grows {slope:.2f} MB/min")
+
+
+def throughput_gate(group: str, committed: Series, measured_from: float, end: float) -> Gate:
+    window = throughput_window_s(end - measured_from)
+    first = rate_between(committed, measured_from, measured_from + window)
+    last = rate_between(committed, end - window, end)
+    limit = f"last {window / 60:.1f} min >= {THROUGHPUT_MIN_RATIO:.0%} of the first {window / 60:.1f} min"
+    if first is None or last is None:
+        return Gate(f"throughput {group}", False, "not enough samples", limit, "too few samples to judge")
+    if first <= 0:
+        return Gate(f"throughput {group}", False, f"{first:,.0f} -> {last:,.0f} records/s", limit,
+                    "nothing was handled in the first window")
+    ratio = last / first
+    ok = ratio >= THROUGHPUT_MIN_RATIO
+    return Gate(f"throughput {group}", ok, f"{first:,.0f} -> {last:,.0f} records/s ({ratio:.0%})", limit,
+                "" if ok else f"throughput fell to {ratio:.0%} of the first window")

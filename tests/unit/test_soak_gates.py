@@ -1,0 +1,126 @@
+"""The soak's gate arithmetic on synthetic samples: slope, lag growth, memory growth, throughput ratio."""
+import math
+import random
+
+import pytest
+
+from infra.soak import gates
+
+
+def every_10s(minutes, value):
+    return [(t, value(t)) for t in range(0, int(minutes * 60) + 1, 10)]
+
+
+# --- slope -------------------------------------------------------------------------------------------------
+
+def test_theil_sen_gives_the_slope_of_a_line():
+    assert gates.theil_sen_slope([(t, 3 + 0.5 * t) for t in range(0, 100, 10)]) == pytest.approx(0.5)
+
+
+def test_theil_sen_ignores_a_few_outliers_that_move_a_least_squares_fit():
+    # GIVEN a flat 300 MB with two garbage-collection spikes of +200 MB near the end
+    series = every_10s(30, lambda t: 300.0)
+    series[-3] = (series[-3][0], 500.0)
+    series[-2] = (series[-2][0], 500.0)
+    # THEN the robust slope is still zero
+    assert gates.theil_sen_slope(series) == pytest.approx(0.0)
+
+
+def test_theil_sen_thins_long_series_and_keeps_the_slope():
+    series = every_10s(24 * 60, lambda t: 100 + t / 60)   # a day of samples, +1 per minute
+    assert gates.theil_sen_slope(series) * 60 == pytest.approx(1.0)
+
+
+def test_slope_of_fewer_than_two_points_is_zero():
+    assert gates.theil_sen_slope([(0, 5.0)]) == 0.0 and gates.theil_sen_slope([]) == 0.0
+
+
+# --- warm-up and windows -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("minutes, warm_min, window_min", [(60, 5, 5), (30, 5, 5), (10, 2, 8 / 3), (5, 1, 4 / 3)])
+def test_warm_up_and_throughput_windows_scale_down_for_short_runs(minutes, warm_min, window_min):
+    warm = gates.warmup_s(minutes * 60)
+    assert warm == pytest.approx(warm_min * 60)
+    assert gates.throughput_window_s(minutes * 60 - warm) == pytest.approx(window_min * 60)
+
+
+# --- lag ---------------------------------------------------------------------------------------------------
+
+def test_a_lag_that_saws_between_snapshots_keeps_up():
+    # GIVEN 800 records/s in 5-s snapshots: the lag is 0..4,000 depending on when it is sampled
+    rng = random.Random(1)
+    lag = every_10s(60, lambda t: rng.choice([0, 1500, 4000]))
+    gate = gates.lag_gate("flight-trigger", lag, in_rate=800, measured_from=300, end=3600)
+    assert gate.ok, gate
+
+
+def test_a_lag_that_grows_steadily_fails_and_says_by_how_much():
+    # GIVEN the pipeline handles 95 % of 800 records/s: +40 records/s of lag
+    lag = every_10s(60, lambda t: 40 * t)
+    gate = gates.lag_gate("flight-trigger", lag, in_rate=800, measured_from=300, end=3600)
+    assert not gate.ok
+    assert gate.name == "lag flight-trigger" and "+2,400 records/min" in gate.measured
+    assert "falling behind" in gate.detail
+
+
+def test_a_lag_that_grew_during_the_warm_up_and_then_holds_passes():
+    lag = every_10s(30, lambda t: min(t, 300) * 100)
+    assert gates.lag_gate("g", lag, in_rate=800, measured_from=300, end=1800).ok
+
+
+def test_a_slow_growth_within_ten_seconds_of_input_is_tolerated():
+    # 5,000 records over the 27.5-min second half < 10 s x 800 records/s
+    lag = every_10s(60, lambda t: 1000 + (t - 1950) * 5000 / 1650 if t > 1950 else 1000)
+    assert gates.lag_gate("g", lag, in_rate=800, measured_from=300, end=3600).ok
+
+
+def test_a_queue_gate_is_named_after_the_queue():
+    gate = gates.lag_gate("queue flight-notifications-demo", every_10s(10, lambda t: 30 * t), 0.0, 120, 600)
+    assert gate.name == "queue flight-notifications-demo" and not gate.ok
+
+
+def test_too_few_samples_fail_rather_than_pass():
+    assert not gates.lag_gate("g", [(0, 0), (10, 0)], 800, 0, 20).ok
+
+
+# --- memory ------------------------------------------------------------------------------------------------
+
+def test_memory_growing_faster_than_1_mb_per_minute_fails():
+    rss = every_10s(60, lambda t: 300 + 1.5 * t / 60)
+    gate = gates.memory_gate("MiniStack", rss, measured_from=300)
+    assert not gate.ok and "+1.50 MB/min" in gate.measured and "MiniStack grows 1.50 MB/min" == gate.detail
+
+
+def test_memory_that_saws_with_garbage_collection_passes():
+    rss = every_10s(60, lambda t: 400 + 50 * ((t % 300) / 300))   # the JVM heap: fill, collect, fill
+    assert gates.memory_gate("Kafka broker", rss, measured_from=300).ok
+
+
+def test_memory_that_grows_slower_than_the_limit_passes_with_noise():
+    rng = random.Random(7)
+    rss = every_10s(60, lambda t: 200 + 0.5 * t / 60 + rng.uniform(-5, 5))
+    gate = gates.memory_gate("trigger", rss, measured_from=300)
+    assert gate.ok and math.isclose(float(gate.measured.split()[0]), 0.5, abs_tol=0.1)
+
+
+# --- throughput --------------------------------------------------------------------------------------------
+
+def test_throughput_ratio_compares_the_last_window_with_the_first():
+    # GIVEN 800 records/s for 35 minutes, then 600 records/s
+    committed = every_10s(60, lambda t: 800 * t if t <= 2100 else 800 * 2100 + 600 * (t - 2100))
+    gate = gates.throughput_gate("flight-trigger", committed, measured_from=300, end=3600)
+    assert not gate.ok and "800 -> 600 records/s (75%)" in gate.measured
+
+
+def test_steady_throughput_passes():
+    committed = every_10s(60, lambda t: 800 * t)
+    assert gates.throughput_gate("g", committed, 300, 3600).ok
+
+
+def test_nothing_handled_in_the_first_window_fails():
+    assert not gates.throughput_gate("g", every_10s(10, lambda t: 0), 120, 600).ok
+
+
+def test_rate_between_uses_the_samples_inside_the_window():
+    counter = [(0, 0), (10, 100), (20, 300), (30, 600)]
+    assert gates.rate_between(counter, 10, 30) == 25.0 and gates.rate_between(counter, 11, 19) is None
