@@ -104,28 +104,33 @@ def test_second_stack_starts_reports_and_stops_leaving_no_process(stack, tmp_pat
     AWS_ENDPOINT_URL points at the shared stack."""
     env = {**_isolated_env(tmp_path), "AWS_ENDPOINT_URL": stack.endpoint}
     up = subprocess.run(STACK + ["up"], env=env, capture_output=True, text=True, timeout=240)
-    assert up.returncode == 0, up.stdout + up.stderr
-    assert "stack up in" in up.stdout
-    pids = _pids_of(tmp_path / "state")
-    assert len(pids) == 3  # kafka, ministack, postgres
-    # MiniStack hands its AWS_ENDPOINT_URL to the functions it runs: its own, not the caller's
-    ministack = psutil.Process(int((tmp_path / "state" / "ministack.pid").read_text()))
-    assert ministack.environ()["AWS_ENDPOINT_URL"] == f"http://localhost:{env['AWS_PORT']}"
-    status = subprocess.run(STACK + ["status"], env=env, capture_output=True, text=True, timeout=60)
-    assert status.returncode == 0 and ("reachable; topics: aviation-data(6), aviation-data-alerts-dlq(1), "
-                                       "aviation-data-dlq(1)") in status.stdout
-    if not os.environ.get("DATABASE_URL"):
-        assert f"DATABASE_URL=postgresql://flightpipe@127.0.0.1:{env['POSTGRES_PORT']}/flightpipe" in status.stdout
-    down = subprocess.run(STACK + ["down"], env=env, capture_output=True, text=True, timeout=120)
-    assert down.returncode == 0 and "stopped ministack, kafka, postgres" in down.stdout
-    assert not any(_group_alive(pid) for pid in pids), "a stack process (or a child) survived `down`"
-    assert _pids_of(tmp_path / "state") == []
-    after = subprocess.run(STACK + ["status"], env=env, capture_output=True, text=True, timeout=60)
-    assert after.returncode == 1 and "NOT reachable" in after.stdout
-    # As root, pytest's private tmp is out of `nobody`'s reach: the database lived in /var/tmp instead.
-    pointer = tmp_path / "state" / "postgres" / "location"
-    if pointer.exists():
-        shutil.rmtree(pointer.read_text().strip(), ignore_errors=True)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "stack up in" in up.stdout
+        pids = _pids_of(tmp_path / "state")
+        assert len(pids) == 3  # kafka, ministack, postgres
+        # MiniStack hands its AWS_ENDPOINT_URL to the functions it runs: its own, not the caller's
+        ministack = psutil.Process(int((tmp_path / "state" / "ministack.pid").read_text()))
+        assert ministack.environ()["AWS_ENDPOINT_URL"] == f"http://localhost:{env['AWS_PORT']}"
+        status = subprocess.run(STACK + ["status"], env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and ("reachable; topics: aviation-data(6), aviation-data-alerts-dlq(1), "
+                                           "aviation-data-dlq(1)") in status.stdout
+        if not os.environ.get("DATABASE_URL"):
+            assert f"DATABASE_URL=postgresql://flightpipe@127.0.0.1:{env['POSTGRES_PORT']}/flightpipe" in status.stdout
+        down = subprocess.run(STACK + ["down"], env=env, capture_output=True, text=True, timeout=120)
+        assert down.returncode == 0 and "stopped ministack, kafka, postgres" in down.stdout
+        assert not any(_group_alive(pid) for pid in pids), "a stack process (or a child) survived `down`"
+        assert _pids_of(tmp_path / "state") == []
+        after = subprocess.run(STACK + ["status"], env=env, capture_output=True, text=True, timeout=60)
+        assert after.returncode == 1 and "NOT reachable" in after.stdout
+    finally:
+        # A failed assertion above must not leave the second stack running for the rest of the session
+        # (its PostgreSQL outlived a failed run once): `down` again is a no-op when it already stopped.
+        subprocess.run(STACK + ["down"], env=env, capture_output=True, text=True, timeout=120)
+        # As root, pytest's private tmp is out of `nobody`'s reach: the database lived in /var/tmp instead.
+        pointer = tmp_path / "state" / "postgres" / "location"
+        if pointer.exists():
+            shutil.rmtree(pointer.read_text().strip(), ignore_errors=True)
 
 
 def test_port_in_use_is_a_clear_error_and_nothing_is_left_started(stack, tmp_path):
