@@ -12,8 +12,8 @@ STACK  ?= native
 SOURCE ?= synthetic
 mins   ?= 1
 
-# Local AWS endpoint defaults (MiniStack natively, LocalStack with STACK=docker), on AWS_PORT and
-# KAFKA_PORT when those are set (the stack's own ports), so exporting the ports is enough.
+# Local AWS endpoint defaults (MiniStack natively, LocalStack with STACK=docker), on the ports `make run`
+# uses (AWS_PORT, KAFKA_PORT: infra/stack.py), so every target reaches the stack `make run` started.
 # Set AWS_TARGET=aws to use your real AWS credentials and endpoints unchanged.
 ifneq ($(AWS_TARGET),aws)
 export AWS_ENDPOINT_URL      ?= http://localhost:$(or $(AWS_PORT),4566)

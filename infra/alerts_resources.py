@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Mapping
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, WaiterError
+from botocore.exceptions import ClientError
 
 from alert_rules import Watchlist, WatchlistError  # the function's own parsers
 from alert_settings import ALERTS_TOPIC_NAME, GEOFENCES_BUCKET, GEOFENCES_KEY, default_geofences_bucket
@@ -331,24 +331,12 @@ def destroy(settings: AlertResourceSettings | None = None, clients: base.AwsClie
     gone = base._ignore_missing(lambda: clients.lambda_.delete_function(FunctionName=settings.function_name),
                                 "ResourceNotFoundException")
     say(f"function {settings.function_name}: {'deleted' if gone else 'not found'}")
-    try:
-        for policy in clients.iam.list_role_policies(RoleName=settings.role_name)["PolicyNames"]:
-            clients.iam.delete_role_policy(RoleName=settings.role_name, PolicyName=policy)
-        clients.iam.delete_role(RoleName=settings.role_name)
-        say(f"IAM role {settings.role_name}: deleted")
-    except ClientError as exc:
-        if base._error_code(exc) != "NoSuchEntity":
-            raise
+    base.delete_role(settings.role_name, clients, say)
     for page in clients.sns.get_paginator("list_topics").paginate():
         for topic in page.get("Topics", []):
             if topic["TopicArn"].rsplit(":", 1)[-1] == settings.topic:
-                clients.sns.delete_topic(TopicArn=topic["TopicArn"])
-                say(f"SNS topic {settings.topic}: deleted")
-    try:
-        clients.sqs.delete_queue(QueueUrl=clients.sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"])
-        say(f"SQS queue {settings.queue}: deleted")
-    except ClientError:
-        pass  # not there: nothing to delete
+                base.delete_topic(topic["TopicArn"], clients, say)
+    base.delete_queue(settings.queue, clients, say)
     gone = base._ignore_missing(lambda: clients.dynamodb.delete_table(TableName=settings.table),
                                 "ResourceNotFoundException")
     say(f"DynamoDB table {settings.table}: {'deleted' if gone else 'not found'}")
@@ -357,7 +345,7 @@ def destroy(settings: AlertResourceSettings | None = None, clients: base.AwsClie
 # --- CLI ---------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alerts_resources.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m infra.alerts_resources", description=__doc__.splitlines()[0])
     AlertResourceSettings.add_flags(parser.add_argument_group("settings (before the command)"))
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("deploy", help="topic, table, bucket + default fences, role, function, demo queue")
@@ -373,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def command() -> None:
         settings = AlertResourceSettings.from_args(args)
         if args.command == "deploy":
             _say("deployed: " + json.dumps(deploy(settings)))
@@ -390,19 +379,12 @@ def main(argv: list[str] | None = None) -> int:
                 pass
         elif args.command == "destroy":
             destroy(settings)
-        return 0
+
+    try:
+        return base.run_command(command)
     except GeofenceError as exc:
         print(f"error: geofences refused, the old ones stay: {exc}", file=sys.stderr)
         return 2
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except EndpointConnectionError as exc:
-        print(f"error: cannot reach the AWS endpoint ({exc}); is the stack running? try `make run`", file=sys.stderr)
-        return 1
-    except (ClientError, BotoCoreError, WaiterError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

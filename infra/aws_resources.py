@@ -395,41 +395,54 @@ def destroy(settings: AwsResourceSettings | None = None, clients: AwsClients | N
                            "ResourceNotFoundException")
     say(f"function {settings.function_name}: {'deleted' if gone else 'not found'}")
 
-    try:
-        policies = clients.iam.list_role_policies(RoleName=settings.role_name)["PolicyNames"]
-    except ClientError as exc:
-        if _error_code(exc) != "NoSuchEntity":
-            raise
-        say(f"IAM role {settings.role_name}: not found")
-    else:
-        for policy in policies:
-            clients.iam.delete_role_policy(RoleName=settings.role_name, PolicyName=policy)
-        for attached in clients.iam.list_attached_role_policies(RoleName=settings.role_name)["AttachedPolicies"]:
-            clients.iam.detach_role_policy(RoleName=settings.role_name, PolicyArn=attached["PolicyArn"])
-        clients.iam.delete_role(RoleName=settings.role_name)
-        say(f"IAM role {settings.role_name}: deleted")
-
+    delete_role(settings.role_name, clients, say)
     topic_arn = find_topic_arn(settings, clients)
     if topic_arn is None:
         say(f"SNS topic {settings.topic_name}: not found")
     else:
-        for page in clients.sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
-            for sub in page.get("Subscriptions", []):
-                if sub.get("SubscriptionArn", "").startswith("arn:"):  # skip "PendingConfirmation"
-                    _ignore_missing(lambda arn=sub["SubscriptionArn"]: clients.sns.unsubscribe(SubscriptionArn=arn),
-                                    "NotFound")
-        clients.sns.delete_topic(TopicArn=topic_arn)
-        say(f"SNS topic {settings.topic_name}: deleted")
+        delete_topic(topic_arn, clients, say)
+    delete_queue(settings.queue_name, clients, say)
 
+
+def delete_role(role_name: str, clients: AwsClients, say: Say = _say) -> None:
+    """Delete an IAM role with its inline and attached policies; a missing one is skipped."""
     try:
-        queue_url = clients.sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+        policies = clients.iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+    except ClientError as exc:
+        if _error_code(exc) != "NoSuchEntity":
+            raise
+        say(f"IAM role {role_name}: not found")
+        return
+    for policy in policies:
+        clients.iam.delete_role_policy(RoleName=role_name, PolicyName=policy)
+    for attached in clients.iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]:
+        clients.iam.detach_role_policy(RoleName=role_name, PolicyArn=attached["PolicyArn"])
+    clients.iam.delete_role(RoleName=role_name)
+    say(f"IAM role {role_name}: deleted")
+
+
+def delete_topic(topic_arn: str, clients: AwsClients, say: Say = _say) -> None:
+    """Delete an SNS topic after its confirmed subscriptions."""
+    for page in clients.sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
+        for sub in page.get("Subscriptions", []):
+            if sub.get("SubscriptionArn", "").startswith("arn:"):  # skip "PendingConfirmation"
+                _ignore_missing(lambda arn=sub["SubscriptionArn"]: clients.sns.unsubscribe(SubscriptionArn=arn),
+                                "NotFound")
+    clients.sns.delete_topic(TopicArn=topic_arn)
+    say(f"SNS topic {topic_arn.rsplit(':', 1)[-1]}: deleted")
+
+
+def delete_queue(queue_name: str, clients: AwsClients, say: Say = _say) -> None:
+    """Delete an SQS queue; a missing one is skipped."""
+    try:
+        queue_url = clients.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     except ClientError as exc:
         if _error_code(exc) not in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
             raise
-        say(f"SQS queue {settings.queue_name}: not found")
-    else:
-        clients.sqs.delete_queue(QueueUrl=queue_url)
-        say(f"SQS queue {settings.queue_name}: deleted")
+        say(f"SQS queue {queue_name}: not found")
+        return
+    clients.sqs.delete_queue(QueueUrl=queue_url)
+    say(f"SQS queue {queue_name}: deleted")
 
 
 # --- CLI ---------------------------------------------------------------------------------------------------
@@ -445,11 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_command(args: argparse.Namespace, command: Callable[[AwsResourceSettings], None]) -> int:
-    """Exit code of one command-line command, the errors a user can act on printed in one line
-    (2: a bad setting; 1: the endpoint or AWS refused)."""
+def run_command(command: Callable[[], object]) -> int:
+    """Exit code of one command-line command (which reads its settings itself), the errors a user
+    can act on printed in one line (2: a bad setting; 1: the endpoint or AWS refused)."""
     try:
-        command(AwsResourceSettings.from_args(args))
+        command()
         return 0
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -470,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         "deploy-resources": lambda settings: _say("deployed: " + json.dumps(deploy_resources(settings))),
         "destroy": destroy,
     }
-    return run_command(args, commands[args.command])
+    return run_command(lambda: commands[args.command](AwsResourceSettings.from_args(args)))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from infra import postgres
+from infra import observe, postgres
 from pipeline_common.kafka_client import KafkaSettings
 from tracker.records import InvalidRecord, decode
 from tracker.service import TrackerService
@@ -104,34 +104,18 @@ class DemoTracker:
 
     def _recount(self) -> TrackerRecount:
         recount, keys = TrackerRecount(), set()
-        consumer = KafkaConsumer(**self.kafka.client_kwargs(), group_id=None, enable_auto_commit=False,
-                                 consumer_timeout_ms=5000)
-        try:
-            tps = list(self.starts)
-            consumer.assign(tps)
-            ends = consumer.end_offsets(tps)
-            for tp in tps:
-                consumer.seek(tp, self.starts[tp])
-            remaining = {tp: ends[tp] for tp in tps if ends[tp] > self.starts[tp]}
-            while remaining:
-                polled = consumer.poll(timeout_ms=2000, max_records=5000)
-                if not polled:
-                    break
-                for tp, records in polled.items():
-                    for record in records:
-                        if record.offset >= remaining.get(tp, -1):
-                            continue
-                        recount.records += 1
-                        try:
-                            p = decode(record.value, record.partition, record.offset, record.headers)
-                        except InvalidRecord:
-                            recount.malformed += 1
-                            continue
-                        keys.add((p.icao24, p.time_position))
-                    if records and records[-1].offset + 1 >= remaining.get(tp, 0):
-                        remaining.pop(tp, None)
-        finally:
-            consumer.close()
+        tps = list(self.starts)
+        end_by_partition = observe.end_offsets(self.kafka, self.topic)  # production has stopped: final
+        ends = {tp: end_by_partition.get(tp.partition, 0) for tp in tps}
+        for record in observe.read_topic(self.kafka, self.topic, until=end_by_partition,
+                                         start_offsets={tp.partition: o for tp, o in self.starts.items()}):
+            recount.records += 1
+            try:
+                p = decode(record.value, record.partition, record.offset, record.headers)
+            except InvalidRecord:
+                recount.malformed += 1
+                continue
+            keys.add((p.icao24, p.time_position))
         recount.distinct_positions = len(keys)
         ranges = [(tp.partition, self.starts[tp], ends[tp]) for tp in tps]
         where = " OR ".join(["(kafka_partition = %s AND kafka_offset >= %s AND kafka_offset < %s)"] * len(ranges))

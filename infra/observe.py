@@ -130,17 +130,25 @@ def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
 
 
 def read_topic(kafka: KafkaSettings, topic: str, since_ms: int | None = None,
-               timeout_s: float = 120) -> Iterator[ConsumerRecord]:
-    """Every record of ``topic`` from its beginning (or from the first written at or after ``since_ms``)
-    up to the end offsets it has when the read starts; TimeoutError if they cannot all be read in time."""
+               timeout_s: float = 120, *, start_offsets: dict[int, int] | None = None,
+               until: dict[int, int] | None = None) -> Iterator[ConsumerRecord]:
+    """Every record of ``topic`` from its beginning (or from the first written at or after ``since_ms``,
+    or from ``start_offsets`` {partition: offset}) up to the end offsets it has when the read starts (or
+    ``until`` {partition: end offset}); TimeoutError if they cannot all be read in time."""
     consumer = KafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False, **_READ_FETCH)
     try:
         partitions = _partitions(consumer, topic)
         if not partitions:
             return
         consumer.assign(partitions)
-        ends = consumer.end_offsets(partitions)
-        if since_ms is None:
+        if until is None:
+            ends = consumer.end_offsets(partitions)
+        else:
+            ends = {tp: until.get(tp.partition, 0) for tp in partitions}
+        if start_offsets is not None:
+            for tp in partitions:
+                consumer.seek(tp, min(start_offsets.get(tp.partition, ends[tp]), ends[tp]))
+        elif since_ms is None:
             consumer.seek_to_beginning(*partitions)
         else:
             starts = consumer.offsets_for_times({tp: since_ms for tp in partitions})
@@ -225,24 +233,17 @@ def recount(records: Iterable[ConsumerRecord]) -> Recount:
 
 # --- CLI ---------------------------------------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not > 0")
-    return value
+def _positive(kind: type) -> Callable[[str], float]:
+    """argparse type: a number (int or float) > 0."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{value} is not > 0")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,10 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     AwsResourceSettings.add_flags(parser.add_argument_group("settings (before the command)"))
     commands = parser.add_subparsers(dest="command", required=True)
     count = commands.add_parser("count-messages", help="notifications published in the last N minutes")
-    count.add_argument("--mins", type=_positive_int, default=1, help="window in minutes (default 1)")
+    count.add_argument("--mins", type=_positive(int), default=1, help="window in minutes (default 1)")
     watch = commands.add_parser("notifications", help="print each notification the demo subscriber receives")
-    watch.add_argument("--max", type=_positive_int, default=None, help="stop after N notifications")
-    watch.add_argument("--seconds", type=_positive_float, default=None, help="stop after S seconds")
+    watch.add_argument("--max", type=_positive(int), default=None, help="stop after N notifications")
+    watch.add_argument("--seconds", type=_positive(float), default=None, help="stop after S seconds")
     return parser
 
 
@@ -268,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     def tail(settings: AwsResourceSettings) -> None:
         notifications(args.max, args.seconds, settings)
 
-    return run_command(args, {"count-messages": count, "notifications": tail}[args.command])
+    command = {"count-messages": count, "notifications": tail}[args.command]
+    return run_command(lambda: command(AwsResourceSettings.from_args(args)))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
+from infra import processes
 from pipeline_common.settings import Settings
 from tracker.settings import DATABASE_URL, POSTGRES_PORT, native_database_url
 
@@ -194,18 +195,7 @@ def _read_pid() -> int | None:
         pid = int(PID_FILE.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    try:
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return None
-    except OSError:
-        pass
-    return pid
+    return pid if processes.alive(pid) else None
 
 
 def port_open(port: int) -> bool:
@@ -274,7 +264,7 @@ def start(cfg: PostgresConfig, start_timeout_s: float = 90) -> str:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             PID_FILE.unlink(missing_ok=True)
-            raise PostgresError(f"PostgreSQL exited during start-up. Last lines of {LOG}:\n{_tail(LOG)}")
+            raise PostgresError(f"PostgreSQL exited during start-up. Last lines of {LOG}:\n{processes.log_tail(LOG)}")
         reason = ready(admin_url) if port_open(cfg.port) else "port not open yet"
         if reason is None:
             _create_database(admin_url)
@@ -282,7 +272,7 @@ def start(cfg: PostgresConfig, start_timeout_s: float = 90) -> str:
         time.sleep(0.3)
     stop()
     raise PostgresError(f"PostgreSQL did not accept connections within {start_timeout_s:.0f}s ({reason}). "
-                        f"Last lines of {LOG}:\n{_tail(LOG)}")
+                        f"Last lines of {LOG}:\n{processes.log_tail(LOG)}")
 
 
 def _create_database(admin_url: str) -> None:
@@ -298,15 +288,7 @@ def server_pids(pid: int | None = None) -> list[int]:
     pid = pid or _read_pid()
     if pid is None:
         return []
-    found = [pid]
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if int((proc / "stat").read_text().rsplit(")", 1)[-1].split()[1]) == pid:
-                    found.append(int(proc.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return found
+    return processes.with_children(pid)
 
 
 def stop(kill: bool = False, timeout: float = 30.0) -> bool:
@@ -318,45 +300,15 @@ def stop(kill: bool = False, timeout: float = 30.0) -> bool:
     victims = server_pids(pid)
     steps = ((signal.SIGKILL, 5.0),) if kill else ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0),
                                                     (signal.SIGKILL, 5.0))
-    for sig, wait in steps:
-        # With SIGKILL, the backends too: one that outlived the postmaster would keep the shared memory
-        # attached and the next start would refuse to run.
-        for target in (server_pids(pid) if sig == signal.SIGKILL else [pid]):
-            try:
-                os.kill(target, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _group_alive(pid):
-            time.sleep(0.1)
-        if not _group_alive(pid):
-            break
+    # With SIGKILL, the backends too: one that outlived the postmaster would keep the shared memory
+    # attached and the next start would refuse to run.
+    processes.stop_group(pid, steps, targets=lambda sig: server_pids(pid) if sig == signal.SIGKILL else [pid])
     # Until the dead postmaster is reaped its pid still answers kill(0), and a new server would take the
     # stale postmaster.pid for a running one and refuse to start.
     deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{p}").exists() for p in victims) and time.monotonic() < deadline:
+    while not all(processes.gone(p) for p in victims) and time.monotonic() < deadline:
         time.sleep(0.05)
     return True
-
-
-def _group_alive(pgid: int) -> bool:
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
 
 
 def status(cfg: PostgresConfig) -> bool:

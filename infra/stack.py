@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
-from infra import postgres
+from infra import postgres, processes
 from pipeline_common.settings import ConfigError, Setting, Settings, setting
 from pipeline_common.shared_settings import KAFKA_DLQ_TOPIC, KAFKA_TOPIC
 
@@ -74,6 +74,9 @@ class StackConfig(Settings):
                                        help="native AWS endpoint's log level")
     topic: str = KAFKA_TOPIC.field()
     dlq_topic: str = KAFKA_DLQ_TOPIC.field()
+    alerts_dlq_topic: str = setting("KAFKA_ALERTS_DLQ_TOPIC", "aviation-data-alerts-dlq",
+                                    help="the alerts mapping's dead-letter topic (infra/aws/template.yaml "
+                                         "AlertsOnFailureDestination), created beside the other two")
     partitions: int = setting("KAFKA_TOPIC_PARTITIONS", 6, minimum=1, maximum=1000,
                               help="partitions of the flight-state topic when `make run` creates it")
     retention_ms: int = setting("KAFKA_RETENTION_MS", 24 * 3600 * 1000, minimum=60_000,
@@ -163,21 +166,7 @@ def _read_pid(name: str) -> int | None:
         pid = int(PIDS[name].read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited child not yet reaped) is not alive for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+    return pid if processes.alive(pid) else None
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -204,50 +193,14 @@ def _stop(name: str, timeout: float = 20.0, kill: bool = False) -> bool:
         return False
     if not kill:
         # A paused part (pause-part) would never act on SIGTERM.
-        _signal_group(pid, signal.SIGCONT)
+        processes.signal_group(pid, signal.SIGCONT)
     steps = ((signal.SIGKILL, 5.0),) if kill else ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0))
-    for sig, wait in steps:
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _group_alive(pid):
-            time.sleep(0.1)
-        if not _group_alive(pid):
-            break
+
+    def killing(sig) -> None:
         if sig == signal.SIGTERM:
             say(f"{name} (pid {pid}) did not stop within {timeout:.0f}s; killing it")
+    processes.stop_group(pid, steps, on_timeout=killing)
     return True
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
 
 
 # --------------------------------------------------------------------------- kafka
@@ -365,26 +318,45 @@ def start_kafka(cfg: StackConfig) -> None:
 
 
 def ensure_topics(cfg: StackConfig) -> dict[str, int]:
-    """Create the data and dead-letter topics if missing; returns {topic: partitions}."""
-    from kafka import KafkaAdminClient
+    """Create the data topic and both mappings' dead-letter topics if missing; returns {topic: partitions}."""
     from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-    wanted = {
-        cfg.topic: NewTopic(cfg.topic, cfg.partitions, 1, topic_configs={
+    return create_topics({"bootstrap_servers": cfg.bootstrap, "client_id": "stack-admin"}, [
+        NewTopic(cfg.topic, cfg.partitions, 1, topic_configs={
             "retention.ms": str(cfg.retention_ms), "retention.bytes": str(cfg.retention_bytes)}),
-        cfg.dlq_topic: NewTopic(cfg.dlq_topic, 1, 1, topic_configs={"retention.ms": str(cfg.dlq_retention_ms)}),
-    }
-    admin = KafkaAdminClient(bootstrap_servers=cfg.bootstrap, client_id="stack-admin")
+        NewTopic(cfg.dlq_topic, 1, 1, topic_configs={"retention.ms": str(cfg.dlq_retention_ms)}),
+        NewTopic(cfg.alerts_dlq_topic, 1, 1, topic_configs={"retention.ms": str(cfg.dlq_retention_ms)}),
+    ])
+
+
+def create_topics(client_kwargs: dict, topics: list, leaders_timeout_s: float = 30.0) -> dict[str, int]:
+    """Create the missing ones of `topics` (kafka NewTopic: name, partitions, replication, configs) and
+    return {name: partitions} once every partition has a leader: a consumer group that joins before that
+    gets no partitions, and kafka-python may not notice them until its next metadata refresh
+    (metadata.max.age.ms, 5 minutes). The one place the pipeline, the benchmarks and the fault tests
+    create topics."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import TopicAlreadyExistsError
+    admin = KafkaAdminClient(**client_kwargs)
+    names = [t.name for t in topics]
     try:
         existing = set(admin.list_topics())
-        missing = [t for name, t in wanted.items() if name not in existing]
+        missing = [t for t in topics if t.name not in existing]
         if missing:
             try:
                 admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # created concurrently by another starter: that is the state we want
-        described = admin.describe_topics(list(wanted))
-        return {d["name"]: len(d["partitions"]) for d in described}
+        deadline = time.monotonic() + leaders_timeout_s
+        while True:
+            described = admin.describe_topics(names)
+            led = {d["name"]: sum(1 for p in d.get("partitions") or ()
+                                  if p.get("error_code") == 0 and p.get("leader_id", -1) >= 0) for d in described}
+            if all(d.get("error_code") == 0 and led[d["name"]] >= len(d.get("partitions") or ()) > 0
+                   for d in described):
+                return {d["name"]: len(d["partitions"]) for d in described}
+            if time.monotonic() > deadline:
+                raise StackError(f"topics {names}: partitions without a leader after {leaders_timeout_s:.0f} s: {led}")
+            time.sleep(0.2)
     finally:
         admin.close()
 
@@ -418,8 +390,11 @@ def start_ministack(cfg: StackConfig) -> None:
     if not exe.exists():
         raise StackError("MiniStack is not installed in this virtualenv; run `make setup`.")
     MINISTACK_DIR.mkdir(parents=True, exist_ok=True)
+    # MiniStack hands its own AWS_ENDPOINT_URL to every function it runs: it must be this endpoint, never one
+    # inherited from the caller's shell (an AWS_ENDPOINT_URL for another stack would send the functions'
+    # SNS, S3 and CloudWatch calls there).
     env = dict(os.environ, BIND_HOST="127.0.0.1", GATEWAY_PORT=str(cfg.aws_port), TMPDIR=str(MINISTACK_DIR),
-               LOG_LEVEL=cfg.ministack_log_level)
+               LOG_LEVEL=cfg.ministack_log_level, AWS_ENDPOINT_URL=cfg.endpoint)
     log = LOG_DIR / "ministack.out"
     pid = _spawn("ministack", [str(exe)], log, env=env)
     say(f"ministack starting (pid {pid}, log {_rel(log)})")
@@ -433,15 +408,15 @@ def _wait_until_usable(name: str, what: str, pid: int, log: Path, timeout_s: flo
     stopped), is a StackError quoting the end of its log."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not processes.alive(pid):
             PIDS[name].unlink(missing_ok=True)
-            raise StackError(f"{what} exited during start-up. Last lines of {log}:\n{_tail(log)}")
+            raise StackError(f"{what} exited during start-up. Last lines of {log}:\n{processes.log_tail(log)}")
         if usable():
             return
         time.sleep(poll_s)
     _stop(name)
     raise StackError(f"{what} did not answer within {timeout_s}s (STACK_START_TIMEOUT_S). "
-                     f"Last lines of {log}:\n{_tail(log)}")
+                     f"Last lines of {log}:\n{processes.log_tail(log)}")
 
 
 # --------------------------------------------------------------------------- docker path
@@ -526,7 +501,7 @@ def pause_part(name: str, resume: bool = False) -> bool:
     pid = postgres._read_pid() if name == "postgres" else _read_pid(name)
     if pid is None:
         raise StackError(f"{name} is not running (no live pid in {_rel(PIDS[name])})")
-    _signal_group(pid, signal.SIGCONT if resume else signal.SIGSTOP)
+    processes.signal_group(pid, signal.SIGCONT if resume else signal.SIGSTOP)
     say(f"{name} (process group {pid}) {'resumed' if resume else 'paused'}")
     return True
 

@@ -32,6 +32,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
 from infra import aws_resources, observe
+from infra.stack import create_topics as create_kafka_topics
 from pipeline_common.kafka_client import KafkaSettings
 from tracker.settings import native_database_url
 
@@ -49,6 +50,76 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 to `target_port` that can drop every connection and refuse new ones
+    (the network going away: cut()), then accept again (listen()). listening=False: connections are
+    refused until the first listen() (a part that comes up late)."""
+
+    def __init__(self, target_port: int, listening: bool = True) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        if listening:
+            self.listen()
+
+    def listen(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            if self._listener is not None:
+                # shutdown() first: a bare close() does not wake the thread blocked in accept(), and the
+                # kernel would keep the port listening until it returns.
+                try:
+                    self._listener.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                self._listener.close()
+                self._listener = None
+            for conn in self._conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+            self._conns.clear()
+
+    close = cut
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 # --------------------------------------------------------------------------- a stack to break
@@ -132,11 +203,8 @@ class Pipeline:
         self._cleanups.append(cleanup)
 
     def create_topics(self) -> None:
-        admin = KafkaAdminClient(bootstrap_servers=self.stack.bootstrap)
-        try:
-            admin.create_topics([NewTopic(self.topic, self.partitions, 1), NewTopic(self.dlq, 1, 1)])
-        finally:
-            admin.close()
+        create_kafka_topics({"bootstrap_servers": self.stack.bootstrap},
+                            [NewTopic(self.topic, self.partitions, 1), NewTopic(self.dlq, 1, 1)])
 
     def deploy(self) -> None:
         """Topic, subscriber (before the function exists, so nothing it publishes goes unseen), role, function.

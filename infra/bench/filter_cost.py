@@ -17,8 +17,8 @@ import time
 import uuid
 
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
 
+from infra.bench.kafka_load import create_topic
 from pipeline_common.kafka_client import KafkaSettings
 from trigger import Trigger, TriggerConfig
 from trigger.invoker import InvokeResult
@@ -28,9 +28,7 @@ FILTER = {"Filters": [{"Pattern": json.dumps({"value": {"on_ground": [False],
 
 
 def prefill(kafka: KafkaSettings, topic: str, records: int) -> None:
-    admin = KafkaAdminClient(**kafka.client_kwargs())
-    admin.create_topics([NewTopic(topic, 6, 1)])
-    admin.close()
+    create_topic(kafka, topic, 6)
     producer = KafkaProducer(linger_ms=20, batch_size=256 * 1024, acks=1, **kafka.client_kwargs())
     rng = random.Random(7)
     for i in range(records):

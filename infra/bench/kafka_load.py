@@ -17,9 +17,10 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 from kafka.partitioner.default import murmur2
 
+from infra.stack import create_topics
 from pipeline_common.kafka_client import KafkaSettings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -34,26 +35,8 @@ def admin(kafka: KafkaSettings) -> KafkaAdminClient:
 
 
 def create_topic(kafka: KafkaSettings, name: str, partitions: int) -> None:
-    """Create the topic and return once every partition has a leader: a consumer group that joins
-    before that gets no partitions and kafka-python may not notice them until its next metadata
-    refresh (metadata.max.age.ms, 5 minutes)."""
-    client = admin(kafka)
-    try:
-        try:
-            client.create_topics([NewTopic(name, partitions, 1)])
-        except TopicAlreadyExistsError:
-            pass
-        deadline = time.monotonic() + 30
-        while True:
-            described = client.describe_topics([name])[0]
-            led = [p for p in described.get("partitions") or () if p.get("error_code") == 0 and p.get("leader_id", -1) >= 0]
-            if described.get("error_code") == 0 and len(led) >= partitions:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {name}: only {len(led)} of {partitions} partitions have a leader after 30 s")
-            time.sleep(0.2)
-    finally:
-        client.close()
+    """Create the topic (infra.stack.create_topics) and return once every partition has a leader."""
+    create_topics({**kafka.client_kwargs(), "client_id": "flight-bench"}, [NewTopic(name, partitions, 1)])
 
 
 def delete_topics(kafka: KafkaSettings, names: list[str]) -> None:

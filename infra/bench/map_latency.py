@@ -23,14 +23,23 @@ from pipeline_common.state_codec import content_type_of, decode_state
 # (icao24, position time) reaches the page, and when.
 _COLLECTOR = """
 window.__seen = new Map();
+window.__drawn = new Map();
+let undrawn = [];
 window.addEventListener("tracker:update", (e) => {
   for (const f of e.detail.flights) {
     const key = f.icao24 + "|" + Date.parse(f.time_position);
-    if (!window.__seen.has(key)) window.__seen.set(key, [e.detail.receivedAt, Date.parse(e.detail.sentAt)]);
+    if (!window.__seen.has(key)) {
+      window.__seen.set(key, [e.detail.receivedAt, Date.parse(e.detail.sentAt)]);
+      undrawn.push(key);
+    }
   }
 });
+// The first canvas redraw after an update shows it on the map.
+window.addEventListener("tracker:drawn", (e) => {
+  for (const key of undrawn) window.__drawn.set(key, e.detail.at);
+  undrawn = [];
+});
 """
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -109,6 +118,7 @@ def run(session, rate: int = 1000, seconds: float = 20, aircraft: int = 10_000) 
                 producer.wait(timeout=seconds + 120)
                 time.sleep(3.0)  # the last WebSocket update (at most one a second) and its drawing
                 seen = dict(page.evaluate("Array.from(window.__seen.entries())"))
+                drawn = dict(page.evaluate("Array.from(window.__drawn.entries())"))
                 draw_ms = page.evaluate("flightMap.drawTimesMs()")
                 shown = int(page.get_by_label("Aircraft shown").inner_text().replace(",", ""))
             finally:
@@ -129,6 +139,8 @@ def run(session, rate: int = 1000, seconds: float = 20, aircraft: int = 10_000) 
     # The split: record -> the tracker sending the update, and the update -> the page having parsed it.
     to_send = [seen[key][1] - ts for key, ts in produced.items() if key in seen]
     to_page = [seen[key][0] - seen[key][1] for key in produced if key in seen]
+    # Until the map shows it: the first canvas redraw after the page received it.
+    to_drawn = [drawn[key] - ts for key, ts in produced.items() if key in drawn]
     # The steady part: drop the first and last 10% of the records by produce time (start-up, drain).
     ordered = sorted(produced.items(), key=lambda kv: kv[1])
     cut = len(ordered) // 10
@@ -140,6 +152,8 @@ def run(session, rate: int = 1000, seconds: float = 20, aircraft: int = 10_000) 
                        "max": max(latencies) if latencies else None},
         "record_to_tracker_send_ms": {"p50": _percentile(to_send, 50), "p99": _percentile(to_send, 99)},
         "tracker_send_to_page_ms": {"p50": _percentile(to_page, 50), "p99": _percentile(to_page, 99)},
+        "record_to_drawn_ms": {"count": len(to_drawn), "p50": _percentile(to_drawn, 50),
+                               "p99": _percentile(to_drawn, 99)},
         "load_average": os.getloadavg()[0],
         "steady_latency_ms": {"p50": _percentile(steady, 50), "p99": _percentile(steady, 99)},
         "draw_ms": {"count": len(draw_ms), "p50": _percentile(draw_ms[-50:], 50), "p99": _percentile(draw_ms[-50:], 99)},

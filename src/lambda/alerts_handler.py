@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,11 +27,11 @@ from alert_settings import AlertSettings
 from alert_state import StateStore, StoredState
 from pipeline_common.logs import install_json_logging
 from flight_metrics import emit_invocation_metrics
-from flight_transform import InvalidState
+from flight_transform import judge_records
 from geofence import GeofenceError
 from geofence_source import GeofenceSource
-from lambda_clients import client as _client
-from kafka_esm import read_event
+from kafka_esm import failure_response, read_event
+from lambda_clients import RuntimeSlot, client as _client
 from sns_batch import Notification, SnsBatchPublisher
 
 logger = logging.getLogger(__name__)
@@ -61,49 +60,33 @@ class AlertsRuntime:
         self.executor.shutdown(wait=True)
 
 
-_runtime: AlertsRuntime | None = None
-_runtime_lock = threading.Lock()
+_slot: RuntimeSlot[AlertsRuntime] = RuntimeSlot()
 
 
 def configure(settings: AlertSettings | None = None, *, sns_client=None, cloudwatch_client=None,
               dynamodb_client=None, s3_client=None) -> AlertsRuntime:
     """Build (or rebuild) the container's runtime; values passed in win, the rest comes from env."""
-    global _runtime
-    with _runtime_lock:
-        settings = settings or AlertSettings.from_env()
-        f = settings.function
-        new = AlertsRuntime(
-            settings=settings,
+    def build() -> AlertsRuntime:
+        s = settings or AlertSettings.from_env()
+        f = s.function
+        return AlertsRuntime(
+            settings=s,
             sns=sns_client or _client("sns", f),
             cloudwatch=cloudwatch_client or _client("cloudwatch", f),
-            store=StateStore(dynamodb_client or _client("dynamodb", f), settings.table, settings.state_ttl_s),
-            geofences=GeofenceSource(s3_client or _client("s3", f), settings.geofences_bucket,
-                                     settings.geofences_key, settings.geofence_refresh_s),
+            store=StateStore(dynamodb_client or _client("dynamodb", f), s.table, s.state_ttl_s),
+            geofences=GeofenceSource(s3_client or _client("s3", f), s.geofences_bucket,
+                                     s.geofences_key, s.geofence_refresh_s),
             executor=ThreadPoolExecutor(max_workers=f.publish_concurrency, thread_name_prefix="sns-publish"),
         )
-        old, _runtime = _runtime, new
-    if old is not None:
-        old.close()
-    return new
+    return _slot.install(build)
 
 
 def reset() -> None:
-    global _runtime
-    with _runtime_lock:
-        old, _runtime = _runtime, None
-    if old is not None:
-        old.close()
+    _slot.reset()
 
 
 def _current() -> AlertsRuntime:
-    runtime = _runtime
-    if runtime is None:
-        try:
-            runtime = configure()
-        except ValueError:
-            logger.exception("invalid function configuration")
-            raise
-    return runtime
+    return _slot.current(configure)
 
 
 def _outbox_entry(alert, fifo: bool) -> dict:
@@ -135,21 +118,9 @@ def _apply(runtime: AlertsRuntime, icao24: str, stored: StoredState | None,
 def process_event(event: object, runtime: AlertsRuntime) -> dict:
     started = time.perf_counter()
     records = read_event(event)
-    failures: dict[int, str] = {}
+    kept, failures, filtered = judge_records(records, observe)
     by_aircraft: dict[str, list[tuple[int, Observation]]] = {}
-    filtered = 0
-    for index, record in enumerate(records):
-        if record.error is not None:
-            failures[index] = record.error
-            continue
-        try:
-            obs, _reason = observe(record.state)
-        except InvalidState as exc:
-            failures[index] = f"invalid state: {exc}"
-            continue
-        if obs is None:
-            filtered += 1
-            continue
+    for index, obs in kept:
         by_aircraft.setdefault(obs.icao24, []).append((index, obs))
 
     in_air = sum(len(items) for items in by_aircraft.values())
@@ -202,13 +173,7 @@ def process_event(event: object, runtime: AlertsRuntime) -> dict:
             # Published but still in the outbox: the next invocation sends it again (a counted duplicate).
             logger.warning("could not clear the alert outbox of %s: %s", icao24, exc, extra={"icao24": icao24})
 
-    batch_item_failures, failure_reasons = [], []
-    for index in sorted(failures):
-        record = records[index]
-        batch_item_failures.append({"itemIdentifier": record.identifier()})
-        failure_reasons.append({**record.identifier(), "reason": failures[index]})
-        logger.warning("record failed: %s", failures[index],
-                       extra={"topic": record.topic, "partition": record.partition, "offset": record.offset})
+    response = failure_response(records, failures)
     counts = {"received": len(records), "in_air": in_air, "filtered": filtered, "stale": stale,
               "alerts": raised, "republished": republished, "published": published, "failed": len(failures)}
     f = runtime.settings.function
@@ -217,7 +182,7 @@ def process_event(event: object, runtime: AlertsRuntime) -> dict:
     logger.info("processed %d records: %d in the air, %d stale, %d alerts raised, %d republished, "
                 "%d published, %d failed", counts["received"], in_air, stale, raised, republished, published,
                 counts["failed"], extra={**counts, "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
-    return {**counts, "batchItemFailures": batch_item_failures, "failureReasons": failure_reasons}
+    return {**counts, **response}
 
 
 def lambda_handler(event, context):

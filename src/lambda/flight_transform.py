@@ -194,3 +194,27 @@ def evaluate(state: object) -> tuple[dict | None, str | None]:
         raise
     except (OverflowError, ValueError) as exc:  # e.g. 1e308 m does not fit an int of feet
         raise InvalidState(f"value out of range: {exc}") from None
+
+
+def judge_records(records, rule) -> tuple[list[tuple[int, object]], dict[int, str], int]:
+    """Split a batch of kafka_esm.InputRecords by `rule` (evaluate, or a rule built on it that returns
+    (value, reason) and raises only InvalidState): ([(index, value) for each kept record],
+    {index: reason for each record that could not be read or is malformed}, number filtered out).
+    Both functions count a batch this way, so a failure means the same to each."""
+    kept: list[tuple[int, object]] = []
+    failures: dict[int, str] = {}
+    filtered = 0
+    for index, record in enumerate(records):
+        if record.error is not None:
+            failures[index] = record.error
+            continue
+        try:
+            value, _reason = rule(record.state)
+        except InvalidState as exc:
+            failures[index] = f"invalid state: {exc}"
+            continue
+        if value is None:
+            filtered += 1
+            continue
+        kept.append((index, value))
+    return kept, failures, filtered

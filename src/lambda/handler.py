@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from flight_metrics import emit_invocation_metrics
 from flight_settings import FunctionSettings
-from flight_transform import InvalidState, evaluate
-from kafka_esm import InputRecord, read_event
-from lambda_clients import client as _client, encode_form_once as _encode_form_once  # noqa: F401 (tests)
+from flight_transform import evaluate, judge_records
+from kafka_esm import InputRecord, failure_response, read_event
+from lambda_clients import RuntimeSlot, client as _client, encode_form_once as _encode_form_once  # noqa: F401 (tests)
 from pipeline_common.logs import install_json_logging
 from sns_batch import Notification, SnsBatchPublisher
 
@@ -48,8 +47,7 @@ class FunctionRuntime:
         self.executor.shutdown(wait=True)
 
 
-_runtime: FunctionRuntime | None = None
-_runtime_lock = threading.Lock()
+_slot: RuntimeSlot[FunctionRuntime] = RuntimeSlot()
 
 
 def configure(settings: FunctionSettings | None = None, *, sns_client=None, cloudwatch_client=None) -> FunctionRuntime:
@@ -57,39 +55,24 @@ def configure(settings: FunctionSettings | None = None, *, sns_client=None, clou
 
     The Lambda runtime calls this implicitly at cold start; tests call it with mocked clients.
     """
-    global _runtime
-    with _runtime_lock:
-        settings = settings or FunctionSettings.from_env()
-        new = FunctionRuntime(
-            settings=settings,
-            sns=sns_client or _client("sns", settings),
-            cloudwatch=cloudwatch_client or _client("cloudwatch", settings),
-            executor=ThreadPoolExecutor(max_workers=settings.publish_concurrency, thread_name_prefix="sns-publish"),
+    def build() -> FunctionRuntime:
+        s = settings or FunctionSettings.from_env()
+        return FunctionRuntime(
+            settings=s,
+            sns=sns_client or _client("sns", s),
+            cloudwatch=cloudwatch_client or _client("cloudwatch", s),
+            executor=ThreadPoolExecutor(max_workers=s.publish_concurrency, thread_name_prefix="sns-publish"),
         )
-        old, _runtime = _runtime, new
-    if old is not None:
-        old.close()
-    return new
+    return _slot.install(build)
 
 
 def reset() -> None:
     """Forget the cached runtime (tests; a changed environment)."""
-    global _runtime
-    with _runtime_lock:
-        old, _runtime = _runtime, None
-    if old is not None:
-        old.close()
+    _slot.reset()
 
 
 def _current() -> FunctionRuntime:
-    runtime = _runtime
-    if runtime is None:
-        try:
-            runtime = configure()
-        except ValueError:
-            logger.exception("invalid function configuration")
-            raise
-    return runtime
+    return _slot.current(configure)
 
 
 def _attributes(record: InputRecord, notification: dict) -> dict:
@@ -109,35 +92,15 @@ def process_event(event: object, runtime: FunctionRuntime) -> dict:
     """The whole invocation, with the runtime passed in."""
     started = time.perf_counter()
     records = read_event(event)
-    failures: dict[int, str] = {}
-    outgoing: list[Notification] = []
-    filtered = 0
-    for index, record in enumerate(records):
-        if record.error is not None:
-            failures[index] = record.error
-            continue
-        try:
-            notification, _reason = evaluate(record.state)
-        except InvalidState as exc:
-            failures[index] = f"invalid state: {exc}"
-            continue
-        if notification is None:
-            filtered += 1
-            continue
-        outgoing.append(Notification(index, _encode(notification), _attributes(record, notification)))
+    kept, failures, filtered = judge_records(records, evaluate)
+    outgoing = [Notification(index, _encode(notification), _attributes(records[index], notification))
+                for index, notification in kept]
 
     for failure in runtime.publisher().publish(outgoing):
         failures[failure.ref] = f"publish failed: {failure.reason}"
     publish_failures = sum(1 for n in outgoing if n.ref in failures)
 
-    batch_item_failures, failure_reasons = [], []
-    for index in sorted(failures):
-        record = records[index]
-        batch_item_failures.append({"itemIdentifier": record.identifier()})
-        failure_reasons.append({**record.identifier(), "reason": failures[index]})
-        logger.warning("record failed: %s", failures[index],
-                       extra={"topic": record.topic, "partition": record.partition, "offset": record.offset})
-
+    response = failure_response(records, failures)
     counts = {"received": len(records), "in_air": len(outgoing), "published": len(outgoing) - publish_failures,
               "filtered": filtered, "failed": len(failures)}
     if runtime.settings.metrics_enabled:
@@ -146,7 +109,7 @@ def process_event(event: object, runtime: FunctionRuntime) -> dict:
     logger.info("processed %d records: %d in the air, %d published, %d filtered, %d failed",
                 counts["received"], counts["in_air"], counts["published"], counts["filtered"], counts["failed"],
                 extra={**counts, "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
-    return {**counts, "batchItemFailures": batch_item_failures, "failureReasons": failure_reasons}
+    return {**counts, **response}
 
 
 def lambda_handler(event, context):

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from dataclasses import dataclass
 
 from pipeline_common.state_codec import CONTENT_TYPE_HEADER, UndecodableState, decode_state
+
+logger = logging.getLogger(__name__)
 
 RAW_PARTITION = "raw-0"
 ESM_SOURCES = ("aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka")
@@ -160,3 +163,16 @@ def read_event(event: object) -> list[InputRecord]:
         return [InputRecord(RAW_PARTITION, i, state=item) for i, item in enumerate(event)]
     return [InputRecord(RAW_PARTITION, 0, error=f"event is {type(event).__name__}, not an ESM event, "
                                                  "a state object or a list of states")]
+
+
+def failure_response(records: list[InputRecord], failures: dict[int, str]) -> dict:
+    """The response's failure lists for `failures` (record index -> reason), in event order, each
+    failure logged with its topic, partition and offset: {"batchItemFailures", "failureReasons"}."""
+    batch_item_failures, failure_reasons = [], []
+    for index in sorted(failures):
+        record = records[index]
+        batch_item_failures.append({"itemIdentifier": record.identifier()})
+        failure_reasons.append({**record.identifier(), "reason": failures[index]})
+        logger.warning("record failed: %s", failures[index],
+                       extra={"topic": record.topic, "partition": record.partition, "offset": record.offset})
+    return {"batchItemFailures": batch_item_failures, "failureReasons": failure_reasons}

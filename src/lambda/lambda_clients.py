@@ -1,15 +1,22 @@
-"""boto3 clients as the functions use them: tuned pools and retries, SNS requests encoded once.
+"""boto3 clients as the functions use them: tuned pools and retries, SNS requests encoded once; and
+the container's cached runtime (settings, clients, thread pool) kept between invocations.
 
 Shared by flight-processor (handler.py) and flight-alerts (alerts_handler.py).
 """
 from __future__ import annotations
 
+import logging
+import threading
+from typing import Callable, Generic, TypeVar
 from urllib.parse import urlencode
 
 import boto3
 from botocore.config import Config
 
 from flight_settings import FunctionSettings
+
+logger = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 def encode_form_once(request, **_kwargs) -> None:
@@ -35,3 +42,38 @@ def client(service: str, settings: FunctionSettings):
     if service == "sns":
         client.meta.events.register("before-sign.sns", encode_form_once)
     return client
+
+
+class RuntimeSlot(Generic[R]):
+    """One container's runtime: built at the first invocation (or by `install`), replaced whole by a
+    later `install` (the old one closed), forgotten by `reset`. A runtime has a close() method."""
+
+    def __init__(self) -> None:
+        self._runtime: R | None = None
+        self._lock = threading.Lock()
+
+    def install(self, build: Callable[[], R]) -> R:
+        with self._lock:
+            new = build()
+            old, self._runtime = self._runtime, new
+        if old is not None:
+            old.close()
+        return new
+
+    def reset(self) -> None:
+        with self._lock:
+            old, self._runtime = self._runtime, None
+        if old is not None:
+            old.close()
+
+    def current(self, configure: Callable[[], R]) -> R:
+        """The runtime, built by `configure()` (settings from the environment) the first time; a
+        missing or malformed setting is logged and raised (ValueError naming the variable)."""
+        runtime = self._runtime
+        if runtime is None:
+            try:
+                runtime = configure()
+            except ValueError:
+                logger.exception("invalid function configuration")
+                raise
+        return runtime

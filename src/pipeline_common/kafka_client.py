@@ -1,5 +1,5 @@
-"""Kafka connection and security settings shared by the producer and the trigger, and the one
-broker-connect retry loop both use.
+"""Kafka connection and security settings shared by the producer, the trigger and the tracker, the one
+broker-connect retry loop they use, and the one stuck-rebalance watchdog of the two consumers.
 
 Names follow kafka-python/Kafka (``bootstrap_servers``, ``security_protocol``,
 ``sasl_mechanism``) so ``client_kwargs()`` can be passed straight to
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, ClassVar, TypeVar
 
 from kafka.errors import KafkaError
+from kafka.structs import MemberState
 
 from .backoff import backoff_delay
 from .settings import ConfigError, Settings, setting
@@ -88,10 +89,12 @@ class BrokerUnavailable(RuntimeError):
 
 def connect_with_retry(make: Callable[[float], Client], settings: KafkaSettings, *, timeout_s: float,
                        stop: threading.Event | None = None, topic: str | None = None,
-                       first_delay_s: float = 1.0) -> Client | None:
+                       first_delay_s: float = 1.0,
+                       on_error: Callable[[KafkaError], None] | None = None) -> Client | None:
     """``make(bootstrap_timeout_s)`` -> a kafka-python client, retried while the broker cannot be
     reached (starting, restarting, or a network hiccup) for up to ``timeout_s``; one warning per
-    try. Returns None when ``stop`` is set meanwhile; raises BrokerUnavailable at the deadline."""
+    try, and ``on_error(exc)`` (a health page's "last error") for each failed one. Returns None when
+    ``stop`` is set meanwhile; raises BrokerUnavailable at the deadline."""
     deadline = time.monotonic() + timeout_s
     # A short bootstrap timeout leaves room for retries (and a log line each) within the deadline,
     # and notices a stop request promptly.
@@ -102,6 +105,8 @@ def connect_with_retry(make: Callable[[float], Client], settings: KafkaSettings,
         try:
             return make(bootstrap_timeout_s)
         except KafkaError as exc:
+            if on_error is not None:
+                on_error(exc)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BrokerUnavailable(
@@ -118,3 +123,39 @@ def connect_with_retry(make: Callable[[float], Client], settings: KafkaSettings,
                     return None
             else:
                 time.sleep(wait)
+
+
+class RebalanceWatchdog:
+    """A safety net for kafka-python 3.0.12, whose group join can hang for good (seen when topic
+    metadata arrives just after the first join: the leader assigns nothing, rejoins, the SyncGroup
+    answer is never applied and heartbeats stop; the closest upstream reports are
+    dpkp/kafka-python#3131/#3132). `stuck()` says when the consumer has been rebalancing for longer
+    than `stuck_after_s`; the caller then closes it and subscribes a new one (`reset()` after)."""
+
+    def __init__(self, stuck_after_s: float) -> None:
+        self.stuck_after_s = stuck_after_s
+        self.since: float | None = None  # when the current rebalance was first seen; None while stable
+
+    def stuck(self, consumer, now: float) -> bool:
+        state = getattr(getattr(consumer, "_coordinator", None), "state", None)
+        if state is None or state == MemberState.STABLE:
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = now
+            return False
+        return now - self.since > self.stuck_after_s
+
+    def reset(self) -> None:
+        self.since = None
+
+    def retire(self, consumer, group_id: str, topic: str | None = None) -> None:
+        """Log the stuck rebalance and close the stuck consumer (the caller subscribes a new one)."""
+        logger.error("consumer group %s has not finished rebalancing in %.0f s; recreating the consumer "
+                     "(nothing is in flight, so nothing is lost)", group_id, self.stuck_after_s,
+                     extra={"topic": topic, "group": group_id})
+        try:
+            consumer.close(autocommit=False)
+        except Exception:  # noqa: BLE001 - a broken consumer may fail to close; the new one matters
+            logger.warning("closing the stuck consumer failed", exc_info=True)
+        self.since = None

@@ -5,6 +5,7 @@ Settings come from the environment (README, "Environment"); each flag below over
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -26,6 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tune_gc() -> None:
+    """Each record leaves a few containers behind for a moment (the decoded dict, the row, the live
+    picture's entries); reference counting frees nearly all of them, yet with the collector's default
+    threshold (700) it scanned the young objects every few hundred records: ~20% of decoding and
+    applying a record, measured. Collect every 50,000 instead, and leave the objects of start-up
+    (modules, the app) out of every scan."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
@@ -38,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from .service import TrackerService
 
     service = TrackerService(config, serve_api=not args.no_api)
+    tune_gc()
     # SIGINT/SIGTERM: stop consuming, write and commit what is batched, stop serving.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: service.consumer.stop())

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import psycopg
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
-from kafka.structs import MemberState, OffsetAndMetadata
+from kafka.structs import OffsetAndMetadata
+
+from pipeline_common.kafka_client import BrokerUnavailable, RebalanceWatchdog, connect_with_retry  # noqa: F401 (BrokerUnavailable: raised by _connect)
 
 from . import store
 from .live import LivePicture
@@ -36,10 +38,6 @@ _RATE_WINDOW_S = 10
 
 
 _SHUTDOWN = object()  # the writer thread's "no more batches"
-
-
-class BrokerUnavailable(RuntimeError):
-    """The broker could not be reached within TRACKER_CONNECT_TIMEOUT_S at start."""
 
 
 class TrackerStats:
@@ -97,7 +95,7 @@ class TrackerConsumer:
         self._writer: store.PositionWriter | None = None
         self._committed: dict = {}
         self._batch = _Batch([], [], {})
-        self._rebalancing_since: float | None = None
+        self._watchdog = RebalanceWatchdog(_STUCK_REBALANCE_S)
         # The writer thread writes batch N while this thread polls and decodes batch N+1 (the tracker's CPU
         # and PostgreSQL's then overlap). At most one batch waits for it: memory stays bounded.
         self._to_write: queue.Queue = queue.Queue(maxsize=1)
@@ -127,7 +125,7 @@ class TrackerConsumer:
         next_lag, next_status = now, now + _STATUS_INTERVAL_S
         try:
             while not (stop.is_set() or self._stop.is_set()):
-                if self._rebalance_stuck(time.monotonic()):
+                if self._watchdog.stuck(self._consumer, time.monotonic()):
                     self._submit()
                     self._drain_writer()
                     consumer = self._replace_consumer()
@@ -166,18 +164,18 @@ class TrackerConsumer:
     def _take(self, polled: dict) -> None:
         fresh: list[Position] = []
         batch = self._batch
+        append = fresh.append
         for tp, records in polled.items():
             for record in records:
                 try:
-                    position = decode(record.value, record.partition, record.offset, record.headers)
+                    append(decode(record.value, record.partition, record.offset, record.headers))
                 except InvalidRecord as exc:
                     self._reject(record, str(exc))
                 except Exception as exc:  # noqa: BLE001 - a record must never stop the tracker
                     logger.exception("unexpected error decoding a record", extra=_where(record))
                     self._reject(record, f"unexpected {type(exc).__name__}: {exc}")
-                else:
-                    fresh.append(position)
-                batch.offsets[tp] = record.offset + 1
+            if records:
+                batch.offsets[tp] = records[-1].offset + 1
         if fresh or polled:
             if not batch.started:
                 batch.started = time.monotonic()
@@ -340,27 +338,16 @@ class TrackerConsumer:
 
     # ------------------------------------------------------------------ kafka
     def _connect(self, stop: threading.Event) -> KafkaConsumer | None:
+        """The consumer, retried while the broker cannot be reached for up to TRACKER_CONNECT_TIMEOUT_S
+        (BrokerUnavailable then); None if asked to stop meanwhile."""
         cfg = self.config
-        deadline = time.monotonic() + cfg.connect_timeout_s
-        delay, attempt = 1.0, 0
-        while True:
-            attempt += 1
-            try:
-                consumer = self._make_consumer(min(10.0, max(cfg.connect_timeout_s / 3, 0.5)))
-                break
-            except KafkaError as exc:
-                self.stats.kafka_error = f"{type(exc).__name__}: {exc}"
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BrokerUnavailable(
-                        f"Kafka broker at {cfg.kafka.bootstrap_servers} is not reachable after {attempt} attempt(s) "
-                        f"in {cfg.connect_timeout_s:.0f}s ({exc}). Is it running (make run; make status) and is "
-                        "KAFKA_BOOTSTRAP_SERVERS right?") from None
-                logger.warning("Kafka broker at %s not reachable (%s); retrying in %.0f s", cfg.kafka.bootstrap_servers,
-                               type(exc).__name__, min(delay, remaining), extra={"attempt": attempt})
-                if stop.wait(min(delay, remaining)):
-                    return None
-                delay = min(delay * 2, 30.0)
+
+        def failed(exc: KafkaError) -> None:
+            self.stats.kafka_error = f"{type(exc).__name__}: {exc}"
+        consumer = connect_with_retry(self._make_consumer, cfg.kafka, timeout_s=cfg.connect_timeout_s, stop=stop,
+                                      topic=cfg.topic, on_error=failed)
+        if consumer is None:
+            return None
         consumer.subscribe([cfg.topic])
         self._consumer = consumer
         self.stats.kafka_error = None
@@ -373,24 +360,9 @@ class TrackerConsumer:
                              max_poll_records=cfg.batch_size, check_crcs=True,
                              bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000), **cfg.kafka.client_kwargs())
 
-    def _rebalance_stuck(self, now: float) -> bool:
-        """kafka-python 3.0.12 can hang in a rejoin (see trigger.runner): recreate the consumer then."""
-        state = getattr(getattr(self._consumer, "_coordinator", None), "state", None)
-        if state is None or state == MemberState.STABLE:
-            self._rebalancing_since = None
-            return False
-        if self._rebalancing_since is None:
-            self._rebalancing_since = now
-        return now - self._rebalancing_since > _STUCK_REBALANCE_S
-
     def _replace_consumer(self) -> KafkaConsumer:
-        logger.error("consumer group %s has not finished rebalancing in %.0f s; recreating the consumer",
-                     self.config.group_id, _STUCK_REBALANCE_S)
-        try:
-            self._consumer.close(autocommit=False)
-        except Exception:  # noqa: BLE001 - a broken consumer may fail to close; the new one matters
-            logger.warning("closing the stuck consumer failed", exc_info=True)
-        self._rebalancing_since = None
+        # The batch before it was submitted and written (the run loop drained the writer): nothing is lost.
+        self._watchdog.retire(self._consumer, self.config.group_id, self.config.topic)
         self._consumer = self._make_consumer(10.0)
         self._consumer.subscribe([self.config.topic])
         return self._consumer

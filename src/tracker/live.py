@@ -8,6 +8,7 @@ it missed would be.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .records import Position
+
+logger = logging.getLogger(__name__)
 
 
 MIN_FEED_LENGTH = 10_000
@@ -42,6 +45,22 @@ class LivePicture:
         # 400 positions/s before it was full, for a picture of 2,000 aircraft).
         self._feed_length = feed_length
         self._feed: deque[tuple[int, str]] = deque(maxlen=feed_length)
+        # Called (with no argument, on the writer's thread, outside the lock) after every change: the
+        # WebSocket pushes the first change after a quiet interval at once instead of at its next tick.
+        self._listeners: list = []
+
+    def subscribe(self, listener) -> None:
+        self._listeners = [*self._listeners, listener]  # copy on write: the notifying thread never sees it change
+
+    def unsubscribe(self, listener) -> None:
+        self._listeners = [fn for fn in self._listeners if fn is not listener]
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 - a closing reader must not stop the consumer
+                logger.debug("live picture listener failed", exc_info=True)
 
     def __len__(self) -> int:
         return len(self._aircraft)
@@ -53,20 +72,24 @@ class LivePicture:
     def update(self, positions: list[Position]) -> int:
         """Apply a batch of positions; an older position than the one held (a redelivery) changes nothing."""
         now = self._clock()
-        changed = 0
         with self._lock:
+            aircraft, seq = self._aircraft, self._seq
+            held_by, to_end, note = aircraft.get, aircraft.move_to_end, self._feed.append
             for p in positions:
-                held = self._aircraft.get(p.icao24)
+                icao24 = p.icao24
+                held = held_by(icao24)
                 if held is not None and held[0].time_position > p.time_position:
                     continue
-                self._aircraft[p.icao24] = (p, now)
-                self._aircraft.move_to_end(p.icao24)
-                self._seq += 1
-                self._feed.append((self._seq, p.icao24))
-                changed += 1
+                aircraft[icao24] = (p, now)
+                to_end(icao24)
+                seq += 1
+                note((seq, icao24))
+            changed, self._seq = seq - self._seq, seq
             while len(self._aircraft) > self.max_aircraft:
                 self._drop_oldest()
             self._trim_feed()
+        if changed:
+            self._notify()
         return changed
 
     def expire(self) -> int:
@@ -81,6 +104,8 @@ class LivePicture:
                 self._drop_oldest()
                 dropped += 1
             self._trim_feed()
+        if dropped:
+            self._notify()
         return dropped
 
     def _trim_feed(self) -> None:

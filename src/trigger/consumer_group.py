@@ -11,7 +11,7 @@ so a crash before the first batch cannot make LATEST skip records produced meanw
 
 kafka-python 3.0.12 workarounds (each with a test that fails if it is removed while the library still
 behaves this way: tests/unit/test_trigger_consumer_group.py and
-tests/integration/test_trigger_consumer_group.py):
+tests/integration/test_consumer_group_on_broker.py):
 1. `release_parked_records`: a resumed partition can stop being fetched for good. KAFKA-7548's port
    (dpkp/kafka-python#2981, "Retain fetched data for paused partitions") parks records fetched for a
    paused partition and restores them only when `Fetcher._next_partition_records is None`; that slot
@@ -20,12 +20,12 @@ tests/integration/test_trigger_consumer_group.py):
    (committed(), offsets_for_times(), commit()) raises "RuntimeError: Cannot block on net.run() from
    the IO thread itself" (dpkp/kafka-python#2968): the listener only records what happened and
    `take_rebalance` acts on it on the consumer thread after poll() returns.
-And a safety net, `rebalance_stuck`/`replace_consumer`: a join can hang for good (seen when topic
-metadata arrives just after the first join: the leader assigns nothing, rejoins, the SyncGroup answer
-is never applied and heartbeats stop). No upstream report matches it exactly; the closest are
-dpkp/kafka-python#3131/#3132 (partitions stuck after a rebalance with a listener, fixed in 3.0.9 for
-the fetch side). After STUCK_REBALANCE_S with nothing in flight the consumer is closed and recreated,
-which loses nothing.
+And a safety net, `rebalance_stuck`/`replace_consumer` on pipeline_common.kafka_client.RebalanceWatchdog
+(shared with the tracker): a join can hang for good (seen when topic metadata arrives just after the
+first join: the leader assigns nothing, rejoins, the SyncGroup answer is never applied and heartbeats
+stop). No upstream report matches it exactly; the closest are dpkp/kafka-python#3131/#3132 (partitions
+stuck after a rebalance with a listener, fixed in 3.0.9 for the fetch side). After STUCK_REBALANCE_S
+with nothing in flight the consumer is closed and recreated, which loses nothing.
 """
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.errors import KafkaError
-from kafka.structs import MemberState, OffsetAndMetadata
+from kafka.structs import OffsetAndMetadata
 
-from pipeline_common.kafka_client import connect_with_retry
+from pipeline_common.kafka_client import RebalanceWatchdog, connect_with_retry
 
 from .esm_event import partition_key
 from .mapping import TriggerConfig
@@ -62,7 +62,7 @@ class ConsumerGroup:
         self.config = config
         self.consumer = consumer
         self.assigned_once = False
-        self.rebalancing_since: float | None = None
+        self._watchdog = RebalanceWatchdog(STUCK_REBALANCE_S)
         self._lock = threading.Lock()
         self._events: list = []
         self._owned: set = set()
@@ -80,7 +80,7 @@ class ConsumerGroup:
     def _subscribe(self, consumer) -> None:
         consumer.subscribe(list(self.config.topics), listener=_Listener(self))
         self.consumer = consumer
-        self.rebalancing_since = None
+        self._watchdog.reset()
 
     def _connect(self, stop: threading.Event):
         """The consumer, retried while the broker cannot be reached for up to TRIGGER_CONNECT_TIMEOUT_S;
@@ -111,27 +111,19 @@ class ConsumerGroup:
             bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000), **cfg.kafka.client_kwargs())
 
     # -- the stuck-rebalance safety net ---------------------------------------------------------
+    @property
+    def rebalancing_since(self) -> float | None:
+        """When the current rebalance was first seen; None while the membership is stable."""
+        return self._watchdog.since
+
     def rebalance_stuck(self, now: float, busy: bool) -> bool:
         """True when the membership has been rebalancing for longer than STUCK_REBALANCE_S and nothing of
         ours is in flight or buffered (`busy` False): only then is replacing the consumer lossless."""
-        state = getattr(getattr(self.consumer, "_coordinator", None), "state", None)
-        if state is None or state == MemberState.STABLE:
-            self.rebalancing_since = None
-            return False
-        if self.rebalancing_since is None:
-            self.rebalancing_since = now
-            return False
-        return now - self.rebalancing_since > STUCK_REBALANCE_S and not busy
+        return self._watchdog.stuck(self.consumer, now) and not busy
 
     def replace_consumer(self) -> set:
         """Close the stuck consumer and subscribe a new one; returns the partitions that were ours."""
-        logger.error("consumer group %s has not finished rebalancing in %.0f s; recreating the consumer "
-                     "(nothing is in flight, so nothing is lost)", self.config.group_id, STUCK_REBALANCE_S,
-                     extra={"topic": self.config.topic})
-        try:
-            self.consumer.close(autocommit=False)
-        except Exception:  # noqa: BLE001 - a broken consumer may fail to close; the new one matters
-            logger.warning("closing the stuck consumer failed", exc_info=True)
+        self._watchdog.retire(self.consumer, self.config.group_id, self.config.topic)
         lost, self._owned = self._owned, set()
         with self._lock:
             self._events.clear()

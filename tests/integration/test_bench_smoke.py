@@ -1,9 +1,12 @@
-"""The benchmark harness still works: one tiny section through `infra/bench/run.py` on the real stack."""
+"""The benchmark harness still works: one tiny section through `python -m infra.bench.run` on the real stack."""
 import json
+
+import pytest
 
 from infra.bench import run
 
 
+@pytest.mark.slow  # about 80 s: it deploys its own functions and measures
 def test_sink_ceiling_section_writes_a_well_formed_positive_row(stack, tmp_path):
     # GIVEN the running stack and a report path of this test's own (docs/BENCHMARKS.md stays untouched)
     report, raw = tmp_path / "BENCHMARKS.md", tmp_path / "results.json"

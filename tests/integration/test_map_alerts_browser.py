@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,9 +13,9 @@ import pytest
 
 from alert_rules import Alert
 from fault_harness import free_port, wait_until
-from infra import alerts_resources, aws_resources, map_assets
-from test_map_browser import chromium  # noqa: F401 - the shared headless Chromium fixture
-from tracker_support import fresh_topic, isolated_schema, produce, state
+from infra import alerts_resources, aws_resources
+from test_map_browser import chromium, open_page  # noqa: F401 - the shared headless Chromium fixture
+from tracker_support import fresh_topic, isolated_schema, produce, state, tracker_process
 
 ROOT = Path(__file__).resolve().parents[2]
 # Kept as an artefact on every run; UPDATE_DOCS_SCREENSHOT=1 also refreshes the README's one.
@@ -57,26 +55,16 @@ def alerts_tracker(stack, database_url, tmp_path_factory):
                "GEOFENCES_BUCKET": deployer.bucket, "GEOFENCES_KEY": deployer.key,
                "TRACKER_ALERTS_QUEUE_NAME": queue, "TRACKER_ALERTS_RETRY_S": "2"}
         log_path = tmp_path_factory.mktemp("tracker") / "tracker.log"
-        with open(log_path, "w") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "tracker"], cwd=ROOT, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
         try:
-            wait_until(lambda: proc.poll() is None and _get(f"{base}/alerts")["feed"]["ok"], 60,
-                       "the tracker to answer with its alerts feed subscribed")
-            produce(stack.bootstrap, topic, [state(n, 0, time.time()) for n in range(1, AIRCRAFT + 1)])
-            wait_until(lambda: _get(f"{base}/flights")["count"] == AIRCRAFT, 60, "the tracker to hear the aircraft")
-            yield base, clients, topic_arn
-        except BaseException:
-            print(log_path.read_text()[-4000:])
-            raise
+            with tracker_process(env, log_path) as proc:
+                base = f"http://127.0.0.1:{port}"
+                wait_until(lambda: proc.poll() is None and _get(f"{base}/alerts")["feed"]["ok"], 60,
+                           "the tracker to answer with its alerts feed subscribed")
+                produce(stack.bootstrap, topic, [state(n, 0, time.time()) for n in range(1, AIRCRAFT + 1)])
+                wait_until(lambda: _get(f"{base}/flights")["count"] == AIRCRAFT, 60,
+                           "the tracker to hear the aircraft")
+                yield base, clients, topic_arn
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
             clients.sns.delete_topic(TopicArn=topic_arn)
             try:
                 clients.sqs.delete_queue(QueueUrl=clients.sqs.get_queue_url(QueueName=queue)["QueueUrl"])
@@ -90,11 +78,7 @@ def test_the_map_draws_the_fences_and_lists_a_published_alert(chromium, alerts_t
     base, clients, topic_arn = alerts_tracker
     flight = next(f for f in _get(f"{base}/flights")["flights"] if f["icao24"] == f"{0xa00000 + 3:06x}")
     # GIVEN a person with the map open on the fenced area
-    page = chromium.new_page(viewport={"width": 1400, "height": 850})
-    map_assets.local_only(page)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{base}/?lat=40.3&lon=-5&z=8&base=plain")
+    page, errors = open_page(chromium, f"{base}/?lat=40.3&lon=-5&z=8&base=plain")
     try:
         expect(page.get_by_label("Aircraft shown")).to_have_text(str(AIRCRAFT), timeout=15000)
         # THEN the fence is drawn, named, with its limits, and the panel says how many are drawn

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -20,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from infra import map_assets
-from fault_harness import free_port, wait_until
-from tracker_support import fresh_topic, isolated_schema, produce, state
+from fault_harness import TcpProxy, free_port, wait_until
+from tracker_support import fresh_topic, isolated_schema, produce, state, tracker_process
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRCRAFT = 300
@@ -70,11 +68,8 @@ def tracker(stack, database_url, tmp_path_factory):
                "DATABASE_URL": url, "TRACKER_GROUP_ID": f"tracker-{topic}", "TRACKER_API_PORT": str(port),
                "TRACKER_API_HOST": "127.0.0.1", "TRACKER_BATCH_LINGER_S": "0.1"}
         log_path = tmp_path_factory.mktemp("tracker") / "tracker.log"
-        with open(log_path, "w") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "tracker"], cwd=ROOT, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        try:
+        with tracker_process(env, log_path) as proc:
+            base = f"http://127.0.0.1:{port}"
             wait_until(lambda: proc.poll() is None and _get(f"{base}/stats"), 60, "the tracker API to answer")
             producer = subprocess.run(
                 [sys.executable, "-m", "producer", "--source", "synthetic", "--aircraft", str(AIRCRAFT),
@@ -84,19 +79,9 @@ def tracker(stack, database_url, tmp_path_factory):
             wait_until(lambda: _get(f"{base}/stats")["positions_total"] >= AIRCRAFT * TICKS, 60,
                        f"the tracker to store {AIRCRAFT * TICKS} positions")
             yield Tracker(base, topic, stack.bootstrap)
-        except BaseException:
-            print(log_path.read_text()[-4000:])
-            raise
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
 
 
-def _open(browser, url: str):
+def open_page(browser, url: str):
     page = browser.new_page(viewport={"width": 1400, "height": 850})
     map_assets.local_only(page)  # no map tiles from the internet: the plain background is used
     errors: list[str] = []
@@ -124,7 +109,7 @@ def test_map_shows_every_aircraft_and_a_click_shows_details_and_trail(chromium, 
     track = _get(f"{tracker.url}/flights/{target['icao24']}/track")
 
     # WHEN a person opens the map (a shared link centred on one aircraft)
-    page, errors = _open(chromium, f"{tracker.url}/?lat={target['latitude']}&lon={target['longitude']}&z=9&base=plain")
+    page, errors = open_page(chromium, f"{tracker.url}/?lat={target['latitude']}&lon={target['longitude']}&z=9&base=plain")
     try:
         # THEN the aircraft counter appears and equals what GET /flights reports
         expect(page.get_by_label("Aircraft shown")).to_have_text(str(flights["count"]), timeout=15000)
@@ -176,79 +161,12 @@ def test_map_shows_every_aircraft_and_a_click_shows_details_and_trail(chromium, 
         page.close()
 
 
-class CuttableProxy:
-    """A TCP proxy on 127.0.0.1 between the browser and the tracker that can drop every connection
-    and refuse new ones (the network going away), then accept again."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-        self.restore()
-
-    def restore(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        with self._lock:
-            # shutdown() first: a bare close() does not wake the thread blocked in accept(), and the
-            # kernel would keep the port listening until it returns.
-            try:
-                self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self._listener.close()
-            for conn in self._conns:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                conn.close()
-            self._conns.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # cut
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.cut()
-
-
 def test_lost_connection_shows_a_banner_and_the_page_reconnects_by_itself(chromium, tracker):
     from playwright.sync_api import expect
 
     # GIVEN the map open through a network path that can fail
-    proxy = CuttableProxy(int(tracker.url.rsplit(":", 1)[1]))
-    page, errors = _open(chromium, f"http://127.0.0.1:{proxy.port}/")
+    proxy = TcpProxy(int(tracker.url.rsplit(":", 1)[1]))
+    page, errors = open_page(chromium, f"http://127.0.0.1:{proxy.port}/")
     try:
         count = _get(f"{tracker.url}/flights")["count"]
         expect(page.get_by_label("Aircraft shown")).to_have_text(str(count), timeout=15000)
@@ -267,7 +185,7 @@ def test_lost_connection_shows_a_banner_and_the_page_reconnects_by_itself(chromi
         expect(banner).to_be_visible()
 
         # WHEN the network comes back
-        proxy.restore()
+        proxy.listen()
         # THEN the page reconnects without a reload: banner gone, aircraft all there again
         expect(banner).to_be_hidden(timeout=15000)
         expect(page.get_by_text("Connected", exact=True)).to_be_visible()
@@ -286,7 +204,7 @@ def test_stats_page_draws_the_hourly_analytics_from_postgresql(chromium, tracker
     top_airline = max(hourly["by_airline"], key=lambda r: r["flights"])["name"]
     countries_now = _get(f"{tracker.url}/stats")["by_country"]
     # WHEN a person opens the stats page
-    page, errors = _open(chromium, f"{tracker.url}/stats.html?hours=6")
+    page, errors = open_page(chromium, f"{tracker.url}/stats.html?hours=6")
     try:
         # THEN each chart is drawn, with the names from the data, and no error is shown
         for name in ("Aircraft now by altitude band", "Aircraft per hour by country", "Top airlines by aircraft-hours",
@@ -308,7 +226,7 @@ def test_paused_map_holds_still_and_catches_up_when_live_again(chromium, tracker
 
     # GIVEN the map showing every aircraft the tracker has
     before = _get(f"{tracker.url}/flights")["count"]
-    page, errors = _open(chromium, f"{tracker.url}/")
+    page, errors = open_page(chromium, f"{tracker.url}/")
     try:
         expect(page.get_by_label("Aircraft shown")).to_have_text(str(before), timeout=15000)
         # WHEN the person pauses it and a new aircraft is heard

@@ -7,8 +7,6 @@ import json
 import uuid
 
 import pytest
-from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
 
 from infra import aws_resources, observe
 from infra.aws_resources import AwsClients, AwsResourceSettings
@@ -17,6 +15,7 @@ from pipeline_common.state_codec import CONTENT_TYPE_HEADER, FORMATS, PROTOBUF, 
 from producer.runner import SimulatedClock, run_producer
 from producer.settings import ProducerConfig
 from producer.synthetic import COUNTRIES
+from test_trigger_esm import _drop_topics_afterwards, new_topic  # noqa: F401 - deletes the topics
 from trigger import Trigger, TriggerConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
@@ -39,22 +38,8 @@ def deployment(stack):
 
 @pytest.fixture
 def topics(stack):
-    created: list[str] = []
-
-    def new(partitions: int = 3) -> tuple[str, str]:
-        topic = f"it-pb-{uuid.uuid4().hex[:8]}"
-        admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
-        admin.create_topics([NewTopic(topic, partitions, 1), NewTopic(f"{topic}-dlq", 1, 1)])
-        admin.close()
-        created.extend([topic, f"{topic}-dlq"])
-        return topic, f"{topic}-dlq"
-
-    yield new
-    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
-    try:
-        admin.delete_topics(created)
-    finally:
-        admin.close()
+    """new() -> a fresh (topic, dead-letter topic) pair, deleted after this module (test_trigger_esm's)."""
+    return lambda partitions=3: new_topic(stack, partitions)
 
 
 def produce_and_deliver(value_format: str, topics, settings, clients, extra=()) -> dict:

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import psutil
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
@@ -60,6 +61,21 @@ def test_endpoint_creates_an_sns_topic(stack):
         sns.delete_topic(TopicArn=arn)
 
 
+def test_awslocal_lists_the_topics_of_the_native_endpoint(stack):
+    """`awslocal sns list-topics` (installed by make setup) answers from the endpoint make run started."""
+    sns = boto3.client("sns", endpoint_url=stack.endpoint)
+    arn = sns.create_topic(Name=f"it-awslocal-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    try:
+        awslocal = Path(sys.executable).parent / "awslocal"
+        env = {**os.environ, "AWS_ENDPOINT_URL": stack.endpoint, "DISABLE_DEPRECATION_NOTICE": "1"}
+        out = subprocess.run([str(awslocal), "sns", "list-topics"], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert arn in out.stdout
+    finally:
+        sns.delete_topic(TopicArn=arn)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,27 +100,37 @@ def _group_alive(pgid: int) -> bool:
 
 @pytest.mark.slow
 def test_second_stack_starts_reports_and_stops_leaving_no_process(stack, tmp_path):
-    """A whole up/status/down cycle on other ports, beside the shared stack."""
-    env = _isolated_env(tmp_path)
+    """A whole up/status/down cycle on other ports, beside the shared stack, started from a shell whose
+    AWS_ENDPOINT_URL points at the shared stack."""
+    env = {**_isolated_env(tmp_path), "AWS_ENDPOINT_URL": stack.endpoint}
     up = subprocess.run(STACK + ["up"], env=env, capture_output=True, text=True, timeout=240)
-    assert up.returncode == 0, up.stdout + up.stderr
-    assert "stack up in" in up.stdout
-    pids = _pids_of(tmp_path / "state")
-    assert len(pids) == 3  # kafka, ministack, postgres
-    status = subprocess.run(STACK + ["status"], env=env, capture_output=True, text=True, timeout=60)
-    assert status.returncode == 0 and "reachable; topics: aviation-data(6), aviation-data-dlq(1)" in status.stdout
-    if not os.environ.get("DATABASE_URL"):
-        assert f"DATABASE_URL=postgresql://flightpipe@127.0.0.1:{env['POSTGRES_PORT']}/flightpipe" in status.stdout
-    down = subprocess.run(STACK + ["down"], env=env, capture_output=True, text=True, timeout=120)
-    assert down.returncode == 0 and "stopped ministack, kafka, postgres" in down.stdout
-    assert not any(_group_alive(pid) for pid in pids), "a stack process (or a child) survived `down`"
-    assert _pids_of(tmp_path / "state") == []
-    after = subprocess.run(STACK + ["status"], env=env, capture_output=True, text=True, timeout=60)
-    assert after.returncode == 1 and "NOT reachable" in after.stdout
-    # As root, pytest's private tmp is out of `nobody`'s reach: the database lived in /var/tmp instead.
-    pointer = tmp_path / "state" / "postgres" / "location"
-    if pointer.exists():
-        shutil.rmtree(pointer.read_text().strip(), ignore_errors=True)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "stack up in" in up.stdout
+        pids = _pids_of(tmp_path / "state")
+        assert len(pids) == 3  # kafka, ministack, postgres
+        # MiniStack hands its AWS_ENDPOINT_URL to the functions it runs: its own, not the caller's
+        ministack = psutil.Process(int((tmp_path / "state" / "ministack.pid").read_text()))
+        assert ministack.environ()["AWS_ENDPOINT_URL"] == f"http://localhost:{env['AWS_PORT']}"
+        status = subprocess.run(STACK + ["status"], env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and ("reachable; topics: aviation-data(6), aviation-data-alerts-dlq(1), "
+                                           "aviation-data-dlq(1)") in status.stdout
+        if not os.environ.get("DATABASE_URL"):
+            assert f"DATABASE_URL=postgresql://flightpipe@127.0.0.1:{env['POSTGRES_PORT']}/flightpipe" in status.stdout
+        down = subprocess.run(STACK + ["down"], env=env, capture_output=True, text=True, timeout=120)
+        assert down.returncode == 0 and "stopped ministack, kafka, postgres" in down.stdout
+        assert not any(_group_alive(pid) for pid in pids), "a stack process (or a child) survived `down`"
+        assert _pids_of(tmp_path / "state") == []
+        after = subprocess.run(STACK + ["status"], env=env, capture_output=True, text=True, timeout=60)
+        assert after.returncode == 1 and "NOT reachable" in after.stdout
+    finally:
+        # A failed assertion above must not leave the second stack running for the rest of the session
+        # (its PostgreSQL outlived a failed run once): `down` again is a no-op when it already stopped.
+        subprocess.run(STACK + ["down"], env=env, capture_output=True, text=True, timeout=120)
+        # As root, pytest's private tmp is out of `nobody`'s reach: the database lived in /var/tmp instead.
+        pointer = tmp_path / "state" / "postgres" / "location"
+        if pointer.exists():
+            shutil.rmtree(pointer.read_text().strip(), ignore_errors=True)
 
 
 def test_port_in_use_is_a_clear_error_and_nothing_is_left_started(stack, tmp_path):

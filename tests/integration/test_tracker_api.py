@@ -73,6 +73,21 @@ def test_flights_lists_the_live_picture_with_converted_units(api):
     assert dlh["time_position"].endswith("Z") and body["time"].endswith("Z")
 
 
+def test_flights_answers_304_to_its_etag_until_the_picture_moves(api):
+    first = api.get("/flights")
+    etag = first.headers["etag"]
+    again = api.get("/flights", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    # a filtered answer of the same view carries the same ETag (an ETag is per URL)
+    assert api.get("/flights?country=germany", headers={"If-None-Match": etag}).status_code == 304
+    # WHEN an aircraft moves and the push interval (1 s) has passed THEN the answer is new
+    api.live.update([position("3c6444", seconds_ago=-5, latitude=50.5)])
+    time.sleep(1.05)
+    moved = api.get("/flights", headers={"If-None-Match": etag})
+    assert moved.status_code == 200 and moved.headers["etag"] != etag
+    assert next(f for f in moved.json()["flights"] if f["icao24"] == "3c6444")["latitude"] == 50.5
+
+
 @pytest.mark.parametrize("query, expected", [
     ("bbox=45,-5,55,10", {"3c6444", "400001", "39abcd"}),
     ("bbox=10,170,30,-170", {"a1b2c3"}),                  # across the antimeridian
@@ -174,6 +189,23 @@ def test_websocket_sends_a_snapshot_then_only_changes_for_its_bbox(api):
         assert update["type"] == "update" and time.monotonic() - started < 3
         assert [f["icao24"] for f in update["changed"]] == ["3c6444"] and update["changed"][0]["latitude"] == 50.5
         assert update["removed"] == ["39abcd"]
+
+
+def test_websocket_pushes_at_most_once_per_interval_however_often_the_picture_changes(api):
+    with api.websocket_connect("/ws/flights") as ws:
+        assert ws.receive_json()["type"] == "snapshot"
+        received = []
+        for n in range(3):
+            # a change, then another while the first push is going out, then a third
+            api.live.update([position("3c6444", seconds_ago=-10 - 2 * n, latitude=50.1 + n)])
+            api.live.update([position("400001", seconds_ago=-11 - 2 * n, latitude=51.1 + n)])
+            received.append((ws.receive_json(), time.monotonic()))
+        # every change reached the client, none of the pushes came sooner than the interval (1 s) after the last
+        for n, (msg, _) in enumerate(received):
+            assert msg["type"] == "update"
+            assert {f["icao24"]: f["latitude"] for f in msg["changed"]} == {"3c6444": 50.1 + n, "400001": 51.1 + n}
+        gaps = [b - a for (_, a), (_, b) in zip(received, received[1:])]
+        assert min(gaps) >= 0.95, gaps
 
 
 def test_websocket_with_a_bad_bbox_says_why_and_closes(api):

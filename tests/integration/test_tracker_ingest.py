@@ -72,7 +72,7 @@ def test_rows_equal_the_distinct_records_and_malformed_ones_are_kept_with_their_
     with psycopg.connect(db) as conn:
         reasons = [r[0] for r in conn.execute("SELECT reason FROM tracker_rejects ORDER BY kafka_offset")]
     assert len(reasons) == 3
-    assert any("not JSON" in r for r in reasons) and any("icao24" in r for r in reasons)
+    assert any("not valid JSON" in r for r in reasons) and any("icao24" in r for r in reasons)
     assert any("empty" in r for r in reasons)
     assert consumer.stats.rejected == 3 and consumer.stats.duplicates == 300
     assert len(consumer.live) == 300

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -24,6 +23,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
+from fault_harness import TcpProxy
 from trigger import Trigger, TriggerConfig
 from trigger.invoker import LambdaInvoker
 
@@ -413,57 +413,12 @@ def test_two_triggers_in_one_group_share_the_partitions_and_lose_nothing(stack, 
     assert second.stats.succeeded > 0 and first.stats.succeeded > 0
 
 
-class _Proxy:
-    """A TCP forwarder to the endpoint that can be started late: before that, connections are refused."""
-
-    def __init__(self, target: str) -> None:
-        host, port = target.split("//")[1].split(":")
-        self.target = (host, int(port))
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self.server = None
-
-    def start(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src, dst) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.close()
-
-
 def test_an_unreachable_endpoint_dead_letters_nothing_and_delivers_everything_once_it_is_back(
         stack, reporting_function, event_dir):
     # GIVEN records, and an endpoint that refuses connections for the first seconds
     topic, dlq = new_topic(stack)
     metas = produce(stack, topic, flights(120))
-    proxy = _Proxy(stack.endpoint)
+    proxy = TcpProxy(int(stack.endpoint.rsplit(":", 1)[1]), listening=False)
     invoker = LambdaInvoker(reporting_function, endpoint_url=f"http://127.0.0.1:{proxy.port}", read_timeout_s=30,
                             connect_timeout_s=1, max_pool_connections=8)
     trigger = Trigger(config(stack, topic, dlq, reporting_function, maximum_retry_attempts=0,
@@ -473,10 +428,10 @@ def test_an_unreachable_endpoint_dead_letters_nothing_and_delivers_everything_on
     try:
         _wait_for(lambda: trigger.stats.endpoint_errors >= 5, 60, "failed invocations while the endpoint is down")
         # WHEN the endpoint comes back
-        proxy.start()
+        proxy.listen()
         runner.join(timeout=150)
     finally:
-        proxy.stop()
+        proxy.close()
 
     # THEN no record was dead-lettered (an outage is not the records' fault, even with 0 retries)
     # and every record reached the function

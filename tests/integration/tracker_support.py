@@ -1,11 +1,14 @@
 """Shared by the tracker's integration tests: an isolated schema on the real PostgreSQL, a fresh topic on
-the real broker, and records whose rows are known in advance."""
+the real broker, records whose rows are known in advance, and `python -m tracker` as a process."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -13,6 +16,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
 from saved_events import load_event
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def schema_url(database_url: str, schema: str) -> str:
@@ -91,3 +96,24 @@ def wait_for(predicate, timeout_s: float, interval_s: float = 0.5, what: str = "
             last = exc
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
+
+
+@contextmanager
+def tracker_process(env: dict, log_path: Path, *args: str):
+    """`python -m tracker` with `env`, its output in `log_path` (printed when the block fails);
+    terminated (killed after 20 s) when the block ends."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tracker", *args], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        yield proc
+    except BaseException:
+        print(log_path.read_text()[-4000:])
+        raise
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -17,24 +17,11 @@ from producer.credit_pacing import CreditPacer, bbox_area, next_midnight_utc, re
 from producer.opensky import OpenSkySettings
 from producer.runner import SimulatedClock, run_producer
 from producer.settings import ProducerConfig
+from sinks import CountingSink
 
 SNAPSHOT = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "opensky_states_all.json").read_text())
 SWITZERLAND = (45.8389, 5.9962, 47.8229, 10.5226)
 CLIENT_KEY = secrets.token_hex(12)  # made up per run: no credential-looking literal in the repository
-
-
-class CountingSink:
-    def __init__(self):
-        self.delivered = self.failed = 0
-
-    def send(self, key, value):
-        self.delivered += 1
-
-    def flush(self, timeout=None):
-        pass
-
-    def close(self, timeout=None):
-        pass
 
 
 def utc(text: str) -> float:

@@ -160,3 +160,61 @@ def test_the_report_writes_the_document_from_result_files(tmp_path):
     assert "3 × SIGKILL, back to work in 4.6, 4.5, 2.9 s" in text
     assert text.startswith("# Reliability\nintro\n") and text.endswith("outro\n") and "old" not in text
     assert reliability_report.main(["--results", str(results), "--doc", str(doc), "--check"]) == 0
+
+
+# --- the tracker: the same connect loop and the same stuck-rebalance watchdog -------------------------------
+
+def test_the_tracker_waits_for_the_broker_with_the_shared_loop_and_shows_the_last_error(monkeypatch):
+    from kafka.structs import MemberState
+    from tracker.consumer import TrackerConsumer
+    from tracker.live import LivePicture
+    from tracker.settings import TrackerConfig
+
+    # GIVEN a tracker whose broker answers only on the third try
+    clock = FakeClock()
+    tracker = TrackerConsumer(TrackerConfig(kafka=KafkaSettings(bootstrap_servers="broker-1:9092"), topic="t",
+                                            connect_timeout_s=60), LivePicture())
+    errors_seen, subscribed = [], []
+    consumer = SimpleNamespace(subscribe=subscribed.append, _coordinator=SimpleNamespace(state=MemberState.REBALANCING),
+                               close=lambda autocommit: None)
+    attempts: list[float] = []
+
+    def make_consumer(bootstrap_timeout_s):
+        attempts.append(bootstrap_timeout_s)
+        errors_seen.append(tracker.stats.kafka_error)
+        if len(attempts) < 3:
+            clock.now += bootstrap_timeout_s
+            raise KafkaConnectionError("no broker")
+        return consumer
+
+    monkeypatch.setattr(tracker, "_make_consumer", make_consumer)
+    monkeypatch.setattr("pipeline_common.kafka_client.time", SimpleNamespace(monotonic=clock.monotonic))
+    stop = RecordingStop(clock)
+    # WHEN it connects
+    assert tracker._connect(stop) is consumer
+    # THEN it waited 1 s, then 2 s, with the last error shown meanwhile, and subscribed once connected
+    assert stop.waits == [1.0, 2.0] and subscribed == [["t"]] and tracker.stats.kafka_error is None
+    assert errors_seen[1].startswith("KafkaConnectionError") and errors_seen[2].startswith("KafkaConnectionError")
+    # and a rebalance that never ends is noticed by the shared watchdog (not on first sight)
+    assert not tracker._watchdog.stuck(consumer, 0.0)
+    assert tracker._watchdog.stuck(consumer, tracker._watchdog.stuck_after_s + 1)
+
+
+def test_the_tracker_gives_up_with_the_shared_broker_unavailable_error(monkeypatch):
+    from tracker.consumer import TrackerConsumer
+    from tracker.live import LivePicture
+    from tracker.settings import TrackerConfig
+
+    clock = FakeClock()
+    tracker = TrackerConsumer(TrackerConfig(kafka=KafkaSettings(bootstrap_servers="broker-1:9092"), topic="t",
+                                            connect_timeout_s=5), LivePicture())
+
+    def make_consumer(bootstrap_timeout_s):
+        clock.now += bootstrap_timeout_s
+        raise KafkaTimeoutError("no broker")
+
+    monkeypatch.setattr(tracker, "_make_consumer", make_consumer)
+    monkeypatch.setattr("pipeline_common.kafka_client.time", SimpleNamespace(monotonic=clock.monotonic))
+    with pytest.raises(BrokerUnavailable, match=r"broker-1:9092 is not reachable .*make run"):
+        tracker._connect(RecordingStop(clock))
+    assert tracker.stats.kafka_error.startswith("KafkaTimeoutError")

@@ -6,7 +6,6 @@ import json
 import math
 from urllib.parse import parse_qsl
 
-import boto3
 import pytest
 from botocore.awsrequest import AWSRequest
 from moto import mock_aws
@@ -14,6 +13,7 @@ from moto import mock_aws
 import handler
 from flight_settings import FunctionSettings
 from flight_transform import InvalidState, evaluate
+from infra import aws_resources
 from kafka_esm import read_event
 
 STATE = {"icao24": "3c6444", "callsign": "DLH9LF ", "origin_country": "Germany", "time_position": 1700000000,
@@ -107,11 +107,10 @@ def test_sns_body_encoded_once_is_byte_for_byte_what_botocore_sends():
 def test_function_sns_client_publishes_through_the_hook(aws_credentials):
     with mock_aws():
         # GIVEN the function's own SNS client (validation off, body encoded once) and a raw subscriber
-        sns, sqs = boto3.client("sns", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
-        topic = sns.create_topic(Name="FlightNotifications")["TopicArn"]
-        queue = sqs.create_queue(QueueName="q")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+        clients = aws_resources.AwsClients()
+        sqs = clients.sqs
+        topic = clients.sns.create_topic(Name="FlightNotifications")["TopicArn"]
+        queue = aws_resources.subscribe_queue(topic, "q", clients)["queue_url"]
         client = handler._client("sns", FunctionSettings(sns_topic_arn=topic))
         # WHEN it publishes a batch with non-ASCII text and message attributes
         body = '{"callsign":"ÄB C&D=1+2"}'

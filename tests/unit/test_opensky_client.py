@@ -23,6 +23,7 @@ from producer.opensky import (OpenSkyAuthError, OpenSkyBadResponse, OpenSkyClien
                               OpenSkyRateLimited, OpenSkySettings, OpenSkyUnavailable, TokenProvider)
 from producer.runner import ProducerError, SimulatedClock, run_producer
 from producer.settings import ProducerConfig
+from sinks import ListSink
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "opensky_states_all.json"
 SNAPSHOT = json.loads(FIXTURE.read_text())
@@ -105,24 +106,6 @@ def client_for(server, sleeps=None, **kw) -> OpenSkyClient:
     return OpenSkyClient(settings_for(server, **kw), sleep=(sleeps.append if sleeps is not None else lambda s: None))
 
 
-class ListSink:
-    """What would have been published."""
-
-    def __init__(self):
-        self.messages: list[tuple[str, dict]] = []
-        self.delivered = self.failed = 0
-
-    def send(self, key, value):
-        self.messages.append((key, value))
-        self.delivered += 1
-
-    def flush(self, timeout=None):
-        pass
-
-    def close(self, timeout=None):
-        pass
-
-
 def snapshot_at(t: int, bump: set[str] = frozenset()) -> dict:
     """The fixture re-stamped at time t; aircraft in ``bump`` got a new message (last_contact = t)."""
     doc = copy.deepcopy(SNAPSHOT)
@@ -191,9 +174,11 @@ def test_5xx_that_persists_is_unavailable_and_retriable(opensky):
 
 
 def test_a_timeout_is_retried(opensky):
-    opensky.states(delay=1.0).states()
+    # The answer comes 3 s late, the client waits 1 s: generous both ways, so a loaded machine that is slow to
+    # answer the second (prompt) request does not time it out too.
+    opensky.states(delay=3.0).states()
     sleeps: list[float] = []
-    snap = client_for(opensky, sleeps=sleeps, timeout_s=0.2).fetch_states()
+    snap = client_for(opensky, sleeps=sleeps, timeout_s=1.0).fetch_states()
     assert len(snap.states) == 37 and len(sleeps) == 1
 
 

@@ -10,25 +10,9 @@ from producer.replay import CsvSink, read_batches
 from producer.runner import SimulatedClock, run_producer
 from producer.settings import ProducerConfig
 from producer.state_vector import FIELDS, MESSAGE_FIELDS
+from sinks import ListSink
 
 T0 = 1_700_000_000.0
-
-
-class ListSink:
-    def __init__(self):
-        self.messages: list[dict] = []
-        self.delivered = self.failed = 0
-
-    def send(self, key, value):
-        assert key == value["icao24"]
-        self.messages.append(value)
-        self.delivered += 1
-
-    def flush(self, timeout=None):
-        pass
-
-    def close(self, timeout=None):
-        pass
 
 
 @pytest.fixture
@@ -42,7 +26,8 @@ def exported(tmp_path):
                          export_csv=str(path))
     stats = run_producer(cfg)
     assert stats.published == 600
-    return path, seen.messages
+    assert all(key == value["icao24"] for key, value in seen.messages)
+    return path, seen.values
 
 
 def test_export_writes_a_header_and_one_row_per_state(exported):
@@ -59,10 +44,11 @@ def test_replay_gives_back_exactly_what_was_exported_in_micro_batches(exported):
     cfg = ProducerConfig(source="replay", replay=str(path), batch_rows=250, batch_delay_s=2.0)
     stats = run_producer(cfg, sink=sink, clock=SimulatedClock(T0))
     assert stats.ticks == 3 and stats.published == 600 and stats.rejected == 0
-    assert [{k: m[k] for k in FIELDS} for m in sink.messages] == [{k: m[k] for k in FIELDS} for m in original]
-    assert {m["source"] for m in sink.messages} == {"replay"}
+    assert all(key == value["icao24"] for key, value in sink.messages)
+    assert [{k: m[k] for k in FIELDS} for m in sink.values] == [{k: m[k] for k in FIELDS} for m in original]
+    assert {m["source"] for m in sink.values} == {"replay"}
     # batches of 250, 250, 100 rows, one batch delay apart
-    stamps = [m["fetched_at"] for m in sink.messages]
+    stamps = [m["fetched_at"] for m in sink.values]
     assert stamps[0] == T0 and stamps[250] == T0 + 2.0 and stamps[500] == T0 + 4.0 and stamps[599] == T0 + 4.0
 
 

@@ -29,3 +29,12 @@ def test_no_module_edits_sys_path():
                     isinstance(node.value.value, ast.Name) and node.value.value.id == "sys":
                 # the zip test puts the extracted zip first on purpose, inside a child interpreter's -c text
                 raise AssertionError(f"{path.relative_to(ROOT)}:{node.lineno} edits sys.path")
+
+
+def test_test_modules_have_unique_names():
+    # pytest's default (prepend) import mode imports tests/unit/x.py and tests/integration/x.py as the same
+    # module `x`, and the whole collection stops with "import file mismatch" on a fresh clone.
+    seen: dict[str, Path] = {}
+    for path in sorted(ROOT.glob("tests/**/test_*.py")):
+        assert path.name not in seen, f"{path.relative_to(ROOT)} and {seen[path.name].relative_to(ROOT)} share a name"
+        seen[path.name] = path

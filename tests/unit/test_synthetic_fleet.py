@@ -7,6 +7,7 @@ import pytest
 
 from producer.runner import SimulatedClock, run_producer
 from producer.settings import ProducerConfig
+from sinks import CountingSink
 from producer.state_vector import MESSAGE_FIELDS, parse_state_vector, as_row
 from producer.synthetic import COUNTRIES, FT, SyntheticFleet, country_for_icao24, great_circle_m
 
@@ -137,7 +138,7 @@ def test_rate_mode_advances_the_fleet_round_robin():
 
 
 def test_rate_mode_emits_exactly_the_requested_positions_per_second():
-    sink = _Counter()
+    sink = CountingSink()
     cfg = ProducerConfig(source="synthetic", aircraft=500, rate=2000, duration_s=5.0, start_time=T0)
     stats = run_producer(cfg, sink=sink, clock=SimulatedClock(T0))
     assert stats.published == sink.delivered == 10_000
@@ -155,20 +156,6 @@ def _timed(fn, *args) -> float:
     start = time.perf_counter()
     fn(*args)
     return time.perf_counter() - start
-
-
-class _Counter:
-    def __init__(self):
-        self.delivered = self.failed = 0
-
-    def send(self, key, value):
-        self.delivered += 1
-
-    def flush(self, timeout=None):
-        pass
-
-    def close(self, timeout=None):
-        pass
 
 
 # ---------------------------------------------------------------- aircraft category (OpenSky field 17)

@@ -68,6 +68,19 @@ def test_no_change_means_an_empty_update():
     assert changes.changed == [] and changes.removed == []
 
 
+def test_listeners_hear_of_each_change_and_a_failing_one_stops_nothing():
+    clock = Clock()
+    live = LivePicture(stale_after_s=60, clock=clock)
+    heard = []
+    live.subscribe(lambda: heard.append(live.seq))
+    live.subscribe(lambda: 1 / 0)  # a reader whose connection is closing
+    live.update([pos("aaaaaa", 10)])
+    live.update([pos("aaaaaa", 5)])   # older: no change, nobody told
+    clock.now += 61
+    assert live.expire() == 1
+    assert heard == [1, 2] and len(live) == 0
+
+
 def test_the_feed_follows_the_picture_twice_its_aircraft_and_a_reader_behind_it_takes_a_snapshot():
     # GIVEN a picture of 6,000 aircraft, each heard three times (18,000 changes)
     live = LivePicture()

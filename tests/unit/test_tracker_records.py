@@ -3,6 +3,8 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from saved_events import load_event
 from tracker.flight_view import altitude_band, flight, geojson, round_half_up
@@ -96,3 +98,46 @@ def test_geojson_is_lon_lat_and_skips_aircraft_without_a_position():
     doc = geojson([with_pos, without])
     assert [f["geometry"]["coordinates"] for f in doc["features"]] == [[8.57123456, 50.03321]]
     assert doc["features"][0]["properties"] == with_pos
+
+
+# The fast path (_usual) must give exactly the row, or the refusal, of the field-by-field path (_checked).
+_ODD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+                        st.text(max_size=8), st.just([1]), st.just({}))
+
+
+@settings(max_examples=400, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from([
+    "icao24", "callsign", "origin_country", "time_position", "last_contact", "longitude", "latitude",
+    "baro_altitude", "geo_altitude", "on_ground", "velocity", "true_track", "vertical_rate", "squawk", "category",
+    "position_source", "source"]), _ODD_VALUES | st.sampled_from(["ABCDEF", " 3c6444", "3c6444", "", "   "]),
+    max_size=4), same_times=st.booleans())
+def test_the_fast_path_and_the_checked_path_agree_on_every_state(changes, same_times):
+    from tracker.records import _checked, _usual
+
+    state = {**load_event("raw_state.json"), **changes}
+    if same_times:  # the fast path makes one datetime of two equal times
+        state["last_contact"] = state["time_position"]
+    fast = _usual(state, 1, 2)
+    try:
+        checked = _checked(state, 1, 2)
+    except InvalidRecord:
+        assert fast is None
+    else:
+        assert fast is None or (fast == checked and [type(v) for v in fast] == [type(v) for v in checked])
+
+
+@pytest.mark.parametrize("extra", ['"fetched_at": NaN', '"sensors": [123456789012345678901234567890]',
+                                   '"spi": "\\ud800"'])
+def test_json_that_orjson_refuses_but_the_json_module_reads_decodes_as_before(extra):
+    # GIVEN a record the shared JSON decoder accepts but orjson does not (NaN, a huge integer, a lone surrogate)
+    value = _raw()[:-1] + b", " + extra.encode() + b"}"
+    # THEN it is decoded as before (the tracker stores no such field)
+    p = decode(value, 0, 0)
+    assert p.icao24 == "3c6444" and p.callsign == "DLH9LF"
+
+
+def test_a_lone_surrogate_in_a_stored_text_is_rejected_not_handed_to_the_database():
+    # The json module reads "\ud800" into a str that cannot be encoded: the COPY would fail on it.
+    value = _raw()[:-1] + b', "callsign": "\\ud800"}'
+    with pytest.raises(InvalidRecord, match="callsign is not valid Unicode text"):
+        decode(value, 0, 0)

@@ -12,6 +12,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import MessageSizeTooLargeError
 from moto import mock_aws
 
+from infra import aws_resources
 from trigger.batch_processor import BatchAborted
 from trigger.esm_event import EsmEventBuilder
 from trigger.mapping import TriggerConfig
@@ -177,11 +178,10 @@ def test_the_on_failure_destination_comes_before_the_legacy_ones_and_is_not_doub
 
 def test_sns_destination_publishes_the_document_a_subscriber_receives(aws_credentials):
     with mock_aws():
-        sns, sqs_client = boto3.client("sns", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
+        clients = aws_resources.AwsClients()
+        sns, sqs_client = clients.sns, clients.sqs
         topic = sns.create_topic(Name="esm-failures")["TopicArn"]
-        url = sqs_client.create_queue(QueueName="sub")["QueueUrl"]
-        arn = sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+        url = aws_resources.subscribe_queue(topic, "sub", clients)["queue_url"]
         SnsDestination(topic, client=sns).send([(b"k", build_on_failure_record(failed(), BUILDER, "fn"))] * 12)
         bodies = []
         for _ in range(3):

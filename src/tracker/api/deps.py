@@ -12,7 +12,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..alerts_feed import AlertFeed
 from ..consumer import TrackerStats
-from ..flight_view import FlightJsonCache
+from ..flight_view import FlightJsonCache, FlightsView
 from ..geofences import TrackerGeofences
 from ..live import LivePicture
 from ..settings import TrackerConfig
@@ -30,6 +30,12 @@ class AppState:
     # The map's fences and alerts (GET /geofences, GET /alerts, alerts on /ws/flights); None: not served.
     alerts: AlertFeed | None = None
     geofences: TrackerGeofences | None = None
+    # GET /flights' snapshot of the live picture, taken at most once per WebSocket push interval.
+    flights_view: FlightsView | None = None
+
+    def __post_init__(self) -> None:
+        if self.flights_view is None:
+            self.flights_view = FlightsView(self.live, self.json_cache, self.config.ws_interval_s)
 
 
 def get_state(request: Request) -> AppState:

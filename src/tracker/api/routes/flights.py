@@ -1,14 +1,12 @@
 """GET /flights (the live picture, filtered), /flights/{icao24} and /flights/{icao24}/track (history)."""
 from __future__ import annotations
 
-import json
-
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from ... import store
 from ...filters import BadParameter, FlightFilter, parse_icao24, parse_int, parse_since
-from ...flight_view import flight, geojson, iso, track_point
-from ...live import utc_now
+from ...flight_view import LiveView, flight, track_point
 from ..deps import DbDep, LiveDep, StateDep
 
 router = APIRouter(tags=["flights"])
@@ -16,28 +14,37 @@ router = APIRouter(tags=["flights"])
 MAX_TRACK_POINTS = 10_000
 
 
-@router.get("/flights", summary="Aircraft in the live picture, filtered")
-def list_flights(state: StateDep,
-                 bbox: str | None = Query(None, description="lamin,lomin,lamax,lomax in degrees"),
-                 country: str | None = Query(None, description="origin country, exact (case-insensitive)"),
-                 callsign: str | None = Query(None, description="callsign prefix"),
-                 airborne: str | None = Query(None, description="true: in the air only; false: on the ground only"),
-                 min_altitude_ft: str | None = Query(None, description="lowest altitude in feet"),
-                 format: str = Query("json", description="json or geojson")) -> Response:
+@router.get("/flights", summary="Aircraft in the live picture, filtered",
+            responses={304: {"description": "unchanged since If-None-Match (the live picture has not moved)"}})
+async def list_flights(state: StateDep, request: Request,
+                       bbox: str | None = Query(None, description="lamin,lomin,lamax,lomax in degrees"),
+                       country: str | None = Query(None, description="origin country, exact (case-insensitive)"),
+                       callsign: str | None = Query(None, description="callsign prefix"),
+                       airborne: str | None = Query(None, description="true: in the air only; false: on the ground only"),
+                       min_altitude_ft: str | None = Query(None, description="lowest altitude in feet"),
+                       format: str = Query("json", description="json or geojson")) -> Response:
     if format not in ("json", "geojson"):
         raise BadParameter("format", f"{format!r} is not json or geojson")
     flt = FlightFilter.from_params(bbox, country, callsign, airborne, min_altitude_ft)
-    _seq, positions = state.live.snapshot()
-    if not flt.empty:
-        positions = [p for p in positions if flt.matches(p)]
-    now = iso(utc_now())
+    if_none_match = request.headers.get("if-none-match", "")
+    # The live picture as of the last push interval at most (see FlightsView), encoded once, not per
+    # request. Answered on the event loop when that is already done; a new snapshot, a first encoding
+    # or a filter over every aircraft (milliseconds with 10,000) goes to a worker thread instead.
+    view = state.flights_view.ready()
+    if view is not None and flt.empty and view.encoded(format == "geojson"):
+        return _answer(view, flt, format, if_none_match)
+    return await run_in_threadpool(lambda: _answer(state.flights_view.current(), flt, format, if_none_match))
+
+
+def _answer(view: LiveView, flt: FlightFilter, format: str, if_none_match: str) -> Response:
+    headers = {"ETag": view.etag, "Cache-Control": "no-cache"}
+    if view.etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
     if format == "geojson":
-        body = json.dumps(geojson([flight(p) for p in positions]), separators=(",", ":"))
-        return Response(body, media_type="application/geo+json")
-    # Pre-encoded per aircraft (see FlightJsonCache): the response is a join, not 10,000 encodes.
-    cache = state.json_cache
-    body = f'{{"count":{len(positions)},"time":"{now}","flights":[{",".join(cache.get(p) for p in positions)}]}}'
-    return Response(body, media_type="application/json")
+        positions = None if flt.empty else [p for p in view.positions if flt.matches(p)]
+        return Response(view.geojson_body(positions), media_type="application/geo+json", headers=headers)
+    texts = None if flt.empty else [t for p, t in zip(view.positions, view.texts) if flt.matches(p)]
+    return Response(view.json_body(texts), media_type="application/json", headers=headers)
 
 
 @router.get("/flights/{icao24}", summary="One aircraft: live, else its latest stored position")

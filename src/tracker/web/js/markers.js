@@ -154,6 +154,8 @@ export const AircraftLayer = L.Layer.extend({
     this._drawAircraft();
     this.drawTimesMs.push(performance.now() - started);
     if (this.drawTimesMs.length > DRAW_TIMES_KEPT) this.drawTimesMs.shift();
+    // For the bench and anyone embedding the page: when the canvas last showed the aircraft as they are.
+    window.dispatchEvent(new CustomEvent("tracker:drawn", { detail: { at: Date.now() } }));
   },
 
   _drawAircraft() {
