@@ -69,7 +69,7 @@ class StackConfig(Settings):
     kafka_port: int = setting("KAFKA_PORT", 9092, **_PORT, help="native broker's client port")
     controller_port: int = setting("KAFKA_CONTROLLER_PORT", 9093, **_PORT, help="native broker's KRaft controller port")
     aws_port: int = setting("AWS_PORT", 4566, **_PORT, help="native AWS endpoint (MiniStack) port")
-    kafka_heap: str = setting("KAFKA_HEAP", "768m", help="native broker JVM heap (-Xmx)")
+    kafka_heap: str = setting("KAFKA_HEAP", "768m", help="native broker JVM heap (-Xms and -Xmx: committed at start)")
     ministack_log_level: str = setting("MINISTACK_LOG_LEVEL", "WARNING", parse=str.upper,
                                        help="native AWS endpoint's log level")
     topic: str = KAFKA_TOPIC.field()
@@ -254,12 +254,15 @@ def _java_accepts(java: str, option: str) -> bool:
     return subprocess.run([java, option, "-version"], capture_output=True).returncode == 0
 
 
-def _java_cmd(cfg: StackConfig, main_class: str, *args: str) -> list[str]:
+def _java_cmd(cfg: StackConfig, main_class: str, *args: str, server: bool = True) -> list[str]:
     java = _require_java()
-    return [java, f"-Xms256m", f"-Xmx{cfg.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            # The committed heap is made resident at start, not page by page as G1 first uses its regions
-            # (the broker's memory then crept up ~2-6 MB/min for many minutes; make soak's memory gate).
-            "-XX:+AlwaysPreTouch",
+    # The broker's whole heap is committed and made resident at start (-Xms = -Xmx, as Kafka's own
+    # kafka-server-start.sh sets them; AlwaysPreTouch), not region by region as G1 first uses it or grows
+    # the heap: from -Xms256m its memory crept up ~1.3 MB/min for the first hour of a quiet 60-minute
+    # make soak (committed heap 256 -> 330 MB), and ~2-6 MB/min without the pre-touch.
+    heap = ([f"-Xms{cfg.kafka_heap}", f"-Xmx{cfg.kafka_heap}", "-XX:+AlwaysPreTouch"] if server
+            else ["-Xmx256m"])  # a one-off tool (storage format): a small heap, nothing to pre-touch
+    return [java, *heap, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             *([TRIM_NATIVE_HEAP] if _java_accepts(java, TRIM_NATIVE_HEAP) else []),
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
             f"-Dkafka.logs.dir={LOG_DIR}", "-cp", f"{JAR_DIR}/*", main_class, *args]
@@ -270,7 +273,7 @@ def _format_storage(cfg: StackConfig, props: Path) -> None:
         return
     say("formatting KRaft storage (first start)")
     proc = subprocess.run(_java_cmd(cfg, "kafka.tools.StorageTool", "format", "--standalone",
-                                    f"--cluster-id={_kafka_uuid()}", "-c", str(props)),
+                                    f"--cluster-id={_kafka_uuid()}", "-c", str(props), server=False),
                           capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise StackError(f"Kafka storage format failed:\n{(proc.stdout + proc.stderr).strip()[-2000:]}")
