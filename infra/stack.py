@@ -258,7 +258,7 @@ def _java_cmd(cfg: StackConfig, main_class: str, *args: str, server: bool = True
     java = _require_java()
     # The broker's whole heap is committed and made resident at start (-Xms = -Xmx, as Kafka's own
     # kafka-server-start.sh sets them; AlwaysPreTouch), not region by region as G1 first uses it or grows
-    # the heap: from -Xms256m its memory crept up ~1.3 MB/min for the first hour of a quiet 60-minute
+    # the heap: from -Xms256m its memory crept up +0.95 MB/min over a quiet 60-minute
     # make soak (committed heap 256 -> 330 MB), and ~2-6 MB/min without the pre-touch.
     heap = ([f"-Xms{cfg.kafka_heap}", f"-Xmx{cfg.kafka_heap}", "-XX:+AlwaysPreTouch"] if server
             else ["-Xmx256m"])  # a one-off tool (storage format): a small heap, nothing to pre-touch
