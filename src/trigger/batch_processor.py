@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 
 from pipeline_common.backoff import backoff_delay
 
+from .batch_abort import BatchAborted
 from .esm_event import partition_key
 from .invoker import FUNCTION_ERROR, TOO_LARGE, InvokeResult
 from .on_failure import PAYLOAD_TOO_LARGE, RECORD_AGE_EXCEEDED, RETRIES_EXHAUSTED, FailedRecord
@@ -37,10 +38,6 @@ from .on_failure import PAYLOAD_TOO_LARGE, RECORD_AGE_EXCEEDED, RETRIES_EXHAUSTE
 logger = logging.getLogger(__name__)
 
 _LOGGED_PER_BATCH = 20  # dead-lettered records logged one by one per batch; the rest are summarised
-
-
-class BatchAborted(Exception):
-    """Shutdown or revocation interrupted the batch: nothing after its last handled record may be committed."""
 
 
 @dataclass

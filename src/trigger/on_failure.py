@@ -41,6 +41,8 @@ from typing import Sequence
 
 from pipeline_common.backoff import backoff_delay
 
+from .batch_abort import BatchAborted
+
 logger = logging.getLogger(__name__)
 
 RETRIES_EXHAUSTED = "RetryAttemptsExhausted"
@@ -270,9 +272,6 @@ class OnFailureDelivery:
         return ", ".join(_describe(d) for d in self.destinations)
 
     def deliver(self, failed: list[FailedRecord], cancel: threading.Event) -> None:
-        # batch_processor imports this module for FailedRecord and the conditions.
-        from .batch_processor import BatchAborted
-
         if not self.destinations:
             # AWS without a destination: the records are discarded once retries are exhausted.
             logger.error("no on-failure destination configured: %d record(s) discarded", len(failed))

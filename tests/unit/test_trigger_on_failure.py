@@ -13,7 +13,7 @@ from kafka.errors import MessageSizeTooLargeError
 from moto import mock_aws
 
 from infra import aws_resources
-from trigger.batch_processor import BatchAborted
+from trigger.batch_abort import BatchAborted
 from trigger.esm_event import EsmEventBuilder
 from trigger.mapping import TriggerConfig
 from trigger.on_failure import (PAYLOAD_TOO_LARGE, RETRIES_EXHAUSTED, FailedRecord, KafkaDestination,
