@@ -105,6 +105,9 @@ class ProducerConfig(Settings):
                               "with make: make produce SOURCE=replay ARGS='--replay PATH'")
         if self.rate is not None and self.source != "synthetic":
             raise ConfigError("PRODUCER_RATE (--rate) needs --source synthetic")
+        if self.start_time is not None and self.source == "opensky":
+            raise ConfigError("PRODUCER_START_TIME (--start-time) sets the simulated clock of the synthetic and "
+                              "replay sources; OpenSky's states carry its own current time")
         if (self.bbox or self.icao24) and self.source != "opensky":
             raise ConfigError("--bbox/--icao24 filter OpenSky requests; they need --source opensky")
         # Values passed in code are checked (and normalised) as the variables are.

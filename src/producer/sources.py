@@ -184,5 +184,5 @@ def build_source(config: ProducerConfig, now: float, sleep):
     if config.source == "opensky":
         return OpenSkySource(config, now, sleep=sleep)
     if config.source == "synthetic":
-        return SyntheticSource(config, config.start_time or now)
+        return SyntheticSource(config, config.start_time if config.start_time is not None else now)
     return ReplaySource(config)
