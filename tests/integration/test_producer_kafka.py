@@ -128,3 +128,26 @@ def test_sigterm_flushes_everything_sent_before_exiting(stack, topic):
     assert stats["published"] == stats["sent"] >= 4500 and stats["failed"] == 0
     assert any("received SIGTERM" in line for line in stderr_lines)
     assert len(consume(stack.bootstrap, topic, stats["published"])) == stats["published"]
+
+
+def test_a_past_day_is_produced_on_simulated_time_tick_by_tick(stack, topic):
+    # GIVEN the command the issue-20 check runs: 1,000 aircraft, 6 ticks from 2021-10-07 00:00 UTC
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap, "PYTHONPATH": str(ROOT / "src")}
+    day = 1_633_564_800
+    started = time.monotonic()
+    # WHEN the producer runs it against the real broker
+    done = subprocess.run([sys.executable, "-m", "producer", "--source", "synthetic", "--aircraft", "1000",
+                           "--start-time", str(day), "--interval", "1", "--ticks", "6", "--topic", topic],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-2000:]
+    stats = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (stats["published"], stats["failed"], stats["ticks"]) == (6000, 0, 6)
+    # THEN it took about 5 s of ticks, not minutes of planning legs from 2021 up to today
+    assert took < 60, f"{took:.0f} s"
+    # ... and Kafka holds one state per aircraft per tick, stamped 2021-10-07 00:00:00 + n s
+    records = consume(stack.bootstrap, topic, 6000)
+    values = [json.loads(r.value) for r in records]
+    assert len(values) == 6000 and len({v["icao24"] for v in values}) == 1000
+    assert sorted({v["time_position"] for v in values}) == [day + n for n in range(6)]
+    assert len({(v["icao24"], v["time_position"]) for v in values}) == 6000
