@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trigger-args", default="", metavar="ARGS", help="extra arguments for `make trigger`")
     p.add_argument("--drain-timeout-s", type=float, default=300.0,
                    help="how long the consumers may take to catch up after the producer stops (default 300)")
+    p.add_argument("--maintenance-interval-s", type=float, default=120.0, metavar="S",
+                   help="the tracker's maintenance pass (retention, partitions) runs this often: given to it as "
+                        "TRACKER_MAINTENANCE_INTERVAL_S, whatever your environment says (default 120: a 30-minute "
+                        "soak crosses it ~15 times; the tracker's own default is 3600)")
     p.add_argument("--keep-stack", action="store_true", help="leave the soak's stack running afterwards")
     p.add_argument("--from-json", type=Path, metavar="RESULTS",
                    help="write the report and plots again from a run's raw samples (runs nothing)")
@@ -48,8 +52,8 @@ def interruptible() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.minutes <= 0 or args.interval_s <= 0:
-        print("error: --minutes and --interval-s must be > 0", file=sys.stderr)
+    if args.minutes <= 0 or args.interval_s <= 0 or args.maintenance_interval_s < 0.1:
+        print("error: --minutes and --interval-s must be > 0, --maintenance-interval-s >= 0.1", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     interruptible()
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = SoakConfig(minutes=args.minutes, interval_s=args.interval_s, state_dir=args.state_dir,
                      report=args.report, results=args.results, drain_timeout_s=args.drain_timeout_s,
-                     keep_stack=args.keep_stack,
+                     keep_stack=args.keep_stack, maintenance_interval_s=args.maintenance_interval_s,
                      part_args={"producer": args.producer_args, "trigger": args.trigger_args})
     command = " ".join(["python -m infra.soak", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     try:

@@ -4,7 +4,10 @@ Order: a fresh stack (`make run` in its own state folder), `make deploy-resource
 parts (their make targets), samples until MINUTES have passed, then the producer stops, the
 consumers drain, and every record is reconciled as `make demo` does (the function's filter applied
 to the run's records read back from Kafka; the function's metrics; the dead-letter topic; the
-subscriber's count). The gates (infra/soak/gates.py) decide the exit code; docs/SOAK.md and its plots
+subscriber's count; the tracker's rows in PostgreSQL against the distinct positions in Kafka). The
+tracker runs its maintenance pass every 2 minutes (--maintenance-interval-s, given to it as
+TRACKER_MAINTENANCE_INTERVAL_S; an hour by default), so a soak crosses it many times before its
+history is counted. The gates (infra/soak/gates.py) decide the exit code; docs/SOAK.md and its plots
 are written either way.
 """
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from infra import aws_resources, observe
 from infra.bench import machine
 from infra.bench.session import producer_summary
-from infra.soak import gates, sampler
+from infra.soak import gates, sampler, tracker_rows
 from infra.soak.session import ROOT, Part, child_env, discover
 from pipeline_common.kafka_client import KafkaSettings
 
@@ -45,6 +48,9 @@ class SoakConfig:
     results: Path = ROOT / ".state" / "soak-results.json"
     part_args: dict[str, str] = field(default_factory=dict)
     drain_timeout_s: float = 300.0
+    # The tracker's retention/partition pass runs hourly by default: the soak runs it this often instead,
+    # so that its history is reconciled after many passes (issue 20: it stopped committing after the first).
+    maintenance_interval_s: float = 120.0
     keep_stack: bool = False
     topic: str = "aviation-data"
     dlq_topic: str = "aviation-data-dlq"
@@ -107,13 +113,14 @@ def _progress(s: sampler.Sample, previous: sampler.Sample | None) -> str:
 
 def run_soak(cfg: SoakConfig) -> dict:
     state_dir = cfg.state_dir.resolve()
-    env = child_env(STACK_STATE_DIR=str(state_dir))
+    env = child_env(STACK_STATE_DIR=str(state_dir), TRACKER_MAINTENANCE_INTERVAL_S=f"{cfg.maintenance_interval_s:g}")
     os.environ["STACK_STATE_DIR"] = str(state_dir)
     kafka = KafkaSettings.from_env()
     begun = datetime.now(timezone.utc)
     load_before = machine.load_average()
     say(f"{cfg.minutes:g} min on a fresh stack in {state_dir} (Kafka {kafka.bootstrap_servers}, "
-        f"AWS {os.environ.get('AWS_ENDPOINT_URL')})")
+        f"AWS {os.environ.get('AWS_ENDPOINT_URL')}); the tracker's maintenance pass every "
+        f"{cfg.maintenance_interval_s:g} s")
     if state_dir in (ROOT.resolve(), (ROOT / ".state").resolve()):
         raise RuntimeError(f"--state-dir {state_dir} is your own stack's: the soak wipes its folder at start")
     _check_clients_reach_the_soak_stack(kafka)
@@ -163,14 +170,17 @@ def run_soak(cfg: SoakConfig) -> dict:
         drained = _drain(smp, cfg.drain_timeout_s)
         final = smp.sample()
         _wait_for_empty_queue(clients, settings.queue_name, cfg.drain_timeout_s)
+        stopped_at: dict[str, float] = {}
         for part in parts:
             if part is not producer:
                 part.stop()
+                stopped_at[part.name] = time.monotonic()
+        tracker_s = next((stopped_at[p.name] - p.started for p in parts if p.name == "tracker"), 0.0)
         smp.close()
         end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
         say("reconciling: the run's records read back from Kafka, the function's metrics, the subscriber")
         reconciliation = reconcile(cfg, kafka, settings, clients, parts, produced_stats, final, since, since_ms,
-                                   end)
+                                   end, smp.start_offsets)
         inventory = ministack_inventory(clients, settings)
         gate_results = judge(samples, run_end, cfg.duration_s)
         if died:
@@ -183,6 +193,8 @@ def run_soak(cfg: SoakConfig) -> dict:
         result = {
             "started_at": begun.isoformat().replace("+00:00", "Z"),
             "minutes": cfg.minutes, "interval_s": cfg.interval_s,
+            "maintenance": {"interval_s": cfg.maintenance_interval_s, "tracker_ran_s": round(tracker_s, 1),
+                            "passes_due": int(tracker_s // cfg.maintenance_interval_s)},
             "warmup_s": gates.warmup_s(cfg.duration_s),
             "machine": machine.describe(), "load_before": load_before, "load_after": machine.load_average(),
             "parts": [{"name": p.name, "command": " ".join(p.argv)} for p in parts],
@@ -273,8 +285,10 @@ def _notifications_received(parts: list[Part]) -> int | None:
 
 
 def reconcile(cfg: SoakConfig, kafka: KafkaSettings, settings, clients, parts: list[Part], produced_stats: dict,
-              final: sampler.Sample, since: datetime, since_ms: int, end: datetime) -> dict:
-    """The demo's reconciliation, on the soak's whole run (the same recount code, infra/observe.py)."""
+              final: sampler.Sample, since: datetime, since_ms: int, end: datetime,
+              start_offsets: dict[int, int]) -> dict:
+    """The demo's reconciliation, on the soak's whole run (the same recount code, infra/observe.py and
+    infra/demo_tracker.py): called once every part has stopped."""
     produced = int(produced_stats.get("published", 0))
     # A whole run is read back: allow it a minute per million records.
     recount = observe.recount(observe.read_topic(kafka, cfg.topic, since_ms,
@@ -311,11 +325,17 @@ def reconcile(cfg: SoakConfig, kafka: KafkaSettings, settings, clients, parts: l
                        received is not None and within(received, expected),
                        f"{received} vs {expected}" if received is not None else
                        f"the notification printer reported no count (it did not stop on Ctrl-C); {expected} expected"))
+    tracker = next((p for p in parts if p.name == "tracker"), None)
+    stored = None
+    if tracker is not None:
+        say("reconciling the tracker: its rows in PostgreSQL against the distinct positions in Kafka")
+        stored, tracker_checks = tracker_rows.reconcile(kafka, cfg.topic, start_offsets, since, tracker.log_path)
+        checks += tracker_checks
     return {
         "produced": produced, "in_kafka": recount.records, "in_air_by_recount": recount.in_air,
         "invalid": invalid, "expected_at_subscriber": expected,
         "received_by_subscriber": received, "dead_lettered": dead, "function_metrics": metrics,
-        "duplicates_invoked": duplicates, "committed": final.committed,
+        "duplicates_invoked": duplicates, "committed": final.committed, "tracker": stored,
         "checks": [{"check": c, "ok": ok, "detail": d} for c, ok, d in checks],
         "reconciled": all(ok for _, ok, _ in checks),
     }

@@ -112,6 +112,11 @@ class Sampler:
         self._queue_urls: list[str] = []
         self.started = time.monotonic()
 
+    @property
+    def start_offsets(self) -> dict[int, int]:
+        """{partition: the topic's end offset when the sampler started}: where the run's records begin."""
+        return {tp.partition: offset for tp, offset in self._start.items()}
+
     def close(self) -> None:
         self._consumer.close()
         self._admin.close()
