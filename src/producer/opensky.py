@@ -182,6 +182,9 @@ class TokenProvider:
 
     def _fetch(self) -> None:
         s = self._settings
+        # The token's life starts on the server, somewhere between this request and its answer: count
+        # it from the request, so a slow token endpoint cannot make a token look valid after it expired.
+        requested_at = self._clock()
         try:
             resp = self._session.post(s.token_url, timeout=(5.0, s.timeout_s), data={
                 "grant_type": "client_credentials", "client_id": s.client_id, "client_secret": s.client_secret})
@@ -204,7 +207,7 @@ class TokenProvider:
             raise OpenSkyBadResponse("token endpoint answered with an empty access_token")
         # Renew early so a token never expires between the check and the request.
         margin = min(60.0, lifetime * 0.1)
-        self._token, self._expires_at = token, self._clock() + lifetime - margin
+        self._token, self._expires_at = token, requested_at + lifetime - margin
         self.refreshes += 1
         logger.info("obtained OpenSky access token for client %s, valid %.0f s",
                     mask(s.client_id), lifetime, extra={"token_fingerprint": mask(token)})
