@@ -23,9 +23,9 @@ from typing import Callable, ClassVar, Mapping
 
 from botocore.exceptions import ClientError
 
-from alert_rules import Watchlist, WatchlistError  # the function's own parsers
-from alert_settings import ALERTS_TOPIC_NAME, GEOFENCES_BUCKET, GEOFENCES_KEY, default_geofences_bucket
-from geofence import GeofenceError, parse_fences
+from flight_domain.alert_declarations import ALERTS_TOPIC_NAME, GEOFENCES_BUCKET, GEOFENCES_KEY, default_geofences_bucket
+from flight_domain.alert_rules import Watchlist, WatchlistError  # the function's own parsers
+from flight_domain.geofence import GeofenceError, parse_fences
 from infra import aws_resources as base
 from infra.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256
 from pipeline_common.settings import ConfigError, Settings, setting

@@ -1,12 +1,12 @@
 """Builds the function's deployment zip reproducibly: the same source always gives the same bytes.
 
-Files of src/lambda/ go at the zip root, and the standard-library modules of pipeline_common as the
-package pipeline_common/ beside them (BUNDLED); entries in sorted order, each stamped 1980-01-01
-00:00:00 with mode 0644 and "made by" Unix, deflated at level 9; caches, tests and hidden files stay
-out. Third-party packages the runtime lacks (the Protobuf runtime) are unpacked at the zip root from
-wheels built for the deployed runtime's platform (WHEELS: manylinux x86_64, Python 3.12), pinned by
-sha256 and cached in .cache/lambda-wheels by `make setup`, so the same zip deploys unchanged to AWS.
-boto3 is in the Lambda runtime.
+Files of src/lambda/ go at the zip root, and beside them as packages (BUNDLED) the standard-library
+modules of pipeline_common and all of flight_domain (the rules and geometry the tracker shares);
+entries in sorted order, each stamped 1980-01-01 00:00:00 with mode 0644 and "made by" Unix,
+deflated at level 9; caches, tests and hidden files stay out. Third-party packages the runtime lacks
+(the Protobuf runtime) are unpacked at the zip root from wheels built for the deployed runtime's
+platform (WHEELS: manylinux x86_64, Python 3.12), pinned by sha256 and cached in .cache/lambda-wheels
+by `make setup`, so the same zip deploys unchanged to AWS. boto3 is in the Lambda runtime.
 
   python -m infra.lambda_package [--src src/lambda] [--out build/lambda/flight-processor.zip]
 prints the zip's path, size and sha256 (and Lambda's CodeSha256, the base64 form of the same digest).
@@ -29,12 +29,16 @@ FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can store
 FILE_MODE = 0o100644                # regular file, rw-r--r--
 SO_MODE = 0o100755                  # shared library, rwxr-xr-x
 
-# Code from outside src/lambda that the function imports: zip folder -> (source folder, files).
-# Only standard-library modules belong here; another package is one more entry.
+# Code from outside src/lambda that the functions import: zip folder -> (source folder, files).
+# Only modules whose imports the Lambda runtime has (the standard library, boto3/botocore, WHEELS)
+# belong here; another package is one more entry.
 BUNDLED: dict[str, tuple[Path, tuple[str, ...]]] = {
     "pipeline_common": (ROOT / "src" / "pipeline_common",
                         ("__init__.py", "logs.py", "opensky_state_pb2.py", "settings.py", "shared_settings.py",
                          "state_codec.py")),
+    "flight_domain": (ROOT / "src" / "flight_domain",
+                      ("__init__.py", "alert_declarations.py", "alert_rules.py", "flight_transform.py", "geofence.py",
+                       "geofence_source.py")),
 }
 
 # Wheels unpacked at the zip root, for Lambda's python3.12 on x86_64: file name -> sha256. The

@@ -10,27 +10,13 @@ import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Mapping
 
-from alert_rules import Watchlist
+from flight_domain.alert_declarations import GEOFENCE_REFRESH_S, GEOFENCES_BUCKET, GEOFENCES_KEY
+from flight_domain.alert_rules import Watchlist
 from flight_settings import FunctionSettings
-from pipeline_common.settings import ConfigError, Setting, Settings, setting
+from pipeline_common.settings import ConfigError, Settings, setting
 
 DEFAULT_TABLE = "FlightAlertState"
-DEFAULT_KEY = "geofences.geojson"
 DEFAULT_FUNCTION_NAME = "flight-alerts"
-
-# Read by the function, the deployer (infra/alerts_resources.py) and the tracker's map: declared once here.
-GEOFENCES_BUCKET = Setting("GEOFENCES_BUCKET", "", doc_default="`flightpipe-geofences-<account>`",
-                           help="S3 bucket holding the geofences (the deployer creates it)")
-GEOFENCES_KEY = Setting("GEOFENCES_KEY", DEFAULT_KEY, help="S3 key of the geofences' GeoJSON")
-GEOFENCE_REFRESH_S = Setting("GEOFENCE_REFRESH_S", 30, minimum=0, maximum=3600, unit="s", flag=None,
-                             help="how often a running function (and the tracker's map) checks the fences "
-                                  "object for a new version")
-ALERTS_TOPIC_NAME = Setting("ALERTS_TOPIC_NAME", "FlightAlerts", help="the alerts topic")
-
-
-def default_geofences_bucket(account: str) -> str:
-    """The bucket the deployer creates when GEOFENCES_BUCKET is not set (one per AWS account)."""
-    return f"flightpipe-geofences-{account}"
 
 
 @dataclass(frozen=True)

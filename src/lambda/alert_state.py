@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from alert_rules import AircraftState
+from flight_domain.alert_rules import AircraftState
 
 logger = logging.getLogger(__name__)
 

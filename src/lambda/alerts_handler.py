@@ -22,14 +22,14 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from alert_rules import Observation, fold, observe
 from alert_settings import AlertSettings
 from alert_state import StateStore, StoredState
-from pipeline_common.logs import install_json_logging
+from flight_domain.alert_rules import Observation, fold, observe
+from flight_domain.flight_transform import judge_records
+from flight_domain.geofence import GeofenceError
+from flight_domain.geofence_source import GeofenceSource
 from flight_metrics import emit_invocation_metrics
-from flight_transform import judge_records
-from geofence import GeofenceError
-from geofence_source import GeofenceSource
+from pipeline_common.logs import install_json_logging
 from kafka_esm import failure_response, read_event
 from lambda_clients import RuntimeSlot, client as _client
 from sns_batch import Notification, SnsBatchPublisher

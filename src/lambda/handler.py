@@ -16,9 +16,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from flight_domain.flight_transform import evaluate, judge_records
 from flight_metrics import emit_invocation_metrics
 from flight_settings import FunctionSettings
-from flight_transform import evaluate, judge_records
 from kafka_esm import InputRecord, failure_response, read_event
 from lambda_clients import RuntimeSlot, client as _client, encode_form_once as _encode_form_once  # noqa: F401 (tests)
 from pipeline_common.logs import install_json_logging

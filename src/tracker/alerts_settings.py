@@ -1,13 +1,13 @@
 """The tracker's settings for the map's geofences and alerts feed (nested in TrackerConfig).
 
 The fences' bucket, key and refresh, and the alerts topic, are the alerts side's own declarations
-(alert_settings), so the map reads exactly what flight-alerts reads and publishes to."""
+(flight_domain.alert_declarations), so the map reads exactly what flight-alerts reads and publishes to."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from alert_settings import ALERTS_TOPIC_NAME, GEOFENCE_REFRESH_S, GEOFENCES_BUCKET, GEOFENCES_KEY
+from flight_domain.alert_declarations import ALERTS_TOPIC_NAME, GEOFENCE_REFRESH_S, GEOFENCES_BUCKET, GEOFENCES_KEY
 from pipeline_common.settings import Settings, setting
 
 

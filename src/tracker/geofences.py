@@ -1,5 +1,5 @@
 """The geofences for the map: the same S3 object flight-alerts reads, through the same reader and
-parser (geofence_source, geofence), served as GeoJSON with the object's ETag."""
+parser (flight_domain.geofence_source, flight_domain.geofence), served as GeoJSON with the object's ETag."""
 from __future__ import annotations
 
 import logging
@@ -7,9 +7,9 @@ import threading
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from alert_settings import default_geofences_bucket
-from geofence import Fence, GeofenceError
-from geofence_source import GeofenceSource
+from flight_domain.alert_declarations import default_geofences_bucket
+from flight_domain.geofence import Fence, GeofenceError
+from flight_domain.geofence_source import GeofenceSource
 from infra.aws_resources import AwsClients
 
 from .alerts_feed import aws_clients, aws_reason

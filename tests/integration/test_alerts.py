@@ -15,10 +15,10 @@ import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-import alert_rules
 import alerts_handler
 from alert_state import StateStore, to_item
-from geofence import parse_fences
+from flight_domain import alert_rules
+from flight_domain.geofence import parse_fences
 
 from fault_harness import Subscriber, committed_lag, wait_until
 from infra import alerts_resources, aws_resources

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from alert_rules import (EMERGENCY, GEOFENCE_ENTER, GEOFENCE_EXIT, WATCHLIST, AircraftState, Watchlist,
+from flight_domain.alert_rules import (EMERGENCY, GEOFENCE_ENTER, GEOFENCE_EXIT, WATCHLIST, AircraftState, Watchlist,
                          WatchlistError, fold, observe, read_squawk, step)
-from geofence import parse_fences
+from flight_domain.geofence import parse_fences
 
 FENCES = parse_fences({"type": "FeatureCollection", "features": [
     {"type": "Feature", "properties": {"name": "Box", "ceiling_ft": 20000},

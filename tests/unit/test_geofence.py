@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from geofence import GeofenceError, fences_containing, parse_fences
+from flight_domain.geofence import GeofenceError, fences_containing, parse_fences
 
 ROOT = Path(__file__).resolve().parents[2]
 

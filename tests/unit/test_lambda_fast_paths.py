@@ -12,7 +12,7 @@ from moto import mock_aws
 
 import handler
 from flight_settings import FunctionSettings
-from flight_transform import InvalidState, evaluate
+from flight_domain.flight_transform import InvalidState, evaluate
 from infra import aws_resources
 from kafka_esm import read_event
 

@@ -47,7 +47,7 @@ def test_zip_has_sorted_root_level_python_files_with_fixed_metadata(src_copy):
         names = [info.filename for info in infos]
         assert names == sorted(names)
         vendored = ("google/", "protobuf-")
-        own = [n for n in names if not n.startswith(("pipeline_common/", *vendored))]
+        own = [n for n in names if not n.startswith(("pipeline_common/", "flight_domain/", *vendored))]
         assert "handler.py" in own and "/" not in "".join(own)
         assert not any(n.endswith(".pyc") or n.startswith(("tests", "test_", ".", "flightpipe.egg-info")) for n in names)
         assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
@@ -61,9 +61,9 @@ def test_zip_needs_nothing_but_boto3_and_the_standard_library(src_copy, tmp_path
         archive.extractall(tmp_path / "zip")
     root = tmp_path / "zip"
     own = {p.stem for p in root.glob("*.py")}
-    allowed = (set(sys.stdlib_module_names) | {"boto3", "botocore", "pipeline_common", "__future__"} | own
-               | {"google"})  # the vendored Protobuf runtime, itself checked below
-    for path in [*root.glob("*.py"), *(root / "pipeline_common").glob("*.py")]:
+    allowed = (set(sys.stdlib_module_names) | {"boto3", "botocore", "pipeline_common", "flight_domain", "__future__"}
+               | own | {"google"})  # the vendored Protobuf runtime, itself checked below
+    for path in [*root.glob("*.py"), *(root / "pipeline_common").glob("*.py"), *(root / "flight_domain").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 roots = {alias.name.split(".")[0] for alias in node.names}
@@ -74,7 +74,14 @@ def test_zip_needs_nothing_but_boto3_and_the_standard_library(src_copy, tmp_path
             assert roots <= allowed, f"{path.relative_to(root)} imports {roots - allowed}"
     # and no module name shadows something importable elsewhere (e.g. config, utils, a stdlib module)
     assert not own & set(sys.stdlib_module_names)
-    assert not own & {"config", "utils", "helpers", "settings", "pipeline_common", "producer", "trigger"}
+    assert not own & {"config", "utils", "helpers", "settings", "pipeline_common", "flight_domain", "producer", "trigger"}
+
+
+def test_the_zip_ships_every_module_of_flight_domain():
+    """The functions and the tracker share flight_domain: a module added there and not to BUNDLED would
+    work in every test that imports the source tree and fail only once deployed."""
+    shipped = set(lambda_package.BUNDLED["flight_domain"][1])
+    assert shipped == {p.name for p in (lambda_package.ROOT / "src" / "flight_domain").glob("*.py")}
 
 
 def test_the_function_runs_on_the_pipeline_common_inside_its_zip(src_copy, tmp_path):
@@ -89,6 +96,19 @@ def test_the_function_runs_on_the_pipeline_common_inside_its_zip(src_copy, tmp_p
                          timeout=60, check=True).stdout.split()
     assert Path(out[0]).resolve() == (tmp_path / "zip" / "pipeline_common" / "settings.py").resolve()
     assert out[1] == "8"
+
+
+def test_the_alerts_function_runs_on_the_flight_domain_inside_its_zip(src_copy, tmp_path):
+    """GIVEN the extracted zip WHEN the alerts handler is imported from it THEN its rules and geometry
+    come from the zip's own flight_domain package."""
+    with zipfile.ZipFile(io.BytesIO(lambda_package.build_zip_bytes(src_copy))) as archive:
+        archive.extractall(tmp_path / "zip")
+    probe = ("import sys; sys.path.insert(0, '.'); import alerts_handler, flight_domain.alert_rules as r; "
+             "print(r.__file__); print(alerts_handler.observe is r.observe)")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "zip", capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert Path(out[0]).resolve() == (tmp_path / "zip" / "flight_domain" / "alert_rules.py").resolve()
+    assert out[1] == "True"
 
 
 def test_cli_writes_the_zip_and_prints_its_sha256(tmp_path):

@@ -6,7 +6,7 @@ import math
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from flight_transform import (OUTPUT_FIELDS, InvalidState, airborne_reason, epoch_to_iso, evaluate, iso_to_epoch,
+from flight_domain.flight_transform import (OUTPUT_FIELDS, InvalidState, airborne_reason, epoch_to_iso, evaluate, iso_to_epoch,
                               metres_to_feet, mps_to_knots, round_half_up, to_notification)
 
 

@@ -17,7 +17,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 import handler
 from flight_settings import FunctionSettings
-from flight_transform import MAX_EPOCH_S, InvalidState, evaluate
+from flight_domain.flight_transform import MAX_EPOCH_S, InvalidState, evaluate
 from kafka_esm import read_event
 from producer.kafka_sink import encode_value
 from producer.opensky import OpenSkyBadResponse, parse_states_response

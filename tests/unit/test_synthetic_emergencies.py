@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from alert_rules import EMERGENCY, EMERGENCY_SQUAWKS, Watchlist, fold, observe
+from flight_domain.alert_rules import EMERGENCY, EMERGENCY_SQUAWKS, Watchlist, fold, observe
 from producer.synthetic import EMERGENCIES_PER_HOUR, SyntheticFleet, emergencies_in_hour
 
 HOUR = 1_750_000_000 // 3600

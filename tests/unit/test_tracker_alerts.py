@@ -11,9 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from alert_rules import Alert
-from geofence import parse_fences
-from geofence_source import GeofenceSource
+from flight_domain.alert_rules import Alert
+from flight_domain.geofence import parse_fences
+from flight_domain.geofence_source import GeofenceSource
 from infra.alerts_resources import alert_body
 from infra.aws_resources import AwsClients
 from tracker.alerts_feed import AlertBuffer, AlertFeed

@@ -10,7 +10,7 @@ import time
 
 from botocore.exceptions import ClientError
 
-from geofence import Fence, GeofenceError, parse_fences
+from .geofence import Fence, GeofenceError, parse_fences
 
 logger = logging.getLogger(__name__)
 
