@@ -120,7 +120,7 @@ class DemoTracker:
         ranges = [(tp.partition, self.starts[tp], ends[tp]) for tp in tps]
         where = " OR ".join(["(kafka_partition = %s AND kafka_offset >= %s AND kafka_offset < %s)"] * len(ranges))
         params = [v for r in ranges for v in r]
-        with psycopg.connect(self.config.database) as conn:
+        with psycopg.connect(self.config.database, autocommit=True) as conn:
             recount.rows = conn.execute(f"SELECT count(*) FROM positions WHERE ingested_at >= %s AND ({where})",
                                         [self.since, *params]).fetchone()[0]
             recount.rejects = conn.execute(

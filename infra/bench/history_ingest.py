@@ -127,7 +127,7 @@ def run(session: Session, aircraft: int = 10_000, ticks: int = 20, requests_n: i
             rate = progress.steady_rate(total)
             t0, t1 = progress.time_reaching(total * 0.1), progress.time_reaching(total * 0.9)
             steady = meter.window(t0, t1) if t0 is not None and t1 is not None else None
-            with psycopg.connect(db) as conn:
+            with psycopg.connect(db, autocommit=True) as conn:
                 rows = conn.execute("SELECT count(*) FROM positions").fetchone()[0]
             base = f"http://127.0.0.1:{port}"
             live = requests.get(f"{base}/stats", timeout=10).json()["aircraft"]

@@ -6,6 +6,11 @@ commit redelivers records whose rows exist, and the primary key skips them. A ma
 logged with topic/partition/offset, counted, and stored with its reason in `tracker_rejects` in the
 same transaction, so it is neither lost nor retried forever. While the database is down the batch
 is retried with backoff, nothing is polled and no offset is committed.
+
+The database connection is in autocommit mode and every batch is one explicit transaction that the
+store checks is committed before the batch's offsets are handed back for committing (tracker.store).
+A position older than the retention window is not stored (the next maintenance pass would drop its
+day): it is counted as past_retention, and TRACKER_RETENTION_DAYS=0 keeps every day, e.g. for replays.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from pipeline_common.backoff import backoff_delay
 from pipeline_common.kafka_client import BrokerUnavailable, RebalanceWatchdog, connect_with_retry  # noqa: F401 (BrokerUnavailable: raised by _connect)
 
 from . import store
@@ -32,7 +38,6 @@ logger = logging.getLogger(__name__)
 
 _STATUS_INTERVAL_S = 10.0
 _LAG_INTERVAL_S = 2.0
-_RETENTION_INTERVAL_S = 3600.0
 _STUCK_REBALANCE_S = 45.0
 _RATE_WINDOW_S = 10
 
@@ -48,6 +53,8 @@ class TrackerStats:
         self.positions_total = 0      # rows written to PostgreSQL by this process
         self.duplicates = 0           # redelivered records whose row already existed
         self.rejected = 0             # malformed records (stored in tracker_rejects)
+        self.past_retention = 0       # positions older than the retention window, not stored (the policy)
+        self.maintenance_passes = 0
         self.consumed = 0
         self.consumer_lag: int | None = None
         self.kafka_error: str | None = "not connected yet"
@@ -55,9 +62,11 @@ class TrackerStats:
         self.last_poll = 0.0
         self._buckets: deque[list] = deque(maxlen=_RATE_WINDOW_S + 1)  # [whole second, positions]
 
-    def written(self, inserted: int, attempted: int, rejected: int) -> None:
+    def written(self, inserted: int, attempted: int, rejected: int, past_retention: int = 0) -> None:
+        """Counts a batch whose transaction has committed (never before: a row counts once it is durable)."""
         now = int(time.time())
         with self._lock:
+            self.past_retention += past_retention
             self.positions_total += inserted
             self.duplicates += attempted - inserted
             self.rejected += rejected
@@ -100,6 +109,7 @@ class TrackerConsumer:
         # and PostgreSQL's then overlap). At most one batch waits for it: memory stays bounded.
         self._to_write: queue.Queue = queue.Queue(maxsize=1)
         self._written: queue.Queue = queue.Queue()  # offsets of written batches, committed by this thread
+        self._said_past_retention = False
         self._in_flight = 0
         self._write_failed = False
         self._writer_thread: threading.Thread | None = None
@@ -191,11 +201,9 @@ class TrackerConsumer:
     # ------------------------------------------------------------------ database
     def _database(self) -> store.PositionWriter:
         if self._writer is None:
-            conn = psycopg.connect(self.config.database, connect_timeout=5,
-                                   application_name="flight-tracker")
+            conn = store.connect(self.config.database, "flight-tracker")
             try:
                 store.prepare(conn, self.config.retention_days, self.config.partitions_ahead_days)
-                conn.commit()
                 self._writer = store.PositionWriter(conn)
             except BaseException:
                 conn.close()
@@ -206,17 +214,18 @@ class TrackerConsumer:
 
     def _wait_for_database(self, stop: threading.Event) -> bool:
         """Schema and partitions before any record is read; retried with backoff while the server is down."""
-        delay = 0.5
+        attempt = 0
         while True:
             try:
                 self._database()
                 return True
             except psycopg.OperationalError as exc:
                 self.stats.database_error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+                attempt += 1
+                delay = backoff_delay(attempt, 0.5, self.config.db_retry_max_s)
                 logger.warning("database not reachable (%s); retrying in %.1fs", self.stats.database_error, delay)
                 if stop.wait(delay) or self._stop.is_set():
                     return False
-                delay = min(delay * 2, self.config.db_retry_max_s)
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
@@ -267,10 +276,19 @@ class TrackerConsumer:
             self._commit(offsets)
 
     def _write_loop(self, stop: threading.Event) -> None:
-        next_retention = time.monotonic() + _RETENTION_INTERVAL_S
+        try:
+            self._write_batches(stop)
+        except BaseException:
+            # Nothing of the batch in hand is committed, nor are its offsets: it is read again at the next start.
+            logger.exception("the tracker's database writer stopped")
+            raise
+
+    def _write_batches(self, stop: threading.Event) -> None:
+        interval = self.config.maintenance_interval_s
+        next_maintenance = time.monotonic() + interval
         while True:
             try:
-                batch = self._to_write.get(timeout=1.0)
+                batch = self._to_write.get(timeout=min(1.0, interval))
             except queue.Empty:
                 batch = None
             if batch is _SHUTDOWN:
@@ -280,22 +298,24 @@ class TrackerConsumer:
                 if not ok:
                     self._write_failed = True  # a later batch's offsets would skip this one's records
                 self._written.put(batch.offsets if ok else None)
-            if time.monotonic() >= next_retention:
-                self._retention()
-                next_retention = time.monotonic() + _RETENTION_INTERVAL_S
+            if time.monotonic() >= next_maintenance:
+                self._maintain()
+                next_maintenance = time.monotonic() + interval
 
     def _write(self, batch: _Batch, stop: threading.Event) -> bool:
-        """Write one batch, retrying with backoff while the database is down; False if given up at shutdown."""
-        delay = 0.5
+        """Write one batch, retrying with backoff while the database is down; False if given up at shutdown.
+        Returns only once the batch's transaction has committed: its offsets may then be committed."""
+        attempt = 0
         rejected = len(batch.rejects)
+        positions, past = self._within_retention(batch.positions)
         while True:
             try:
-                inserted = self._database().write(batch.positions, batch.rejects)
+                inserted = self._database().write(positions, batch.rejects)
                 break
             except (psycopg.DataError, psycopg.IntegrityError) as exc:
                 # The content, not the server: retrying the same batch would fail forever.
                 logger.error("the database refused the batch (%s); writing its rows one by one", exc)
-                inserted, refused = self._writer.write_each(batch.positions, batch.rejects, self.config.topic)
+                inserted, refused = self._writer.write_each(positions, batch.rejects, self.config.topic)
                 rejected += len(refused)
                 break
             except psycopg.Error as exc:
@@ -303,15 +323,35 @@ class TrackerConsumer:
                 self._drop_connection()
                 if stop.is_set() or self._stop.is_set():
                     logger.error("database unavailable at shutdown: %d position(s) not written and their offsets "
-                                 "not committed (they are read again at the next start)", len(batch.positions))
+                                 "not committed (they are read again at the next start)", len(positions))
                     return False
+                attempt += 1
+                delay = backoff_delay(attempt, 0.5, self.config.db_retry_max_s)
                 logger.warning("database write failed (%s); offsets not committed, retrying in %.1fs",
-                               self.stats.database_error, delay, extra={"positions": len(batch.positions)})
+                               self.stats.database_error, delay, extra={"positions": len(positions)})
                 stop.wait(delay)
-                delay = min(delay * 2, self.config.db_retry_max_s)
         self.stats.database_error = None
-        self.stats.written(inserted, len(batch.positions) - (rejected - len(batch.rejects)), rejected)
+        self.stats.written(inserted, len(positions) - (rejected - len(batch.rejects)), rejected, len(past))
         return True
+
+    def _within_retention(self, positions: list) -> tuple[list, list]:
+        """(kept, past retention): a position of a day older than TRACKER_RETENTION_DAYS is not stored."""
+        oldest = store.oldest_kept_day(self.config.retention_days)
+        if oldest is None or not positions:
+            return positions, []
+        cutoff = store.day_start(oldest)
+        past = [p for p in positions if p.time_position < cutoff]
+        if not past:
+            return positions, []
+        if not self._said_past_retention:
+            self._said_past_retention = True
+            logger.warning("positions older than the retention window (before %s, TRACKER_RETENTION_DAYS=%d) are "
+                           "not stored, only counted as past_retention (/stats, status line); set "
+                           "TRACKER_RETENTION_DAYS=0 to keep every day, e.g. to replay a past day",
+                           oldest.isoformat(), self.config.retention_days,
+                           extra={"topic": self.config.topic, "partition": past[0].kafka_partition,
+                                  "offset": past[0].kafka_offset})
+        return [p for p in positions if p.time_position >= cutoff], past
 
     def _commit(self, offsets: dict) -> None:
         if not offsets or self._consumer is None:
@@ -323,17 +363,17 @@ class TrackerConsumer:
             # Rebalance or coordinator move: these records come again and their rows are skipped.
             logger.warning("offset commit failed (%s); the batch will be redelivered and de-duplicated", exc)
 
-    def _retention(self) -> None:
+    def _maintain(self) -> None:
+        """The maintenance pass (every TRACKER_MAINTENANCE_INTERVAL_S, between two batches): partitions past
+        retention dropped, the coming days' created; each step commits on its own."""
         try:
-            conn = self._database().conn
-            store.apply_retention(conn, self.config.retention_days)
-            if not store.is_hypertable(conn):
-                from datetime import datetime, timedelta, timezone
-                today = datetime.now(timezone.utc).date()
-                store.ensure_partitions(conn, [today + timedelta(days=n)
-                                               for n in range(self.config.partitions_ahead_days + 1)])
-        except psycopg.Error as exc:
-            logger.warning("retention pass failed (%s); trying again in an hour", exc)
+            writer = self._database()
+            store.maintain(writer.conn, self.config.retention_days, self.config.partitions_ahead_days)
+            writer.forget_partitions()
+            self.stats.maintenance_passes += 1
+        except (psycopg.Error, store.UncommittedWork) as exc:
+            logger.warning("maintenance pass failed (%s); trying again in %.0f s", exc,
+                           self.config.maintenance_interval_s)
             self._drop_connection()
 
     # ------------------------------------------------------------------ kafka
@@ -388,10 +428,11 @@ class TrackerConsumer:
 
     def _log_status(self) -> None:
         s = self.stats
-        logger.info("status: %d aircraft live | %.0f positions/s | %d stored, %d duplicates skipped, %d rejected | "
-                    "lag %s", len(self.live), s.positions_per_s(), s.positions_total, s.duplicates, s.rejected,
-                    s.consumer_lag, extra={"aircraft": len(self.live), "positions_total": s.positions_total,
-                                           "rejected": s.rejected, "lag": s.consumer_lag})
+        logger.info("status: %d aircraft live | %.0f positions/s | %d stored, %d duplicates skipped, %d rejected, "
+                    "%d past retention | lag %s", len(self.live), s.positions_per_s(), s.positions_total, s.duplicates,
+                    s.rejected, s.past_retention, s.consumer_lag,
+                    extra={"aircraft": len(self.live), "positions_total": s.positions_total,
+                           "rejected": s.rejected, "past_retention": s.past_retention, "lag": s.consumer_lag})
 
     def _shutdown(self) -> None:
         try:
@@ -412,8 +453,8 @@ class TrackerConsumer:
                 logger.warning("closing the consumer failed", exc_info=True)
         self._drop_connection()
         s = self.stats
-        logger.info("tracker stopped: %d consumed, %d stored, %d duplicates skipped, %d rejected",
-                    s.consumed, s.positions_total, s.duplicates, s.rejected)
+        logger.info("tracker stopped: %d consumed, %d stored, %d duplicates skipped, %d rejected, %d past retention",
+                    s.consumed, s.positions_total, s.duplicates, s.rejected, s.past_retention)
 
 
 def _where(record) -> dict:

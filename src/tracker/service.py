@@ -13,6 +13,24 @@ from .settings import TrackerConfig
 logger = logging.getLogger(__name__)
 
 
+def api_session(config: TrackerConfig):
+    """The pool's `configure`: every API connection is autocommit (a read never leaves a transaction open)
+    and gives up on a slow query or a lock wait instead of hanging behind the writer (answered with 503)."""
+    def configure(conn) -> None:
+        conn.execute(f"SET statement_timeout = {int(config.api_statement_timeout_s * 1000)}")
+        conn.execute(f"SET lock_timeout = {int(config.api_lock_timeout_s * 1000)}")
+    return configure
+
+
+def api_pool(config: TrackerConfig, min_size: int = 1, max_size: int = 8, open: bool = False):
+    """The API's connection pool on config.database, in the discipline of api_session."""
+    from psycopg_pool import ConnectionPool
+
+    return ConnectionPool(config.database, min_size=min_size, max_size=max_size, open=open,
+                          kwargs={"application_name": "flight-tracker-api", "connect_timeout": 3, "autocommit": True},
+                          configure=api_session(config))
+
+
 class TrackerService:
     def __init__(self, config: TrackerConfig, serve_api: bool = True) -> None:
         self.config = config
@@ -36,7 +54,6 @@ class TrackerService:
 
     def _build_api(self) -> None:
         import uvicorn
-        from psycopg_pool import ConnectionPool
 
         from .alerts_feed import AlertFeed
         from .api.app import create_app
@@ -44,8 +61,7 @@ class TrackerService:
         from .flight_view import FlightJsonCache
         from .geofences import TrackerGeofences
 
-        self._pool = ConnectionPool(self.config.database, min_size=1, max_size=8, open=False,
-                                    kwargs={"application_name": "flight-tracker-api", "connect_timeout": 3})
+        self._pool = api_pool(self.config)
         self.alerts = AlertFeed(self.config.alerts)
         app = create_app(AppState(self.config, self.live, self.stats, self._pool, self.kafka_problem,
                                   FlightJsonCache(), self.alerts, TrackerGeofences(self.config.alerts)))

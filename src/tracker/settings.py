@@ -50,6 +50,15 @@ class TrackerConfig(Settings):
                                   help="day partitions older than this are dropped (0 keeps everything)")
     partitions_ahead_days: int = setting("TRACKER_PARTITIONS_AHEAD_DAYS", 2, minimum=0, maximum=60,
                                          help="day partitions created ahead of time")
+    maintenance_interval_s: float = setting("TRACKER_MAINTENANCE_INTERVAL_S", 3600.0, minimum=0.1, maximum=86_400,
+                                            unit="s", help="how often the maintenance pass runs (partitions past "
+                                            "retention dropped, the coming days' created)")
+    api_statement_timeout_s: float = setting("TRACKER_API_STATEMENT_TIMEOUT_S", 5.0, minimum=0.1, maximum=600,
+                                             unit="s", help="an API query running longer is cancelled and answered "
+                                             "with 503")
+    api_lock_timeout_s: float = setting("TRACKER_API_LOCK_TIMEOUT_S", 1.0, minimum=0.1, maximum=600, unit="s",
+                                        help="an API query waiting longer for a lock (e.g. behind the writer's "
+                                        "DDL) is cancelled and answered with 503")
     ws_interval_s: float = setting("TRACKER_WS_INTERVAL_S", 1.0, minimum=1.0, maximum=60, unit="s",
                                    help="the WebSocket sends changes at most this often")
     db_retry_max_s: float = setting("TRACKER_DB_RETRY_MAX_S", 30.0, minimum=0.1, unit="s",

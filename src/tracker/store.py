@@ -1,6 +1,14 @@
 """PostgreSQL side of the tracker: migrations, day partitions and retention, the bulk writer, and
 the history queries the API needs. Every query is parameterised; identifiers we build ourselves
-(partition names) come from dates, never from input."""
+(partition names) come from dates, never from input.
+
+Connection discipline: every connection that writes is opened with ``autocommit=True`` (``connect()``
+below) and each unit of work (a batch, one partition's DDL, a maintenance pass's drop) is one explicit
+``conn.transaction()`` that commits or rolls back as a whole when its block ends. Without autocommit, any
+statement outside such a block (a SELECT of the partitions) silently opens a transaction that nothing
+commits, every later ``transaction()`` becomes a mere savepoint inside it, and the rows written are lost
+when the connection closes while the Kafka offsets are committed (issue 20). The writer refuses a
+connection that is not in autocommit mode and checks, after each batch, that nothing is left open."""
 from __future__ import annotations
 
 import logging
@@ -21,6 +29,34 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _PARTITION_NAME = re.compile(r"^positions_p(\d{8})$")
 # One advisory lock id for "migrating the tracker schema": two trackers starting at once take turns.
 _MIGRATION_LOCK = 0x666c6967  # "flig"
+# Creating a day partition locks `positions` against readers while it runs (milliseconds). It waits at most
+# this long for a reader's lock and is then tried again, so a long read never queues every other reader
+# behind the DDL.
+_DDL_LOCK_TIMEOUT = "2s"
+_DDL_TRIES = 5
+
+
+class UncommittedWork(RuntimeError):
+    """A unit of work ended with its connection still inside a transaction: nothing it wrote is durable."""
+
+
+def connect(url: str, application_name: str, connect_timeout: int = 5) -> psycopg.Connection:
+    """A connection in the store's discipline: autocommit, one explicit transaction per unit of work."""
+    return psycopg.connect(url, connect_timeout=connect_timeout, application_name=application_name,
+                           autocommit=True)
+
+
+def _require_autocommit(conn: psycopg.Connection) -> None:
+    if not conn.autocommit:
+        raise ValueError("tracker.store needs a connection with autocommit=True (store.connect()): without it "
+                         "a plain SELECT opens a transaction that nothing commits and every write after it is lost")
+
+
+def _require_idle(conn: psycopg.Connection, what: str) -> None:
+    status = conn.info.transaction_status
+    if status != psycopg.pq.TransactionStatus.IDLE:
+        raise UncommittedWork(f"{what} left the connection {status.name} (a transaction still open): "
+                              "its rows are not committed")
 
 
 # --------------------------------------------------------------------------- migrations
@@ -36,7 +72,8 @@ def migration_files() -> list[tuple[str, str]]:
 
 
 def migrate(conn: psycopg.Connection) -> list[str]:
-    """Apply the migrations not yet recorded in schema_migrations, each in its own transaction."""
+    """Apply the migrations not yet recorded in schema_migrations, in one transaction (all or none)."""
+    _require_autocommit(conn)
     applied_now = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -55,6 +92,7 @@ def migrate(conn: psycopg.Connection) -> list[str]:
 
 
 def is_hypertable(conn: psycopg.Connection) -> bool:
+    # Read-only; on an autocommit connection it is a transaction of its own.
     row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')").fetchone()
     if not row[0]:
         return False
@@ -68,21 +106,35 @@ def partition_name(day: date) -> str:
     return f"positions_p{day:%Y%m%d}"
 
 
-def _day_start(day: date) -> datetime:
+def day_start(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=timezone.utc)
 
 
 def ensure_partitions(conn: psycopg.Connection, days) -> int:
-    """Create the day partitions of `days` that do not exist yet (UTC days); returns how many it created."""
+    """Create the day partitions of `days` that do not exist yet (UTC days); returns how many it created.
+    Each in a short transaction of its own: the lock on `positions` is held for milliseconds, never
+    across a batch, and a partition is committed before any row is written to it."""
+    _require_autocommit(conn)
     created = 0
     existing = set(partitions(conn))
     for day in sorted(set(days)):
         if day in existing:
             continue
-        with conn.transaction():
-            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF positions FOR VALUES FROM ({}) TO ({})")
-                         .format(sql.Identifier(partition_name(day)), sql.Literal(_day_start(day)),
-                                 sql.Literal(_day_start(day + timedelta(days=1)))))
+        statement = sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF positions FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier(partition_name(day)), sql.Literal(day_start(day)),
+            sql.Literal(day_start(day + timedelta(days=1))))
+        for attempt in range(1, _DDL_TRIES + 1):
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(_DDL_LOCK_TIMEOUT)))
+                    conn.execute(statement)
+                break
+            except psycopg.errors.LockNotAvailable:
+                if attempt == _DDL_TRIES:
+                    raise
+                logger.info("partition %s: a reader holds positions for more than %s; trying again (%d/%d)",
+                            partition_name(day), _DDL_LOCK_TIMEOUT, attempt, _DDL_TRIES)
+        logger.info("created partition %s", partition_name(day))
         created += 1
     return created
 
@@ -100,16 +152,25 @@ def partitions(conn: psycopg.Connection) -> list[date]:
     return sorted(days)
 
 
-def apply_retention(conn: psycopg.Connection, retention_days: int, today: date | None = None) -> list[str]:
-    """Drop the day partitions (or TimescaleDB chunks) entirely older than `retention_days`. Never DELETE."""
+def oldest_kept_day(retention_days: int, today: date | None = None) -> date | None:
+    """The oldest UTC day retention keeps (None: TRACKER_RETENTION_DAYS=0 keeps everything). A position of
+    an earlier day is past retention: the next maintenance pass would drop its partition."""
     if retention_days <= 0:
+        return None
+    return (today or datetime.now(timezone.utc).date()) - timedelta(days=retention_days)
+
+
+def apply_retention(conn: psycopg.Connection, retention_days: int, today: date | None = None) -> list[str]:
+    """Drop the day partitions (or TimescaleDB chunks) entirely older than `retention_days`. Never DELETE.
+    Each drop is a transaction of its own."""
+    _require_autocommit(conn)
+    oldest_kept = oldest_kept_day(retention_days, today)
+    if oldest_kept is None:
         return []
-    today = today or datetime.now(timezone.utc).date()
-    oldest_kept = today - timedelta(days=retention_days)
     if is_hypertable(conn):
         with conn.transaction():
             rows = conn.execute("SELECT drop_chunks('positions', older_than => %s::timestamptz)",
-                                (_day_start(oldest_kept),)).fetchall()
+                                (day_start(oldest_kept),)).fetchall()
         return [r[0] for r in rows]
     dropped = []
     for day in partitions(conn):
@@ -123,13 +184,21 @@ def apply_retention(conn: psycopg.Connection, retention_days: int, today: date |
     return dropped
 
 
+def maintain(conn: psycopg.Connection, retention_days: int, ahead_days: int, today: date | None = None) -> list[str]:
+    """The maintenance pass: partitions past retention dropped, today's and the next days' created.
+    Every step commits on its own; the connection is idle afterwards (checked)."""
+    dropped = apply_retention(conn, retention_days, today)
+    if not is_hypertable(conn):
+        today = today or datetime.now(timezone.utc).date()
+        ensure_partitions(conn, [today + timedelta(days=n) for n in range(ahead_days + 1)])
+    _require_idle(conn, "the maintenance pass")
+    return dropped
+
+
 def prepare(conn: psycopg.Connection, retention_days: int, ahead_days: int) -> None:
     """At start-up: schema up to date, partitions for today and the next days, old ones dropped."""
     migrate(conn)
-    if not is_hypertable(conn):
-        today = datetime.now(timezone.utc).date()
-        ensure_partitions(conn, [today + timedelta(days=n) for n in range(ahead_days + 1)])
-    apply_retention(conn, retention_days)
+    maintain(conn, retention_days, ahead_days)
 
 
 # --------------------------------------------------------------------------- writer
@@ -165,12 +234,27 @@ class PositionWriter:
     a session-local staging table and INSERT ... ON CONFLICT DO NOTHING, so no row is ever doubled."""
 
     def __init__(self, conn: psycopg.Connection) -> None:
+        _require_autocommit(conn)
         self.conn = conn
         self._hypertable = is_hypertable(conn)
         self._days: set[date] = set() if self._hypertable else set(partitions(conn))
         self.slow_batches = 0
-        conn.execute(_STAGING)
-        conn.commit()
+        self.partitions_created = 0
+        conn.execute(_STAGING)  # autocommit: the (session-local) table exists from here on
+
+    def _ensure_days(self, positions: list[Position]) -> None:
+        """The day partitions this batch needs, each created and committed before the batch's transaction."""
+        if self._hypertable or not positions:
+            return
+        days = {p.time_position.astimezone(timezone.utc).date() for p in positions} - self._days
+        if days:
+            self.partitions_created += ensure_partitions(self.conn, days)
+            self._days |= days
+
+    def forget_partitions(self) -> None:
+        """Read the partitions again (after a maintenance pass, or when one was dropped under us)."""
+        if not self._hypertable:
+            self._days = set(partitions(self.conn))
 
     def _copy(self, cur: psycopg.Cursor, statement: sql.Composed, positions: list[Position]) -> None:
         with cur.copy(statement) as copy:
@@ -180,12 +264,25 @@ class PositionWriter:
                 write(p)
 
     def write(self, positions: list[Position], rejects: list[Reject] = ()) -> int:
-        """One transaction; returns the number of new rows (the rest were already stored)."""
-        if not self._hypertable:
-            days = {p.time_position.astimezone(timezone.utc).date() for p in positions} - self._days
-            if days:
-                ensure_partitions(self.conn, days)
-                self._days |= days
+        """One transaction, committed when this returns (checked); returns the number of new rows (the rest
+        were already stored)."""
+        self._ensure_days(positions)
+        try:
+            inserted = self._write(positions, rejects)
+        except psycopg.errors.CheckViolation as exc:
+            # "no partition of relation positions found for row": a day partition this process believed in
+            # was dropped by someone else (a maintenance job, an operator). Read them again, create, retry.
+            if "no partition" not in str(exc):
+                raise
+            logger.warning("a day partition is missing (%s); creating it and writing the batch again",
+                           str(exc).strip().splitlines()[0])
+            self.forget_partitions()
+            self._ensure_days(positions)
+            inserted = self._write(positions, rejects)
+        _require_idle(self.conn, "a batch")
+        return inserted
+
+    def _write(self, positions: list[Position], rejects) -> int:
         inserted = 0
         with self.conn.transaction():
             with self.conn.cursor() as cur:
@@ -210,6 +307,7 @@ class PositionWriter:
         each row in its own savepoint, a refused row becomes a reject with the database's reason, so one
         bad row can neither block the batch forever nor take its neighbours with it."""
         inserted, refused = 0, []
+        self._ensure_days(positions)
         insert = sql.SQL("INSERT INTO positions ({}) VALUES ({}) ON CONFLICT (icao24, time_position) DO NOTHING").format(
             sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)))
         with self.conn.transaction():
@@ -222,7 +320,7 @@ class PositionWriter:
                     logger.warning("%s", reason, extra={"topic": topic, "partition": p.kafka_partition,
                                                         "offset": p.kafka_offset})
                     refused.append(Reject(topic, p.kafka_partition, p.kafka_offset, reason, None))
-        self.write([], list(rejects) + refused)
+        self.write([], list(rejects) + refused)  # committed (and checked) there
         return inserted, refused
 
 

@@ -18,6 +18,7 @@ from tracker.consumer import TrackerStats
 from tracker.flight_view import FlightJsonCache
 from tracker.live import LivePicture
 from tracker.records import decode
+from tracker.service import api_pool
 from tracker.settings import TrackerConfig
 from tracker_support import isolated_schema
 
@@ -46,9 +47,8 @@ LIVE = [
 @pytest.fixture
 def api(database_url):
     with isolated_schema(database_url) as url:
-        with psycopg.connect(url) as conn:
+        with store.connect(url, "it-tracker-api") as conn:
             store.prepare(conn, retention_days=7, ahead_days=1)
-            conn.commit()
             writer = store.PositionWriter(conn)
             # History: the Lufthansa's track over 3 minutes, and an aircraft no longer live.
             writer.write([position("3c6444", seconds_ago=s, latitude=50.0 + s / 1000) for s in (180, 120, 60, 0)]
@@ -56,8 +56,9 @@ def api(database_url):
         live = LivePicture()
         live.update(LIVE)
         problems = {"kafka": None}
-        pool = ConnectionPool(url, min_size=1, max_size=4, open=True)
-        state = AppState(TrackerConfig.from_env(database_url=url), live, TrackerStats(), pool,
+        config = TrackerConfig.from_env(database_url=url)
+        pool = api_pool(config, max_size=4, open=True)
+        state = AppState(config, live, TrackerStats(), pool,
                          lambda: problems["kafka"], FlightJsonCache())
         with TestClient(create_app(state)) as client:
             client.live, client.problems = live, problems

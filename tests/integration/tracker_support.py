@@ -74,12 +74,13 @@ def produce(bootstrap: str, topic: str, values: list[bytes | dict]) -> None:
 
 
 def count(url: str, table: str = "positions") -> int:
-    with psycopg.connect(url) as conn:
+    """Rows as another connection sees them (committed only)."""
+    with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 def keys(url: str) -> set[tuple[str, float]]:
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute("SELECT icao24, extract(epoch FROM time_position)::float8 FROM positions").fetchall()
     return {(icao, float(t)) for icao, t in rows}
 
@@ -117,3 +118,38 @@ def tracker_process(env: dict, log_path: Path, *args: str):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def topic_positions(bootstrap: str, topic: str) -> dict[tuple[int, int], tuple[str, float]]:
+    """{(partition, offset): (icao24, epoch seconds)} of every record of `topic` that decodes to a position,
+    read back from the broker (what Kafka holds, not what a producer said it sent)."""
+    from infra.observe import read_topic
+    from pipeline_common.kafka_client import KafkaSettings
+    from tracker.records import InvalidRecord, decode
+
+    found = {}
+    for record in read_topic(KafkaSettings.from_env(bootstrap_servers=bootstrap), topic):
+        try:
+            p = decode(record.value, record.partition, record.offset, record.headers)
+        except InvalidRecord:
+            continue
+        found[(record.partition, record.offset)] = (p.icao24, p.time_position.timestamp())
+    return found
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """{partition: committed offset} of `group` on `topic`, as the broker holds them."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -50,6 +50,8 @@ def get_db(state: Annotated[AppState, Depends(get_state)]) -> Iterator[psycopg.C
     try:
         with state.pool.connection(timeout=5) as conn:
             yield conn
+    except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable):
+        raise  # the server is up but busy: answered by the app's handler (503 with the reason, tracker.api.app)
     except (PoolTimeout, psycopg.OperationalError) as exc:
         raise HTTPException(status_code=503, detail=f"database unavailable: {type(exc).__name__}") from None
 

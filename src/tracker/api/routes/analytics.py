@@ -16,6 +16,7 @@ router = APIRouter(tags=["analytics"])
 
 MAX_HOURS = 48  # the materialized views keep the last 48 hours (0010_analytics.sql)
 REFRESH_AFTER_S = 60.0
+REFRESH_TIMEOUT_S = 120.0
 # Two API workers asking at once: one refreshes, the other serves what is there.
 _REFRESH_LOCK = 0x616E6C79  # "anly"
 
@@ -50,6 +51,8 @@ def _iso(ts: datetime | None) -> str | None:
 def refresh_if_stale(conn: psycopg.Connection, refresh_after_s: float = REFRESH_AFTER_S) -> datetime | None:
     """Run analytics_refresh() when the last refresh is older than refresh_after_s; returns the refresh time."""
     with conn.transaction():
+        # The refresh rebuilds 48 hours of aggregates: longer than an API read may take (statement_timeout).
+        conn.execute("SET LOCAL statement_timeout = %s" % int(REFRESH_TIMEOUT_S * 1000))
         row = conn.execute(
             "SELECT refreshed_at, now() - refreshed_at > make_interval(secs => %s) "
             "FROM analytics_refresh WHERE name = 'hourly'", (refresh_after_s,)).fetchone()

@@ -25,4 +25,4 @@ def get_stats(state: StateDep) -> dict:
     return {"aircraft": len(positions), "airborne": len(positions) - on_ground, "on_ground": on_ground,
             "by_country": dict(countries.most_common()), "by_altitude_band": dict(bands),
             "positions_per_s": round(s.positions_per_s(), 1), "positions_total": s.positions_total,
-            "consumer_lag": s.consumer_lag}
+            "past_retention": s.past_retention, "consumer_lag": s.consumer_lag}
