@@ -208,7 +208,7 @@ def ready(url: str, timeout: float = 2.0) -> str | None:
     """None when the server accepts a connection and answers a query, else the reason it does not."""
     import psycopg
     try:
-        with psycopg.connect(url, connect_timeout=max(1, int(timeout))) as conn:
+        with psycopg.connect(url, connect_timeout=max(1, int(timeout)), autocommit=True) as conn:
             conn.execute("SELECT 1")
         return None
     except psycopg.Error as exc:

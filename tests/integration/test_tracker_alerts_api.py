@@ -9,7 +9,6 @@ import uuid
 
 import pytest
 from fastapi.testclient import TestClient
-from psycopg_pool import ConnectionPool
 
 from alert_rules import Alert
 from fault_harness import wait_until
@@ -22,6 +21,7 @@ from tracker.consumer import TrackerStats
 from tracker.flight_view import FlightJsonCache
 from tracker.geofences import TrackerGeofences
 from tracker.live import LivePicture
+from tracker.service import api_pool
 from tracker.settings import TrackerConfig
 from tracker_support import isolated_schema
 
@@ -69,7 +69,7 @@ def world(stack, database_url, tmp_path):
 def client_for(database_url, settings: TrackerAlertsSettings, feed: AlertFeed | None):
     schema = isolated_schema(database_url)
     url = schema.__enter__()
-    pool = ConnectionPool(url, min_size=1, max_size=2, open=True)
+    pool = api_pool(TrackerConfig.from_env(database_url=url), max_size=2, open=True)
     state = AppState(TrackerConfig.from_env(database_url=url), LivePicture(), TrackerStats(), pool, lambda: None,
                      FlightJsonCache(), feed, TrackerGeofences(settings))
     client = TestClient(create_app(state))

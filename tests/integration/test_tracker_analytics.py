@@ -7,7 +7,6 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from psycopg_pool import ConnectionPool
 
 from tracker import store
 from tracker.api.app import create_app
@@ -16,6 +15,7 @@ from tracker.api.routes import analytics
 from tracker.consumer import TrackerStats
 from tracker.flight_view import FlightJsonCache
 from tracker.live import LivePicture
+from tracker.service import api_pool
 from tracker.settings import TrackerConfig
 from tracker_support import isolated_schema
 
@@ -107,7 +107,7 @@ def test_views_are_refreshed_only_when_older_than_the_refresh_interval(db):
 
 def test_the_route_serves_the_rows_and_rejects_a_bad_hours_value_naming_it(db):
     url, _conn = db
-    pool = ConnectionPool(url, min_size=1, max_size=2, open=True)
+    pool = api_pool(TrackerConfig.from_env(database_url=url), max_size=2, open=True)
     state = AppState(TrackerConfig.from_env(database_url=url), LivePicture(), TrackerStats(), pool,
                      lambda: None, FlightJsonCache())
     try:
