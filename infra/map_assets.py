@@ -1,6 +1,9 @@
-"""Set-up for the tracker's map page: the pinned browser libraries and the headless browser for its tests.
+"""Set-up for the tracker's map page: the pinned browser libraries, the land outlines and the headless
+browser for its tests.
 
-    python -m infra.map_assets fetch      resolve infra/web/pom.xml (Leaflet WebJar) into .cache/web (cached)
+    python -m infra.map_assets fetch      resolve infra/web/pom.xml (Leaflet WebJar) into .cache/web, and the
+                                          pinned npm package world-atlas (Natural Earth) into
+                                          .cache/web/world-atlas as GeoJSON (both cached)
     python -m infra.map_assets browser    install Debian's chromium + chromium-driver when missing
 
 The tracker serves .cache/web/<name>/ at /vendor/<name>/ (see tracker/api/web.py).
@@ -8,11 +11,15 @@ The tracker serves .cache/web/<name>/ at /vendor/<name>/ (see tracker/api/web.py
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -26,6 +33,20 @@ JAR_DIR = VENDOR_DIR / "jars"
 STAMP = VENDOR_DIR / ".pom-sha256"
 # WebJar artifactId -> the folder inside the jar that the page loads (npm WebJars ship the npm package as is).
 WEBJARS = {"leaflet": "dist"}
+
+# The offline map's land: Natural Earth 1:110m countries, as TopoJSON in the npm package world-atlas (no
+# WebJar of it on Maven Central). Pinned by version and by the registry's sha512 integrity, which the
+# downloaded tarball must match; converted to GeoJSON here so the page needs no TopoJSON library.
+LAND_PACKAGE = "world-atlas"
+LAND_VERSION = "2.0.2"
+LAND_INTEGRITY = "sha512-IXfV0qwlKXpckz1FhwXVwKRjiIhOnWttOskm5CtxMsjgE/MXAYRHWJqgXOpM8IkcPBoXnyTU5lFHcYa5ChG0LQ=="
+LAND_SOURCE = "countries-110m.json"
+LAND_OBJECT = "countries"
+LAND_DIR = VENDOR_DIR / LAND_PACKAGE
+LAND_FILE = LAND_DIR / "countries-110m.geojson"
+LAND_STAMP = LAND_DIR / ".integrity"
+# 3 decimals is ~110 m: finer than the 1:110m data itself (its quantisation step is 0.0036 degrees).
+LAND_DECIMALS = 3
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -77,6 +98,111 @@ def fetch_webjars() -> Path:
         say(f"{jar.stem} unpacked into {target.relative_to(ROOT)} (served at /vendor/{name}/)")
     STAMP.write_text(_pom_digest())
     return VENDOR_DIR
+
+
+def topojson_to_geojson(topology: dict, name: str, decimals: int = LAND_DECIMALS) -> dict:
+    """The GeometryCollection `name` of a TopoJSON topology as a GeoJSON FeatureCollection.
+
+    Arcs are delta-encoded and quantised when the topology has a transform; a negative arc index ~i means
+    arc i reversed; consecutive arcs of a ring share their joining point, kept once.
+    """
+    transform = topology.get("transform")
+    (sx, sy), (tx, ty) = (transform["scale"], transform["translate"]) if transform else ((1, 1), (0, 0))
+    arcs = []
+    for arc in topology["arcs"]:
+        x = y = 0
+        points = []
+        for px, py in (p[:2] for p in arc):
+            if transform:
+                x, y = x + px, y + py
+                px, py = x * sx + tx, y * sy + ty
+            points.append([round(px, decimals), round(py, decimals)])
+        arcs.append(points)
+
+    def ring(indexes: list[int]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for i in indexes:
+            points = arcs[i] if i >= 0 else arcs[~i][::-1]
+            for point in points[1:] if out else points:
+                if not out or point != out[-1]:  # rounding can merge neighbours: no zero-length segments
+                    out.append(point)
+        return continuous_ring(out)
+
+    features = []
+    for geometry in topology["objects"][name]["geometries"]:
+        kind = geometry.get("type")
+        if kind == "Polygon":
+            coordinates = [ring(r) for r in geometry["arcs"]]
+        elif kind == "MultiPolygon":
+            coordinates = [[ring(r) for r in polygon] for polygon in geometry["arcs"]]
+        elif kind is None:
+            continue  # a feature without geometry draws nothing
+        else:
+            raise StackError(f"TopoJSON object {name!r} has a {kind} geometry; only (Multi)Polygons are expected")
+        features.append({"type": "Feature", "id": geometry.get("id"), "properties": geometry.get("properties", {}),
+                         "geometry": {"type": kind, "coordinates": coordinates}})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def continuous_ring(ring: list[list[float]]) -> list[list[float]]:
+    """A ring that crosses the antimeridian (Fiji, Chukotka) with longitudes past +-180 instead of a jump.
+
+    The data is made for spherical rendering, where a step from 179.4 to -180 is a short one; on a flat
+    map it is a band across the whole world. A ring around a pole (Antarctica) does not come back to its
+    start once unwrapped: it is kept as it is, its jump is then the map's bottom edge.
+    """
+    out = [list(ring[0])] if ring else []
+    shift = 0.0
+    for (lon0, _), (lon, lat) in zip(ring, ring[1:]):
+        if lon - lon0 > 180:
+            shift -= 360
+        elif lon0 - lon > 180:
+            shift += 360
+        out.append([lon + shift, lat])
+    return out if shift == 0 else ring
+
+
+def _sri_matches(data: bytes, integrity: str) -> bool:
+    algorithm, _, expected = integrity.partition("-")
+    return base64.b64encode(hashlib.new(algorithm, data).digest()).decode() == expected
+
+
+def fetch_land() -> Path:
+    """Download the pinned world-atlas with npm once, check its integrity, write the land as GeoJSON."""
+    if LAND_FILE.exists() and LAND_STAMP.exists() and LAND_STAMP.read_text().strip() == LAND_INTEGRITY:
+        return LAND_FILE
+    npm = shutil.which("npm")
+    if npm is None:
+        raise StackError(f"npm is not installed; it fetches the map's land outlines ({LAND_PACKAGE}@{LAND_VERSION}). "
+                         "Install it (Debian: apt-get install npm) and run `make setup` again.")
+    spec = f"{LAND_PACKAGE}@{LAND_VERSION}"
+    say(f"fetching {spec} (Natural Earth land outlines) with npm (first run only)")
+    with tempfile.TemporaryDirectory() as tmp:
+        # `npm pack` only downloads the tarball: nothing is installed and no package script runs.
+        proc = subprocess.run([npm, "pack", spec, "--ignore-scripts", "--json", "--pack-destination", tmp],
+                              cwd=tmp, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
+            raise StackError(f"npm could not fetch {spec} (is the npm registry reachable? a proxy in ~/.npmrc?). "
+                             f"npm said:\n{tail}")
+        tarball = Path(tmp) / json.loads(proc.stdout)[0]["filename"]
+        data = tarball.read_bytes()
+        if not _sri_matches(data, LAND_INTEGRITY):
+            raise StackError(f"{tarball.name} does not match the pinned integrity {LAND_INTEGRITY[:20]}...: "
+                             "refusing it")
+        with tarfile.open(tarball) as tf:
+            topology = json.load(tf.extractfile(f"package/{LAND_SOURCE}"))
+            licence = tf.extractfile("package/LICENSE").read()
+    geojson = topojson_to_geojson(topology, LAND_OBJECT)
+    if LAND_DIR.exists():
+        shutil.rmtree(LAND_DIR)
+    LAND_DIR.mkdir(parents=True)
+    LAND_FILE.write_text(json.dumps(geojson, separators=(",", ":")))
+    (LAND_DIR / "LICENSE").write_bytes(licence)
+    LAND_STAMP.write_text(LAND_INTEGRITY)
+    say(f"{len(geojson['features'])} countries ({LAND_FILE.stat().st_size // 1024} KB GeoJSON) written to "
+        f"{LAND_FILE.relative_to(ROOT)} (served at /vendor/{LAND_PACKAGE}/)")
+    return LAND_FILE
 
 
 def browser_missing() -> list[str]:
@@ -137,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "fetch":
             fetch_webjars()
+            fetch_land()
         else:
             ensure_browser()
     except StackError as exc:
