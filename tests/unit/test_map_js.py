@@ -1,5 +1,5 @@
-"""The map page's pure JavaScript modules (formatter, aircraft store, reconnect backoff, chart data),
-tested with Node's built-in test runner: tests/unit/js/map_modules.test.mjs."""
+"""The map page's pure JavaScript modules (formatter, aircraft store, reconnect backoff, chart data, alerts,
+icon shapes and size by zoom), tested with Node's built-in test runner: tests/unit/js/*.test.mjs."""
 from __future__ import annotations
 
 import shutil

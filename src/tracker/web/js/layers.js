@@ -1,10 +1,42 @@
-// Base maps: OpenStreetMap tiles when online, a plain background with a graticule when the tiles
-// cannot be loaded (offline, no network in CI) so the aircraft stay readable either way.
+// Base maps: OpenStreetMap tiles when online; when the tiles cannot be loaded (offline, no network in CI)
+// a plain background of land outlines and a graticule, all served by the tracker itself, so the aircraft
+// stay readable and placed either way.
 
 const L = window.L;
 
 export const OSM_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
 const TILE_FAILURES_BEFORE_FALLBACK = 4;
+// Natural Earth 1:110m countries, which `make setup` converts from the pinned npm package world-atlas
+// (infra/map_assets.py) and the tracker serves with the other vendored files: nothing from the internet.
+export const LAND_URL = "/vendor/world-atlas/countries-110m.geojson";
+export const LAND_PANE = "land";
+// Below the tile pane (200): the graticule's lines stay visible over the land; the aircraft canvas, the
+// trail and the geofences are in the overlay pane (400), above both.
+const LAND_PANE_Z = 150;
+export const LAND_STYLE = { color: "#a9a290", weight: 0.7, opacity: 1, fillColor: "#f6f3ea", fillOpacity: 1 };
+
+// The countries as one SVG layer (177 paths: cheap, and scaled by the browser while zooming). The data is
+// fetched the first time the layer is shown, so a page on the online tiles never loads it; when it is
+// missing (`make setup` not run) the graticule alone is drawn and the console says why.
+const LandLayer = L.GeoJSON.extend({
+  onAdd(map) {
+    L.GeoJSON.prototype.onAdd.call(this, map);
+    if (this._requested) return;
+    this._requested = true;
+    fetch(LAND_URL)
+      .then((resp) => (resp.ok ? resp.json() : Promise.reject(new Error(`HTTP ${resp.status}`))))
+      .then((data) => this.addData(data))
+      .catch((err) => console.warn(`land outlines not drawn (${LAND_URL}: ${err.message}); run \`make setup\``));
+  },
+});
+
+function createLandLayer(map) {
+  if (!map.getPane(LAND_PANE)) map.createPane(LAND_PANE).style.zIndex = String(LAND_PANE_Z);
+  return new LandLayer(null, {
+    pane: LAND_PANE, renderer: L.svg({ pane: LAND_PANE, padding: 0.5 }), interactive: false, style: LAND_STYLE,
+    attribution: 'Land: <a href="https://www.naturalearthdata.com/">Natural Earth</a>',
+  });
+}
 
 // Graticule every 30/10/5/1 degrees depending on zoom, drawn per tile on canvas: nothing to download.
 const Graticule = L.GridLayer.extend({
@@ -41,12 +73,12 @@ const Graticule = L.GridLayer.extend({
   },
 });
 
-export function createBaseLayers() {
+export function createBaseLayers(map) {
   const osm = L.tileLayer(OSM_URL, {
     maxZoom: 19,
     attribution: '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
   });
-  const plain = new Graticule({ className: "plain-background" });
+  const plain = L.layerGroup([createLandLayer(map), new Graticule({ className: "plain-background" })]);
   return { "OpenStreetMap": osm, "Plain (offline)": plain };
 }
 
@@ -54,7 +86,7 @@ export function createBaseLayers() {
 // plain background when tiles keep failing before any loaded; onFallback tells the page to say so.
 // overlays: {name: layer} toggled in the same control (the geofences).
 export function installBaseLayers(map, preferred, onFallback, overlays = null) {
-  const layers = createBaseLayers();
+  const layers = createBaseLayers(map);
   const osm = layers["OpenStreetMap"];
   const plain = layers["Plain (offline)"];
   L.control.layers(layers, overlays, { position: "topright" }).addTo(map);
