@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +96,49 @@ def _counter(page, label: str) -> int:
     return int(page.get_by_label(label).inner_text().replace(",", ""))
 
 
+def _pixel(page, x: float, y: float) -> tuple[int, int, int]:
+    """The colour a person sees at page point (x, y): a 1x1 screenshot, its PNG decoded here. With one
+    pixel every PNG row filter adds zero, so the bytes after the filter byte are the colour as is."""
+    png = page.screenshot(clip={"x": round(x), "y": round(y), "width": 1, "height": 1})
+    pos, idat, depth, colour_type = 8, b"", None, None
+    while pos < len(png):
+        (length,), kind = struct.unpack(">I", png[pos:pos + 4]), png[pos + 4:pos + 8]
+        body = png[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            depth, colour_type = body[8], body[9]
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    assert depth == 8 and colour_type in (2, 6), (depth, colour_type)  # 8-bit RGB or RGBA
+    return tuple(zlib.decompress(idat)[1:4])
+
+
+def _css_rgb(text: str) -> tuple[int, int, int]:
+    """'rgb(1, 2, 3)' or '#010203' as a tuple."""
+    if text.startswith("#"):
+        return tuple(int(text[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(v) for v in text[text.index("(") + 1:text.index(")")].split(",")[:3])
+
+
+def _near(actual, expected, tolerance: int = 6) -> bool:
+    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected))
+
+
+# Pixels of the aircraft canvas (not transparent) within `radius` px of an aircraft: its icon's drawn area.
+# The radius stays clear of the callsign label, drawn from 13 px to the right of the aircraft.
+_ICON_AREA = """([icao24, radius]) => {
+  const p = flightMap.containerPointOf(icao24);
+  const canvas = document.querySelector(".aircraft-canvas");
+  const map = flightMap.map.getContainer().getBoundingClientRect();
+  const box = canvas.getBoundingClientRect();
+  const x = Math.round(p.x + map.left - box.left - radius), y = Math.round(p.y + map.top - box.top - radius);
+  const data = canvas.getContext("2d").getImageData(x, y, 2 * radius + 1, 2 * radius + 1).data;
+  let n = 0;
+  for (let i = 3; i < data.length; i += 4) if (data[i] > 0) n++;
+  return n;
+}"""
+
+
 def test_map_shows_every_aircraft_and_a_click_shows_details_and_trail(chromium, tracker):
     from playwright.sync_api import expect
 
@@ -156,6 +201,58 @@ def test_map_shows_every_aircraft_and_a_click_shows_details_and_trail(chromium, 
         page.screenshot(path=str(SCREENSHOT))
         if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
             page.screenshot(path=str(DOCS_SCREENSHOT))
+        assert errors == []
+    finally:
+        page.close()
+
+
+def test_offline_map_draws_the_land_and_small_icons_at_world_zoom(chromium, tracker):
+    from playwright.sync_api import expect
+
+    # GIVEN the tracker with its fleet, and the land outlines `make setup` fetched (Natural Earth countries)
+    land = _get(f"{tracker.url}/vendor/world-atlas/countries-110m.geojson")
+    flights = _get(f"{tracker.url}/flights")["flights"]
+    one = next(f for f in sorted(flights, key=lambda f: f["icao24"]) if not f["on_ground"] and f["callsign"])
+
+    # WHEN a person opens the map offline at world zoom, centred on that aircraft
+    page, errors = open_page(chromium, f"{tracker.url}/?lat={one['latitude']}&lon={one['longitude']}&z=2&base=plain")
+    try:
+        expect(page.get_by_label("Aircraft shown")).to_have_text(str(len(flights)), timeout=15000)
+        # THEN every country is drawn, from the tracker itself (no request leaves the machine)
+        expect(page.locator(".leaflet-land-pane path")).to_have_count(len(land["features"]), timeout=10000)
+        assert len(land["features"]) > 150
+
+        # and a person sees land where there is land: inland Chad in the land colour, the South Atlantic
+        # in the sea's. (The aircraft are filtered away first, so none sits on the points looked at.)
+        page.get_by_label("Filter").fill("no-such-aircraft")
+        expect(page.get_by_label("Aircraft shown")).to_have_text("0")
+        page.wait_for_timeout(300)  # the canvas redraws on the next animation frame
+        land_fill = _css_rgb(page.locator(".leaflet-land-pane path").first.get_attribute("fill"))
+        sea = _css_rgb(page.get_by_role("application", name="Map of aircraft").evaluate(
+            "el => getComputedStyle(el).backgroundColor"))
+        assert not _near(land_fill, sea, 10), (land_fill, sea)  # two colours a person can tell apart
+        for (lat, lon), expected in (((15, 19), land_fill), ((-15, -20), sea)):
+            x, y = page.evaluate("""([lat, lon]) => {
+                const p = flightMap.map.latLngToContainerPoint([lat, lon]);
+                const r = flightMap.map.getContainer().getBoundingClientRect();
+                return [p.x + r.left, p.y + r.top]; }""", [lat, lon])
+            assert _near(_pixel(page, x, y), expected), (lat, lon, _pixel(page, x, y), expected)
+
+        # WHEN they look at one aircraft at world zoom, then zoom in to a region (zoom 8)
+        page.get_by_label("Filter").fill(one["callsign"].strip())
+        expect(page.get_by_label("Aircraft shown")).to_have_text("1")
+        page.wait_for_timeout(300)
+        world = page.evaluate(_ICON_AREA, [one["icao24"], 11])
+        for _ in range(6):
+            page.get_by_role("button", name="Zoom in").click()
+            page.wait_for_timeout(400)
+        assert page.evaluate("flightMap.map.getZoom()") == 8
+        page.wait_for_timeout(300)
+        region = page.evaluate(_ICON_AREA, [one["icao24"], 11])
+        # THEN its icon is there at world zoom but much smaller: less than half the area it has up close
+        assert 0 < world < region / 2, (world, region)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT.with_name("map-zoom8.png")))
         assert errors == []
     finally:
         page.close()
