@@ -6,7 +6,8 @@ Item (table keyed on ``icao24``):
   squawk      S     last squawk seen (absent when none was ever seen)
   watched     BOOL  WATCHLIST already raised in this appearance
   pending     S     JSON list of alerts computed but not yet confirmed published (the outbox)
-  expires_at  N     t + the state TTL; DynamoDB's TTL deletes aircraft not seen for that long
+  expires_at  N     the later of t and the write time, + the state TTL; DynamoDB's TTL deletes
+                    aircraft not seen for that long
 
 Why an outbox: the new state and the alerts it raised are written in ONE conditional write before
 anything is published, then published, then ``pending`` is removed. A crash before the publish
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
@@ -37,10 +39,15 @@ class StoredState:
     pending: tuple[dict, ...] = ()  # {"alert_id", "message", "attributes", "dedup_id", "group_id"}
 
 
-def to_item(icao24: str, state: AircraftState, pending: tuple[dict, ...], ttl_s: int) -> dict:
+def to_item(icao24: str, state: AircraftState, pending: tuple[dict, ...], ttl_s: int,
+            written_at: float | None = None) -> dict:
+    # Not from the position time alone: the state of a replayed past day would be born expired, and
+    # DynamoDB's TTL (MiniStack's within a minute) would delete it mid-replay, so every aircraft in a
+    # fence would enter it again, and every EMERGENCY and WATCHLIST be raised again.
+    written = time.time() if written_at is None else written_at
     item = {"icao24": {"S": icao24}, "t": {"N": str(state.t)},
             "inside": {"L": [{"S": name} for name in sorted(state.inside)]},
-            "watched": {"BOOL": state.watched}, "expires_at": {"N": str(state.t + ttl_s)}}
+            "watched": {"BOOL": state.watched}, "expires_at": {"N": str(max(state.t, int(written)) + ttl_s)}}
     if state.squawk is not None:
         item["squawk"] = {"S": state.squawk}
     if pending:
@@ -58,10 +65,11 @@ def from_item(item: dict) -> StoredState:
 
 
 class StateStore:
-    def __init__(self, client, table: str, ttl_s: int):
+    def __init__(self, client, table: str, ttl_s: int, clock=time.time):
         self._client = client
         self._table = table
         self._ttl_s = ttl_s
+        self._clock = clock
 
     def load(self, icao24s: list[str]) -> dict[str, StoredState]:
         """Current state of each aircraft that has one (strongly consistent reads)."""
@@ -95,8 +103,8 @@ class StateStore:
             condition, values = "t = :expected", {":expected": {"N": str(expected_t)}}
         kwargs = {"ExpressionAttributeValues": values} if values else {}
         try:
-            self._client.put_item(TableName=self._table, Item=to_item(icao24, state, pending, self._ttl_s),
-                                  ConditionExpression=condition, **kwargs)
+            item = to_item(icao24, state, pending, self._ttl_s, self._clock())
+            self._client.put_item(TableName=self._table, Item=item, ConditionExpression=condition, **kwargs)
             return True
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
