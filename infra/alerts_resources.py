@@ -24,7 +24,7 @@ from typing import Callable, ClassVar, Mapping
 from botocore.exceptions import ClientError
 
 from flight_domain.alert_declarations import ALERTS_TOPIC_NAME, GEOFENCES_BUCKET, GEOFENCES_KEY, default_geofences_bucket
-from flight_domain.alert_rules import Watchlist, WatchlistError  # the function's own parsers
+from flight_domain.alert_rules import Watchlist, WatchlistError, alert_body  # the function's own parsers
 from flight_domain.geofence import GeofenceError, parse_fences
 from infra import aws_resources as base
 from infra.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256
@@ -277,17 +277,6 @@ def format_alert(body: dict) -> str:
     return (f"{body.get('time_position')}  {body.get('alert_type', '?'):<14} {subject:<30} "
             f"{body.get('icao24')} {body.get('callsign') or '-':<8} {body.get('origin_country')}  "
             f"{body.get('latitude')},{body.get('longitude')} {body.get('altitude_feet')} ft")
-
-
-def alert_body(text: str) -> dict:
-    """An alert as a subscriber queue holds it: the function's JSON body (raw delivery), or the SNS
-    envelope around it (a subscription without raw delivery). ValueError when it is neither."""
-    body = json.loads(text)
-    if isinstance(body, dict) and body.get("Type") == "Notification":
-        body = json.loads(body.get("Message") or "")
-    if not isinstance(body, dict) or not body.get("alert_type"):
-        raise ValueError("not an alert: no alert_type")
-    return body
 
 
 def receive_alerts(settings: AlertResourceSettings, clients: base.AwsClients, *, types: set[str] | None = None,

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Mapping
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, WaiterError
 
 from infra.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256, sha256_hex
+from pipeline_common.aws_clients import AwsClients, subscribe_queue
 from pipeline_common.settings import ConfigError, Settings, setting
 from pipeline_common.shared_settings import (
     DEFAULT_FUNCTION_NAME, DEFAULT_METRICS_NAMESPACE, FUNCTION_NAME, METRICS_NAMESPACE)  # noqa: F401
@@ -105,24 +105,6 @@ class AwsResourceSettings(Settings):
         overrides.setdefault("function_env", {name: env[name].strip() for name in FUNCTION_PASSTHROUGH
                                               if env.get(name, "").strip()})
         return super().from_env(env, **overrides)
-
-
-class AwsClients:
-    """boto3 clients created on first use from one session (so a test can start moto first)."""
-
-    def __init__(self, session: boto3.session.Session | None = None):
-        self._session = session
-        self._clients: dict[str, object] = {}
-
-    def __getattr__(self, service: str):
-        if service.startswith("_"):
-            raise AttributeError(service)
-        name = "lambda" if service == "lambda_" else service
-        if name not in self._clients:
-            if self._session is None:
-                self._session = boto3.session.Session()
-            self._clients[name] = self._session.client(name)
-        return self._clients[name]
 
 
 def _error_code(exc: ClientError) -> str:
@@ -318,34 +300,6 @@ def ensure_log_retention(function_name: str, days: int, clients: AwsClients, say
 
 
 # --- Demo subscriber queue ---------------------------------------------------------------------------------
-
-def subscribe_queue(topic_arn: str, queue_name: str, clients: AwsClients, filter_policy: dict | None = None) -> dict:
-    """An SQS queue (created if needed) that the topic may send to, subscribed with raw delivery and,
-    if given, a filter policy; an existing subscription gets the attributes again. Idempotent.
-    Returns {"queue_url", "queue_arn", "subscription_arn"}."""
-    queue_url = clients.sqs.create_queue(QueueName=queue_name)["QueueUrl"]
-    queue_arn = clients.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    policy = _render("demo_queue_policy.json", queue_arn=queue_arn, topic_arn=topic_arn)
-    clients.sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
-    attributes = {"RawMessageDelivery": "true"}
-    if filter_policy is not None:
-        attributes["FilterPolicy"] = json.dumps(filter_policy)
-    existing = None
-    for page in clients.sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
-        for sub in page.get("Subscriptions", []):
-            if sub.get("Protocol") == "sqs" and sub.get("Endpoint") == queue_arn:
-                existing = sub["SubscriptionArn"]
-    if existing:
-        for name, value in attributes.items():
-            clients.sns.set_subscription_attributes(SubscriptionArn=existing, AttributeName=name,
-                                                    AttributeValue=value)
-        subscription_arn = existing
-    else:
-        subscription_arn = clients.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
-                                                 Attributes=attributes, ReturnSubscriptionArn=True)["SubscriptionArn"]
-    return {"queue_url": queue_url, "queue_arn": queue_arn, "subscription_arn": subscription_arn}
-
 
 def ensure_demo_queue(topic_arn: str, settings: AwsResourceSettings | None = None,
                       clients: AwsClients | None = None, say: Say = _say) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -104,6 +105,17 @@ class Alert:
         if self.squawk is not None:
             attributes["squawk"] = self.squawk
         return {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v}
+
+
+def alert_body(text: str) -> dict:
+    """An alert as a subscriber queue holds it: Alert.body() as JSON (raw delivery), or the SNS
+    envelope around it (a subscription without raw delivery). ValueError when it is neither."""
+    body = json.loads(text)
+    if isinstance(body, dict) and body.get("Type") == "Notification":
+        body = json.loads(body.get("Message") or "")
+    if not isinstance(body, dict) or not body.get("alert_type"):
+        raise ValueError("not an alert: no alert_type")
+    return body
 
 
 @dataclass(frozen=True)

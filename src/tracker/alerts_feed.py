@@ -18,8 +18,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.alerts_resources import alert_body
-from infra.aws_resources import AwsClients, subscribe_queue
+from flight_domain.alert_rules import alert_body
+from pipeline_common.aws_clients import AwsClients, subscribe_queue
 from pipeline_common.backoff import backoff_delay
 
 from .alerts_settings import TrackerAlertsSettings

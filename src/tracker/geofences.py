@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from flight_domain.alert_declarations import default_geofences_bucket
 from flight_domain.geofence import Fence, GeofenceError
 from flight_domain.geofence_source import GeofenceSource
-from infra.aws_resources import AwsClients
+from pipeline_common.aws_clients import AwsClients
 
 from .alerts_feed import aws_clients, aws_reason
 from .alerts_settings import TrackerAlertsSettings

@@ -11,11 +11,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from flight_domain.alert_rules import Alert
+from flight_domain.alert_rules import Alert, alert_body
 from flight_domain.geofence import parse_fences
 from flight_domain.geofence_source import GeofenceSource
-from infra.alerts_resources import alert_body
-from infra.aws_resources import AwsClients
+from pipeline_common.aws_clients import AwsClients
 from tracker.alerts_feed import AlertBuffer, AlertFeed
 from tracker.alerts_settings import TrackerAlertsSettings
 from tracker.api.routes.alerts import parse_types
