@@ -1,5 +1,5 @@
 # Flight-data pipeline: OpenSky/synthetic -> Kafka -> ESM-faithful trigger -> Lambda -> SNS.
-# Quick start:  make setup && make demo        Tests:  make setup && make test
+# Quick start:  make setup && make up (the live map), make down        Tests:  make setup && make test
 # Every target runs from the project's own virtualenv; nothing is installed by hand.
 
 SHELL := /bin/bash
@@ -23,8 +23,10 @@ export AWS_REGION            ?= us-east-1
 export AWS_DEFAULT_REGION    ?= $(AWS_REGION)
 endif
 export KAFKA_BOOTSTRAP_SERVERS ?= localhost:$(or $(KAFKA_PORT),9092)
+# kafka-python's own log lines, off a person's console (src/pipeline_common/logs.py), beside the stack's logs.
+export KAFKA_CLIENT_LOG ?= $(or $(STACK_STATE_DIR),.state)/logs/kafka-client.log
 
-.PHONY: help setup run up stop restart status \
+.PHONY: help setup run up ps logs down stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
         geofences alerts alerts-trigger \
         produce trigger lag tracker psql demo soak test test-unit test-integration reliability bench settings-table clean
@@ -49,7 +51,22 @@ setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka 
 
 run: setup ## start Kafka (KRaft), the AWS endpoint and PostgreSQL, wait until usable, create topics
 	@$(PY) -m infra.stack up --stack $(STACK)
-up: run
+
+# `make up` = `make run` + `make deploy-resources` + the session's parts (infra/session_parts.py) in the
+# background; UP_BEGAN is when make read this file, so the wait can report the whole time to the map.
+up: UP_BEGAN := $(shell date +%s)
+up: run deploy-resources ## the whole session in the background (stack, resources, trigger, tracker, producer); waits for aircraft on the map
+	@$(PY) -m infra.up start --since $(UP_BEGAN) $(ARGS)
+
+ps: ## what `make up` runs: pid, CPU, memory of each part and of the stack; each consumer group's lag
+	@$(PY) -m infra.up ps
+
+PART ?=
+logs: ## follow the logs of `make up`'s parts: make logs [PART=tracker|trigger|producer|notifications|alerts|kafka|...]
+	@$(PY) -m infra.up logs $(if $(PART),--part $(PART))
+
+down: ## stop everything `make up` started (its parts and the stack); checks no process is left
+	@$(PY) -m infra.up down --stack $(STACK)
 
 stop: ## stop exactly what `make run` started
 	@$(PY) -m infra.stack down --stack $(STACK)
