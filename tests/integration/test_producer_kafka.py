@@ -151,3 +151,6 @@ def test_a_past_day_is_produced_on_simulated_time_tick_by_tick(stack, topic):
     assert len(values) == 6000 and len({v["icao24"] for v in values}) == 1000
     assert sorted({v["time_position"] for v in values}) == [day + n for n in range(6)]
     assert len({(v["icao24"], v["time_position"]) for v in values}) == 6000
+    # ... while each record's Kafka timestamp is when it was produced: the topic's retention
+    # (KAFKA_RETENTION_MS, by record timestamp) keeps a replayed day as long as a live one
+    assert all(abs(r.timestamp / 1000 - time.time()) < 600 for r in records)
