@@ -1,4 +1,4 @@
-"""Each setting is declared once: the README table, the flags and the error messages come from it."""
+"""Each setting is declared once: docs/CONFIGURATION.md's table, the flags and the error messages come from it."""
 from __future__ import annotations
 
 import argparse
@@ -11,11 +11,25 @@ from infra import settings_table
 from pipeline_common.settings import ConfigError, Settings, setting
 
 
-def test_the_readme_environment_table_is_the_one_the_declarations_give():
-    """GIVEN README.md WHEN its environment table is compared with the code THEN they are identical
+def test_the_configuration_docs_settings_table_is_the_one_the_declarations_give():
+    """GIVEN docs/CONFIGURATION.md WHEN its settings table is compared with the code THEN they are identical
     (after a setting changes in code, `make settings-table` rewrites the table)."""
-    readme = settings_table.README.read_text()
-    assert readme == settings_table.readme_with_table(readme), "run `make settings-table`"
+    assert settings_table.DOC == settings_table.ROOT / "docs" / "CONFIGURATION.md"
+    doc = settings_table.DOC.read_text()
+    assert settings_table.START in doc and settings_table.END in doc
+    assert doc == settings_table.doc_with_table(doc), "run `make settings-table`"
+
+
+def test_the_check_fails_on_a_stale_table_and_write_repairs_it(tmp_path, monkeypatch):
+    # GIVEN a copy of the document whose table lost a row, as after a setting was added in code
+    stale = tmp_path / "CONFIGURATION.md"
+    stale.write_text(settings_table.DOC.read_text().replace("| `KAFKA_HEAP` |", "| `KAFKA_HEAP_GONE` |"))
+    monkeypatch.setattr(settings_table, "DOC", stale)
+    # WHEN --check runs THEN it fails; after --write (what `make settings-table` runs) it passes
+    assert settings_table.main(["--check"]) == 1
+    assert settings_table.main(["--write"]) == 0
+    assert settings_table.main(["--check"]) == 0
+    assert "| `KAFKA_HEAP` |" in stale.read_text() and "KAFKA_HEAP_GONE" not in stale.read_text()
 
 
 def test_every_variable_the_components_read_has_a_row():
@@ -24,7 +38,7 @@ def test_every_variable_the_components_read_has_a_row():
                      "OPENSKY_MAX_RETRY_AFTER", "LAMBDA_MEMORY", "PUBLISH_BACKOFF_S", "KAFKA_RETENTION_MS",
                      "STACK_STATE_DIR", "LOG_FORMAT"):
         assert f"`{variable}`" in table
-    # the consumer fetch defaults the README once got wrong (8 MiB / 64 MiB)
+    # the consumer fetch defaults the table once got wrong (8 MiB / 64 MiB)
     assert "| `TRIGGER_MAX_PARTITION_FETCH_BYTES` | 2 MiB (2097152) |" in table
     assert "| `TRIGGER_FETCH_MAX_BYTES` | 16 MiB (16777216) |" in table
 
