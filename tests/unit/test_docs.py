@@ -1,5 +1,5 @@
 """The README stays a first hour's reading, and what the documents point at exists: every relative link
-(file and #heading) and every `make` target they tell a reader to run."""
+(file and #heading), every repository path they name and every `make` target they tell a reader to run."""
 from __future__ import annotations
 
 import re
@@ -83,6 +83,13 @@ def test_every_relative_link_points_at_an_existing_file_and_heading(doc):
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_make_target_a_document_mentions_exists(doc):
     assert make_targets_mentioned(doc.read_text()) - makefile_targets() == set()
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_repository_path_a_document_names_in_code_exists(doc):
+    # `src/...`, `infra/...`: after a module moves, the documents that name it say where it went
+    named = set(re.findall(r"`((?:src|infra|tests|docs)/[\w./-]+)`", doc.read_text()))
+    assert sorted(p for p in named if not (ROOT / p).exists()) == []
 
 
 def test_the_readme_links_every_document_in_docs():
