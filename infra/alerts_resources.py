@@ -23,7 +23,8 @@ from typing import Callable, ClassVar, Mapping
 
 from botocore.exceptions import ClientError
 
-from flight_domain.alert_declarations import ALERTS_TOPIC_NAME, GEOFENCES_BUCKET, GEOFENCES_KEY, default_geofences_bucket
+from flight_domain.alert_declarations import (ALERT_WATCHLIST, ALERTS_TABLE, ALERTS_TOPIC_NAME, GEOFENCES_BUCKET,
+                                              GEOFENCES_KEY, default_geofences_bucket)
 from flight_domain.alert_rules import Watchlist, WatchlistError, alert_body  # the function's own parsers
 from flight_domain.geofence import GeofenceError, parse_fences
 from infra import aws_resources as base
@@ -38,7 +39,6 @@ POLICY_NAME = "flight-alerts-permissions"
 ALERT_TYPES = ("GEOFENCE_ENTER", "GEOFENCE_EXIT", "EMERGENCY", "WATCHLIST")
 FUNCTION_PASSTHROUGH = ("GEOFENCE_REFRESH_S", "WATCH_GAP_S", "ALERT_STATE_TTL_S", "PUBLISH_CONCURRENCY",
                         "PUBLISH_MAX_ATTEMPTS", "PUBLISH_BACKOFF_S", "METRICS_ENABLED", "LOG_LEVEL")
-DEFAULT_WATCHLIST = "callsign=QFA*,callsign=BAW1*"
 
 Say = Callable[[str], None]
 
@@ -51,14 +51,13 @@ class AlertResourceSettings(Settings):
     fifo: bool = setting("ALERTS_FIFO", False, help="true: the topic is `<name>.fifo` (an SQS FIFO demo queue) "
                                                     "and SNS drops a re-sent alert by its deduplication id")
     function_name: str = setting("ALERTS_FUNCTION_NAME", "flight-alerts", help="the alerts function")
-    table: str = setting("ALERTS_TABLE", "FlightAlertState", help="DynamoDB table of the per-aircraft alert state")
+    table: str = ALERTS_TABLE.field()
     bucket: str = GEOFENCES_BUCKET.field()
     key: str = GEOFENCES_KEY.field()
     queue_name: str = setting("ALERTS_QUEUE_NAME", "flight-alerts-demo", help="demo subscriber queue of every alert")
     queue_retention_s: int = setting("ALERTS_QUEUE_RETENTION_S", 345600, minimum=60, maximum=1209600, unit="s",
                                      help="how long the demo alerts queue keeps an alert nobody read")
-    watchlist: str = setting("ALERT_WATCHLIST", DEFAULT_WATCHLIST,
-                             help="comma-separated `icao24=<hex>` and `callsign=<pattern>` entries")
+    watchlist: str = ALERT_WATCHLIST.field()
     base: base.AwsResourceSettings = field(default_factory=base.AwsResourceSettings)
     function_env: Mapping[str, str] = field(default_factory=dict)  # extra variables for the function
 

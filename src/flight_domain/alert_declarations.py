@@ -6,6 +6,7 @@ from __future__ import annotations
 from pipeline_common.settings import Setting
 
 DEFAULT_KEY = "geofences.geojson"
+DEFAULT_WATCHLIST = "callsign=QFA*,callsign=BAW1*"
 
 GEOFENCES_BUCKET = Setting("GEOFENCES_BUCKET", "", doc_default="`flightpipe-geofences-<account>`",
                            help="S3 bucket holding the geofences (the deployer creates it)")
@@ -14,6 +15,10 @@ GEOFENCE_REFRESH_S = Setting("GEOFENCE_REFRESH_S", 30, minimum=0, maximum=3600, 
                              help="how often a running function (and the tracker's map) checks the fences "
                                   "object for a new version")
 ALERTS_TOPIC_NAME = Setting("ALERTS_TOPIC_NAME", "FlightAlerts", help="the alerts topic")
+ALERTS_TABLE = Setting("ALERTS_TABLE", "FlightAlertState", help="DynamoDB table of the per-aircraft alert state")
+# The text the deployer passes on to the function (and checks with alert_rules.Watchlist.parse).
+ALERT_WATCHLIST = Setting("ALERT_WATCHLIST", DEFAULT_WATCHLIST,
+                          help="comma-separated `icao24=<hex>` and `callsign=<pattern>` entries")
 
 
 def default_geofences_bucket(account: str) -> str:

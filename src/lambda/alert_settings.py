@@ -6,17 +6,24 @@ which it contains for what both functions read: SNS_TOPIC_ARN (here the FlightAl
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Mapping
 
-from flight_domain.alert_declarations import GEOFENCE_REFRESH_S, GEOFENCES_BUCKET, GEOFENCES_KEY
+from flight_domain.alert_declarations import (ALERT_WATCHLIST, ALERTS_TABLE, GEOFENCE_REFRESH_S, GEOFENCES_BUCKET,
+                                              GEOFENCES_KEY)
 from flight_domain.alert_rules import Watchlist
 from flight_settings import FunctionSettings
 from pipeline_common.settings import ConfigError, Settings, setting
 
-DEFAULT_TABLE = "FlightAlertState"
 DEFAULT_FUNCTION_NAME = "flight-alerts"
+
+# ALERT_WATCHLIST read as the function needs it: parsed. The deployer always passes it on (the
+# declaration's default is the deployer's); the function on its own (tests, tools) reads an unset
+# variable as no watchlist.
+_WATCHLIST = dataclasses.replace(ALERT_WATCHLIST, default=Watchlist(), parse=Watchlist.parse,
+                                 doc_default=f"{ALERT_WATCHLIST.default_text()} (from the deployer)")
 
 
 @dataclass(frozen=True)
@@ -26,12 +33,10 @@ class AlertSettings(Settings):
 
     function: FunctionSettings = field(default_factory=FunctionSettings)
     geofences_bucket: str = GEOFENCES_BUCKET.field()  # required here: the deployer always sets it
-    table: str = setting("ALERTS_TABLE", DEFAULT_TABLE, help="DynamoDB table of the per-aircraft alert state")
+    table: str = ALERTS_TABLE.field()
     geofences_key: str = GEOFENCES_KEY.field()
     geofence_refresh_s: int = GEOFENCE_REFRESH_S.field()
-    watchlist: Watchlist = setting("ALERT_WATCHLIST", Watchlist(), parse=Watchlist.parse,
-                                   doc_default="`callsign=QFA*,callsign=BAW1*` (from the deployer)",
-                                   help="comma-separated `icao24=<hex>` and `callsign=<pattern>` entries")
+    watchlist: Watchlist = _WATCHLIST.field()
     watch_gap_s: int = setting("WATCH_GAP_S", 1800, minimum=60, maximum=7 * 86400, unit="s",
                                help="unseen for longer than this, an aircraft's next position is a new "
                                     "appearance (WATCHLIST again)")
