@@ -7,7 +7,6 @@ difference, as AWS's OffsetLag metric counts it. Works whether or not the trigge
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from kafka import KafkaConsumer, TopicPartition
@@ -16,7 +15,7 @@ from pipeline_common.settings import ConfigError
 
 from .declarations import load_mappings
 from .esm_event import partition_key
-from .mapping import TriggerConfig
+from .mapping import TRIGGER_MAPPINGS, TriggerConfig
 
 
 def group_lag(config: TriggerConfig) -> dict[str, tuple[int | None, int]]:
@@ -35,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m trigger.lag", description=__doc__.splitlines()[0])
     p.add_argument("--mappings", metavar="FILE", help="template or mappings file [TRIGGER_MAPPINGS]")
     args = p.parse_args(argv)
-    source = args.mappings or os.environ.get("TRIGGER_MAPPINGS", "").strip()
+    source = args.mappings or TRIGGER_MAPPINGS.read()
     try:
         configs = load_mappings(source) if source else [TriggerConfig.from_env()]
     except ConfigError as exc:

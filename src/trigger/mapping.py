@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from pipeline_common.kafka_client import KafkaSettings
-from pipeline_common.settings import ConfigError, Settings, parse_bool, setting
+from pipeline_common.settings import ConfigError, Setting, Settings, parse_bool, setting
 from pipeline_common.shared_settings import KAFKA_DLQ_TOPIC, KAFKA_TOPIC
 
 STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
@@ -32,6 +32,13 @@ def _bool_or_auto(text: str) -> bool | None:
     return None if text.lower() == "auto" else parse_bool(text)
 
 
+# Also read on its own by `python -m trigger.lag`.
+TRIGGER_MAPPINGS = Setting(
+    "TRIGGER_MAPPINGS", None, metavar="FILE",
+    help="run every `AWS::Lambda::EventSourceMapping` of this CloudFormation template, or every mapping of "
+         "a JSON/YAML file of CreateEventSourceMapping properties, each in its own group")
+
+
 @dataclass(frozen=True)
 class TriggerConfig(Settings):
     ENV_PREFIX: ClassVar[str] = "TRIGGER_"
@@ -51,10 +58,7 @@ class TriggerConfig(Settings):
         "TRIGGER_ON_FAILURE_DESTINATION", None, metavar="URI",
         help="`DestinationConfig.OnFailure.Destination`: kafka://<topic>, or an SQS queue, SNS topic or "
              "S3 bucket ARN")
-    mappings: str | None = setting(
-        "TRIGGER_MAPPINGS", None, metavar="FILE",
-        help="run every `AWS::Lambda::EventSourceMapping` of this CloudFormation template, or every mapping of "
-             "a JSON/YAML file of CreateEventSourceMapping properties, each in its own group")
+    mappings: str | None = TRIGGER_MAPPINGS.field()
     metrics: bool = setting("TRIGGER_METRICS", True,
                             help="put AWS's event source mapping metrics to CloudWatch on AWS_ENDPOINT_URL")
     metrics_namespace: str = setting("TRIGGER_METRICS_NAMESPACE", "AWS/Lambda", help="CloudWatch namespace")
