@@ -28,11 +28,11 @@ Examples:
   python -m producer --source opensky --bbox 45.8,5.9,47.8,10.5
   python -m producer --source synthetic --export-csv traffic.csv --ticks 10
   python -m producer --source synthetic --aircraft 1000 --start-time 1633564800 --interval 1 --ticks 6
+  python -m producer --source replay --replay traffic.csv --batch-rows 7000 --batch-delay 1
 
 With --start-time and Kafka output the synthetic fleet runs on simulated time: a tick every
 --interval seconds of wall clock, tick n stamped start time + n x interval (the states an
 --export-csv with the same flags writes), so a past day is produced without waiting for it.
-  python -m producer --source replay --replay traffic.csv --batch-rows 7000 --batch-delay 1
 """
 
 
