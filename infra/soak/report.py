@@ -216,7 +216,7 @@ def _method() -> list[str]:
         f"spread there and {gates.LAG_TOLERANCE_INPUT_S:g} s of input (Theil-Sen slope x time); no process may grow "
         f"faster than {gates.MEMORY_LIMIT_MB_PER_MIN:g} MB/min (Theil-Sen slope: the median of the slopes between "
         f"all pairs of samples, robust to garbage collection) unless the rise that slope adds up to over the measured "
-        f"time is within the process's own noise (the middle 80 % of its samples around the line) or under "
+        f"time is within the process's own noise (the interquartile range of its samples around the line) or under "
         f"{gates.MEMORY_MIN_RISE_MB:g} MB, which a few minutes of a noisy process (the broker saws by +-7 MB) draw "
         f"from noise alone; records/s out in the last 5 minutes (a third of the "
         f"measured time in shorter runs) must be >= {gates.THROUGHPUT_MIN_RATIO:.0%} of the first 5. A short run "
