@@ -34,8 +34,8 @@ SO_MODE = 0o100755                  # shared library, rwxr-xr-x
 # belong here; another package is one more entry.
 BUNDLED: dict[str, tuple[Path, tuple[str, ...]]] = {
     "pipeline_common": (ROOT / "src" / "pipeline_common",
-                        ("__init__.py", "logs.py", "opensky_state_pb2.py", "settings.py", "shared_settings.py",
-                         "state_codec.py")),
+                        ("__init__.py", "backoff.py", "logs.py", "opensky_state_pb2.py", "settings.py",
+                         "shared_settings.py", "state_codec.py")),
     "flight_domain": (ROOT / "src" / "flight_domain",
                       ("__init__.py", "alert_declarations.py", "alert_rules.py", "flight_transform.py", "geofence.py",
                        "geofence_source.py")),

@@ -4,9 +4,9 @@ SNS limits a PublishBatch call to 10 entries and 262,144 bytes of payload in tot
 message attributes), so entries are packed greedily in order under both limits. Chunks are
 independent, so they go out concurrently on a thread pool (boto3 clients are thread-safe).
 
-An entry that fails is retried, with exponential backoff and full jitter, when the failure is on
-AWS's side (SenderFault false) or is throttling; a sender fault (e.g. an invalid attribute) is final
-at once. Whatever is still failing after the last attempt is returned with its reason.
+An entry that fails is retried, after the project's one retry wait (pipeline_common.backoff:
+exponential, equal jitter, capped at MAX_BACKOFF_S), when the failure is on AWS's side (SenderFault
+false) or is throttling; a sender fault (e.g. an invalid attribute) is final at once. Whatever is still failing after the last attempt is returned with its reason.
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline_common.backoff import backoff_delay
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ class SnsBatchPublisher:
         return failures
 
     def _delay(self, attempt: int) -> float:
-        return self._jitter() * min(MAX_BACKOFF_S, self._backoff_s * (2 ** (attempt - 1)))
+        return backoff_delay(attempt, self._backoff_s, MAX_BACKOFF_S, rand=self._jitter)
 
     def _publish_chunk(self, chunk: list[Notification]) -> list[PublishFailure]:
         pending = {str(i): item for i, item in enumerate(chunk)}

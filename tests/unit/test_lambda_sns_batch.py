@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from sns_batch import (MAX_BATCH_BYTES, Notification, SnsBatchPublisher, chunk_notifications)
+from sns_batch import (MAX_BACKOFF_S, MAX_BATCH_BYTES, Notification, SnsBatchPublisher, chunk_notifications)
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:FlightNotifications"
 
@@ -107,6 +107,18 @@ def test_retries_back_off_exponentially_then_report_the_last_reason():
     assert len(client.calls) == 4
     assert sleeps == pytest.approx([0.1, 0.2, 0.4])
     assert failures[0].reason == "Throttling: slow down (gave up after 4 attempts)"
+
+
+def test_the_shortest_wait_is_half_the_backoff_and_the_longest_is_capped():
+    # pipeline_common.backoff's equal jitter: a retry never goes out at once, and never waits past
+    # MAX_BACKOFF_S however many attempts came before.
+    sleeps = []
+    client = ScriptedSns(lambda entries, n: {"Failed": [
+        {"Id": e["Id"], "Code": "Throttling", "Message": "slow down", "SenderFault": True} for e in entries]})
+    publisher(client, max_attempts=4, backoff_s=0.1, sleep=sleeps.append, jitter=lambda: 0.0).publish([note(0)])
+    publisher(client, max_attempts=8, backoff_s=0.1, sleep=sleeps.append, jitter=lambda: 1.0).publish([note(0)])
+    assert sleeps[:3] == pytest.approx([0.05, 0.1, 0.2])
+    assert sleeps[-1] == MAX_BACKOFF_S
 
 
 def test_sender_faults_are_final_at_once():
