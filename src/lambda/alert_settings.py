@@ -46,6 +46,11 @@ class AlertSettings(Settings):
     def check(self) -> None:
         if not self.geofences_bucket.strip():
             raise ConfigError("GEOFENCES_BUCKET is required but not set")
+        if self.watch_gap_s > self.state_ttl_s:
+            # The state that remembers an appearance would expire before its gap ends: an aircraft back
+            # in between would be "first seen" and raise WATCHLIST earlier than WATCH_GAP_S says.
+            raise ConfigError(f"WATCH_GAP_S={self.watch_gap_s} is longer than ALERT_STATE_TTL_S={self.state_ttl_s}: "
+                              "the alert state would expire before an appearance ends; raise ALERT_STATE_TTL_S")
 
     @property
     def fifo(self) -> bool:

@@ -1,9 +1,14 @@
-"""The alert rules' time boundaries: WATCH_GAP_S (a new appearance) at its edge, and the alert state's
-TTL (ALERT_STATE_TTL_S) counted so that a replayed past day's state is not born expired."""
+"""The alert rules' time boundaries: WATCH_GAP_S (a new appearance) at its edge, the alert state's
+TTL (ALERT_STATE_TTL_S) counted so that a replayed past day's state is not born expired, and never
+shorter than the gap it has to remember."""
 from __future__ import annotations
 
+import pytest
+
+from alert_settings import AlertSettings
 from alert_state import StateStore, to_item
 from flight_domain.alert_rules import AircraftState, Watchlist, fold, observe
+from pipeline_common.settings import ConfigError
 
 WATCH = Watchlist.parse("callsign=DLH4*")
 DAY = 1_633_564_800  # 2021-10-07 00:00 UTC
@@ -64,3 +69,11 @@ def test_the_store_stamps_each_write_from_its_clock():
     now[0] += 3600  # an hour later the replay reaches this aircraft again
     store.save("3c6444", AircraftState(t=DAY + 10), (), DAY)
     assert [int(i["expires_at"]["N"]) for i in client.items] == [int(NOW) + TTL, int(NOW) + 3600 + TTL]
+
+
+def test_a_watch_gap_longer_than_the_state_ttl_is_refused_naming_both():
+    env = {"GEOFENCES_BUCKET": "fences", "SNS_TOPIC_ARN": "arn:aws:sns:us-east-1:000000000000:FlightAlerts",
+           "WATCH_GAP_S": str(2 * 86_400), "ALERT_STATE_TTL_S": "86400"}
+    with pytest.raises(ConfigError, match="WATCH_GAP_S=172800 is longer than ALERT_STATE_TTL_S=86400"):
+        AlertSettings.from_env(env)
+    assert AlertSettings.from_env({**env, "ALERT_STATE_TTL_S": str(3 * 86_400)}).watch_gap_s == 2 * 86_400
