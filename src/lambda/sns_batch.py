@@ -6,7 +6,8 @@ independent, so they go out concurrently on a thread pool (boto3 clients are thr
 
 An entry that fails is retried, after the project's one retry wait (pipeline_common.backoff:
 exponential, equal jitter, capped at MAX_BACKOFF_S), when the failure is on AWS's side (SenderFault
-false) or is throttling; a sender fault (e.g. an invalid attribute) is final at once. Whatever is still failing after the last attempt is returned with its reason.
+false) or is throttling; a sender fault (e.g. an invalid attribute) is final at once. Whatever is
+still failing after the last attempt is returned with its reason.
 """
 from __future__ import annotations
 
