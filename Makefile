@@ -62,7 +62,7 @@ ps: ## what `make up` runs: pid, CPU, memory of each part and of the stack; each
 	@$(PY) -m infra.up ps
 
 PART ?=
-logs: ## follow the logs of `make up`'s parts: make logs [PART=tracker|trigger|producer|notifications|alerts|kafka|...]
+logs: ## follow the logs of `make up`'s trigger, tracker, producer, or PART=notifications|alerts|kafka|... (commas for several)
 	@$(PY) -m infra.up logs $(if $(PART),--part $(PART))
 
 down: ## stop everything `make up` started (its parts and the stack); checks no process is left

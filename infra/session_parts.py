@@ -24,6 +24,9 @@ class SessionPart:
     # The printers stop on Ctrl-C (SIGINT) and then say how many they received; the services stop
     # cleanly (final commit, consumer close) on SIGTERM.
     stop_signal: int = signal.SIGTERM
+    # The printers' output is data, a line per message (~70 notifications/s by default): followed only
+    # when asked for by name, or it would drown the services' lines.
+    prints_data: bool = False
 
 
 # Consumers first, so the producer's first records find their groups; the producer last.
@@ -34,8 +37,8 @@ class SessionPart:
 UP_SESSION = (
     SessionPart("trigger", "trigger", (("MAPPINGS", MAPPINGS),)),
     SessionPart("tracker", "tracker"),
-    SessionPart("notifications", "notifications", stop_signal=signal.SIGINT),
-    SessionPart("alerts", "alerts", stop_signal=signal.SIGINT),
+    SessionPart("notifications", "notifications", stop_signal=signal.SIGINT, prints_data=True),
+    SessionPart("alerts", "alerts", stop_signal=signal.SIGINT, prints_data=True),
     SessionPart("producer", "produce"),
 )
 

@@ -217,7 +217,7 @@ def print_ready(aircraft: int, seconds: float, base_url: str) -> None:
     print(f"  map    {base_url}/")
     print(f"  API    {base_url}/docs  (GET /flights, /stats, /alerts; WebSocket /ws/flights)")
     print(f"  stats  {base_url}/stats.html")
-    print(f"  logs   {rel(LOG_DIR)}/<part>.log for {names}: make logs [PART=tracker]")
+    print(f"  logs   {rel(LOG_DIR)}/<part>.log for {names}: make logs [PART=tracker|notifications|...]")
     print(f"         the stack's: {', '.join(rel(p) for p in STACK_LOGS.values())}; "
           f"kafka-python's own: {rel(KAFKA_CLIENT_LOG)}")
     print("  next   make ps (processes, CPU, memory, lag) · make logs · make down (stops all of it)")
@@ -344,10 +344,11 @@ def log_files() -> dict[str, Path]:
 
 
 def logs_to_follow(part: str | None) -> list[Path]:
-    """The logs of PART (a name, or several with commas); all the session's parts' without one."""
+    """The logs of PART (a name, or several with commas); without one, the services' (not the printers':
+    their data would drown the rest)."""
     files = log_files()
     if not part:
-        return [part_log(p.name) for p in UP_SESSION]
+        return [part_log(p.name) for p in UP_SESSION if not p.prints_data]
     names = [n.strip() for n in part.split(",") if n.strip()]
     unknown = [n for n in names if n not in files]
     if unknown:
@@ -434,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
                          help="when `make up` began (seconds since the epoch), for the time it reports")
     commands.add_parser("ps", help="pid, CPU, memory of every process; each consumer group's lag")
     p_logs = commands.add_parser("logs", help="follow the logs (tail -F)")
-    p_logs.add_argument("--part", default=None, help="one part, or several with commas (default: every part)")
+    p_logs.add_argument("--part", default=None,
+                        help="one part, or several with commas (default: trigger, tracker, producer)")
     p_logs.add_argument("--lines", type=int, default=20, help="lines of each log to show first (default 20)")
     p_down = commands.add_parser("down", help="stop the parts and the stack")
     p_down.add_argument("--stack", choices=["native", "docker"], default=os.environ.get("STACK", "native"))

@@ -68,6 +68,7 @@ def test_make_up_shows_aircraft_ps_lists_every_part_and_down_leaves_nothing(tmp_
         # THEN it returns once the map has aircraft, and says where to look
         assert started.returncode == 0, output
         assert "aircraft on the map" in output and f"map    http://127.0.0.1:{api}/" in output, output
+        print(next(line for line in output.splitlines() if "aircraft on the map," in line))  # the time it took
         assert f"stats  http://127.0.0.1:{api}/stats.html" in output
         with urllib.request.urlopen(f"http://127.0.0.1:{api}/flights", timeout=10) as resp:
             assert json.loads(resp.read())["count"] > 0

@@ -118,8 +118,10 @@ def test_lag_is_summed_over_partitions_as_make_lag_counts_it():
     assert lines[2].split() == ["flight-tracker", "tracker", "1", "0"]
 
 
-def test_make_logs_follows_every_part_or_the_ones_named():
-    assert [f.name for f in up.logs_to_follow(None)] == [f"{p.name}.log" for p in UP_SESSION]
+def test_make_logs_follows_the_services_or_the_parts_named():
+    # the printers' lines are data (a line per notification): followed when asked for by name only
+    assert [f.name for f in up.logs_to_follow(None)] == ["trigger.log", "tracker.log", "producer.log"]
+    assert [f.name for f in up.logs_to_follow("notifications")] == ["notifications.log"]
     assert [f.name for f in up.logs_to_follow("tracker, kafka")] == ["tracker.log", "kafka.out"]
     with pytest.raises(ValueError, match="no part called tracer; PART is one of trigger, tracker"):
         up.logs_to_follow("tracer")
