@@ -42,7 +42,7 @@ DEFAULT_TOPIC_NAME = "FlightNotifications"
 DEFAULT_QUEUE_NAME = "flight-notifications-demo"
 DEFAULT_NAMESPACE = DEFAULT_METRICS_NAMESPACE
 DEFAULT_COUNTRIES = ("United States", "Germany", "United Kingdom", "France")
-HANDLER = "handler.lambda_handler"
+HANDLER = "flight_handler.lambda_handler"
 # Function settings a deployer may tune; passed through only when set in the deployer's environment.
 FUNCTION_PASSTHROUGH = ("PUBLISH_CONCURRENCY", "PUBLISH_MAX_ATTEMPTS", "PUBLISH_BACKOFF_S", "METRICS_ENABLED",
                         "LOG_LEVEL")

@@ -71,8 +71,8 @@ def source_files(src: Path = DEFAULT_SRC) -> list[Path]:
         if path.suffix in _EXCLUDED_SUFFIXES or rel.name.startswith("test_") or rel.name == "conftest.py":
             continue
         files.append(rel)
-    if not any(rel.as_posix() == "handler.py" for rel in files):
-        raise FileNotFoundError(f"{src} has no handler.py")
+    if not any(rel.as_posix() == "flight_handler.py" for rel in files):
+        raise FileNotFoundError(f"{src} has no flight_handler.py")
     return sorted(files, key=lambda rel: rel.as_posix())
 
 

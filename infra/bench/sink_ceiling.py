@@ -41,10 +41,10 @@ def notifications(count: int, seed: int = 7) -> list[tuple[str, str]]:
 
 def function_sns_client(topic_arn: str):
     """The SNS client the function itself publishes with (same configuration and request encoding)."""
-    import handler
+    import flight_handler
     from flight_settings import FunctionSettings
 
-    return handler._client("sns", FunctionSettings(sns_topic_arn=topic_arn))
+    return flight_handler._client("sns", FunctionSettings(sns_topic_arn=topic_arn))
 
 
 def publish(session: Session, topic_arn: str, bodies: list[tuple[str, str]], threads: int) -> tuple[float, int]:

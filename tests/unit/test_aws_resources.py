@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-import handler  # the function's modules are importable top-level (pyproject.toml)
+import flight_handler  # the function's modules are importable top-level (pyproject.toml)
 from flight_settings import FunctionSettings
 from infra import aws_resources, observe
 from infra.aws_resources import AwsClients, AwsResourceSettings
@@ -43,12 +43,12 @@ def quiet(_message: str) -> None:
 
 def publish_through_the_function(aws: AwsClients, topic_arn: str, event_name: str = "esm_flights_self_managed.json"):
     """Run the real handler against the deployed topic (moto cannot run the zip without Docker)."""
-    runtime = handler.configure(FunctionSettings(sns_topic_arn=topic_arn, function_name="flight-processor"),
+    runtime = flight_handler.configure(FunctionSettings(sns_topic_arn=topic_arn, function_name="flight-processor"),
                                 sns_client=aws.sns, cloudwatch_client=aws.cloudwatch)
     try:
-        return handler.process_event(load_event(event_name), runtime)
+        return flight_handler.process_event(load_event(event_name), runtime)
     finally:
-        handler.reset()
+        flight_handler.reset()
 
 
 def test_deploy_resources_creates_everything_and_running_it_twice_is_fine(aws, settings):
@@ -61,7 +61,7 @@ def test_deploy_resources_creates_everything_and_running_it_twice_is_fine(aws, s
 
     config = aws.lambda_.get_function_configuration(FunctionName="flight-processor")
     assert (config["Runtime"], config["Handler"], config["Timeout"], config["MemorySize"]) == (
-        "python3.12", "handler.lambda_handler", 60, 512)
+        "python3.12", "flight_handler.lambda_handler", 60, 512)
     assert config["State"] == "Active" and config["LastUpdateStatus"] == "Successful"
     # LOG_LEVEL=INFO by default: a function that logs nothing makes MiniStack wait after every invoke
     assert config["Environment"]["Variables"] == {"SNS_TOPIC_ARN": first["topic_arn"],
@@ -97,7 +97,8 @@ def test_execution_role_may_only_publish_to_the_topic_put_our_metrics_and_write_
 
 def test_redeploy_updates_changed_code_and_configuration(aws, settings, tmp_path):
     first = aws_resources.deploy_lambda(settings=settings, clients=aws, say=quiet)
-    (settings.lambda_src / "handler.py").write_text((settings.lambda_src / "handler.py").read_text() + "\n# v2\n")
+    code = settings.lambda_src / "flight_handler.py"
+    code.write_text(code.read_text() + "\n# v2\n")
     changed = AwsResourceSettings.from_env({"LAMBDA_MEMORY": "1024", "PUBLISH_CONCURRENCY": "16"},
                                            lambda_src=settings.lambda_src)
     lines = []
@@ -113,7 +114,8 @@ def test_redeploy_updates_changed_code_and_configuration(aws, settings, tmp_path
 
 def test_an_update_in_progress_is_waited_out(aws, settings):
     aws_resources.deploy_lambda(settings=settings, clients=aws, say=quiet)
-    (settings.lambda_src / "handler.py").write_text((settings.lambda_src / "handler.py").read_text() + "\n# v2\n")
+    code = settings.lambda_src / "flight_handler.py"
+    code.write_text(code.read_text() + "\n# v2\n")
     conflict = ClientError({"Error": {"Code": "ResourceConflictException",
                                       "Message": "An update is in progress for resource"}}, "UpdateFunctionCode")
     real = aws.lambda_.update_function_code

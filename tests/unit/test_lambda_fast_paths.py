@@ -10,7 +10,7 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from moto import mock_aws
 
-import handler
+import flight_handler
 from flight_settings import FunctionSettings
 from flight_domain.flight_transform import InvalidState, evaluate
 from infra import aws_resources
@@ -98,7 +98,7 @@ def test_sns_body_encoded_once_is_byte_for_byte_what_botocore_sends():
     expected = AWSRequest(method="POST", url="https://sns", data=dict(params)).body
     # WHEN the function's hook encodes it before signing
     request = AWSRequest(method="POST", url="https://sns", data=dict(params))
-    handler._encode_form_once(request)
+    flight_handler._encode_form_once(request)
     # THEN the body sent is the same bytes, and it decodes back to the same fields
     assert request.body == expected
     assert dict(parse_qsl(request.body.decode())) == params
@@ -111,7 +111,7 @@ def test_function_sns_client_publishes_through_the_hook(aws_credentials):
         sqs = clients.sqs
         topic = clients.sns.create_topic(Name="FlightNotifications")["TopicArn"]
         queue = aws_resources.subscribe_queue(topic, "q", clients)["queue_url"]
-        client = handler._client("sns", FunctionSettings(sns_topic_arn=topic))
+        client = flight_handler._client("sns", FunctionSettings(sns_topic_arn=topic))
         # WHEN it publishes a batch with non-ASCII text and message attributes
         body = '{"callsign":"ÄB C&D=1+2"}'
         response = client.publish_batch(TopicArn=topic, PublishBatchRequestEntries=[

@@ -35,7 +35,7 @@ def test_same_source_gives_byte_identical_zip_whatever_the_file_times_and_modes(
 
 def test_zip_has_sorted_root_level_python_files_with_fixed_metadata(src_copy):
     (src_copy / "__pycache__").mkdir(exist_ok=True)
-    (src_copy / "__pycache__" / "handler.cpython-311.pyc").write_bytes(b"junk")
+    (src_copy / "__pycache__" / "flight_handler.cpython-311.pyc").write_bytes(b"junk")
     (src_copy / "tests").mkdir()
     (src_copy / "tests" / "test_x.py").write_text("x = 1\n")
     (src_copy / "test_local.py").write_text("x = 1\n")
@@ -48,11 +48,11 @@ def test_zip_has_sorted_root_level_python_files_with_fixed_metadata(src_copy):
         assert names == sorted(names)
         vendored = ("google/", "protobuf-")
         own = [n for n in names if not n.startswith(("pipeline_common/", "flight_domain/", *vendored))]
-        assert "handler.py" in own and "/" not in "".join(own)
+        assert "flight_handler.py" in own and "/" not in "".join(own)
         assert not any(n.endswith(".pyc") or n.startswith(("tests", "test_", ".", "flightpipe.egg-info")) for n in names)
         assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
         assert {info.external_attr >> 16 for info in infos if not info.filename.endswith(".so")} == {0o100644}
-        assert archive.read("handler.py") == (src_copy / "handler.py").read_bytes()
+        assert archive.read("flight_handler.py") == (src_copy / "flight_handler.py").read_bytes()
 
 
 def test_zip_needs_nothing_but_boto3_and_the_standard_library(src_copy, tmp_path):
@@ -89,8 +89,8 @@ def test_the_function_runs_on_the_pipeline_common_inside_its_zip(src_copy, tmp_p
     from the zip's own pipeline_common package (one copy of that code, not a second one to drift)."""
     with zipfile.ZipFile(io.BytesIO(lambda_package.build_zip_bytes(src_copy))) as archive:
         archive.extractall(tmp_path / "zip")
-    probe = ("import sys; sys.path.insert(0, '.'); import handler, pipeline_common.settings as s; "
-             "print(s.__file__); print(handler.FunctionSettings.from_env({'SNS_TOPIC_ARN': "
+    probe = ("import sys; sys.path.insert(0, '.'); import flight_handler, pipeline_common.settings as s; "
+             "print(s.__file__); print(flight_handler.FunctionSettings.from_env({'SNS_TOPIC_ARN': "
              "'arn:aws:sns:us-east-1:123456789012:T'}).publish_concurrency)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "zip", capture_output=True, text=True,
                          timeout=60, check=True).stdout.split()
@@ -126,7 +126,7 @@ def test_missing_source_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         lambda_package.build_zip_bytes(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="has no handler.py"):
+    with pytest.raises(FileNotFoundError, match="has no flight_handler.py"):
         lambda_package.build_zip_bytes(tmp_path / "empty")
 
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from kafka.consumer.fetcher import ConsumerRecord
 
-import handler
+import flight_handler
 from flight_settings import FunctionSettings
 from flight_domain.flight_transform import MAX_EPOCH_S, InvalidState, evaluate
 from kafka_esm import read_event
@@ -201,13 +201,13 @@ def test_the_response_accounts_for_every_record(rows, fail_mod):
         records.append(consumer_record(value, offsets[partition], partition, -1 if timestamp is None else timestamp))
     event = json.loads(EsmEventBuilder("broker:9092").build(records))
     sns = FlakySns(fail_mod)
-    runtime = handler.configure(FunctionSettings(sns_topic_arn="arn:aws:sns:us-east-1:123456789012:t",
+    runtime = flight_handler.configure(FunctionSettings(sns_topic_arn="arn:aws:sns:us-east-1:123456789012:t",
                                                  publish_max_attempts=1), sns_client=sns, cloudwatch_client=NoMetrics())
     try:
         # WHEN the function handles the event
-        result = handler.process_event(event, runtime)
+        result = flight_handler.process_event(event, runtime)
     finally:
-        handler.reset()
+        flight_handler.reset()
 
     # THEN every record is counted exactly once: published, filtered, or reported failed with a reason
     assert result["received"] == len(records)

@@ -14,7 +14,7 @@ import kafka
 import pytest
 from kafka.net.sasl import SASL_MECHANISMS
 
-import handler
+import flight_handler
 from flight_settings import FunctionSettings
 from infra import aws_resources
 from opensky_standin import OpenSkyStandIn, expired_token, ok, raw, status
@@ -238,16 +238,16 @@ RUNTIME_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEv
 def test_the_execution_policy_allows_exactly_what_the_function_calls(monkeypatch):
     # GIVEN the function's own code, with every boto3 client it creates recorded
     created, calls = [], []
-    monkeypatch.setattr(handler, "_client", lambda service, _settings: created.append(service)
+    monkeypatch.setattr(flight_handler, "_client", lambda service, _settings: created.append(service)
                         or RecordingClient(service, calls))
     topic_arn = "arn:aws:sns:eu-west-1:123456789012:FlightNotifications"
-    runtime = handler.configure(FunctionSettings(sns_topic_arn=topic_arn, metrics_namespace="FlightPipeline",
+    runtime = flight_handler.configure(FunctionSettings(sns_topic_arn=topic_arn, metrics_namespace="FlightPipeline",
                                                  function_name="flight-processor"))
     try:
         # WHEN it handles a batch with flights in the air, on the ground and one unreadable record
-        result = handler.process_event(load_event("esm_flights_self_managed.json"), runtime)
+        result = flight_handler.process_event(load_event("esm_flights_self_managed.json"), runtime)
     finally:
-        handler.reset()
+        flight_handler.reset()
     assert result["published"] > 0 and result["failed"] > 0
 
     # THEN the policy grants exactly the actions those calls need, on exactly what they touch

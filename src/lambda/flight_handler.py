@@ -1,6 +1,6 @@
 """Lambda entry point: Kafka ESM batch (or raw states) -> flights in the air -> SNS FlightNotifications.
 
-Handler: ``handler.lambda_handler``. Returns
+Handler: ``flight_handler.lambda_handler``. Returns
   {"received", "in_air", "published", "filtered", "failed",
    "batchItemFailures": [{"itemIdentifier": {"partition": "<topic>-<partition>", "offset": N}}],
    "failureReasons": [{"partition": "<topic>-<partition>", "offset": N, "reason": "..."}]}

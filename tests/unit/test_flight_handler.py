@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
-import handler
+import flight_handler
 from flight_settings import FunctionConfigError, FunctionSettings
 from pipeline_common.logs import JsonFormatter, install_json_logging
 from saved_events import load_event
@@ -69,11 +69,11 @@ class Aws:
 def aws(aws_credentials):
     with mock_aws():
         env = Aws()
-        handler.configure(FunctionSettings(sns_topic_arn=env.topic_arn, function_name="flight-processor",
+        flight_handler.configure(FunctionSettings(sns_topic_arn=env.topic_arn, function_name="flight-processor",
                                            publish_backoff_s=0.0),
                           sns_client=env.sns, cloudwatch_client=env.cloudwatch)
         yield env
-        handler.reset()
+        flight_handler.reset()
 
 
 def test_esm_batch_publishes_airborne_flights_and_reports_the_rest(aws):
@@ -81,7 +81,7 @@ def test_esm_batch_publishes_airborne_flights_and_reports_the_rest(aws):
     # one on the ground with an altitude, one with negative altitude, a tombstone and malformed JSON
     event = load_event("esm_flights_self_managed.json")
     # WHEN the function is invoked
-    result = handler.lambda_handler(event, None)
+    result = flight_handler.lambda_handler(event, None)
     # THEN the counts and the failures are exactly what the trigger needs
     assert {k: result[k] for k in ("received", "in_air", "published", "filtered", "failed")} == {
         "received": 9, "in_air": 5, "published": 5, "filtered": 2, "failed": 2}
@@ -107,7 +107,7 @@ def test_esm_batch_publishes_airborne_flights_and_reports_the_rest(aws):
 
 @pytest.mark.parametrize("name", ["aws_kafka_msk.json", "aws_kafka_self_managed.json"])
 def test_saved_aws_events_fail_their_non_json_record_with_a_reason(aws, name):
-    result = handler.lambda_handler(load_event(name), None)
+    result = flight_handler.lambda_handler(load_event(name), None)
     assert result["received"] == 1 and result["failed"] == 1 and result["published"] == 0
     assert result["batchItemFailures"] == [{"itemIdentifier": {"partition": "mytopic-0", "offset": 15}}]
     assert result["failureReasons"][0]["reason"].startswith("record value is not valid JSON")
@@ -115,7 +115,7 @@ def test_saved_aws_events_fail_their_non_json_record_with_a_reason(aws, name):
 
 
 def test_raw_state_as_the_event_itself_is_published(aws):
-    result = handler.lambda_handler(load_event("raw_state.json"), None)
+    result = flight_handler.lambda_handler(load_event("raw_state.json"), None)
     assert (result["published"], result["batchItemFailures"], result["failureReasons"]) == (1, [], [])
     [message] = aws.received()
     assert message["body"]["callsign"] == "DLH9LF"
@@ -127,7 +127,7 @@ def test_the_aircraft_category_travels_as_a_message_attribute_not_in_the_body(aw
     good = load_event("raw_state.json")
     states = [{**good, "icao24": "3c6444", "category": 6}, {**good, "icao24": "3c6445", "category": 8},
               {**good, "icao24": "3c6446", "category": None}, {**good, "icao24": "3c6447", "category": 99}]
-    result = handler.lambda_handler(states, None)
+    result = flight_handler.lambda_handler(states, None)
     assert result["published"] == 4
     received = {m["body"]["icao24"]: m for m in aws.received()}
     # THEN subscribers can filter on the category attribute; the body is still exactly the eight fields
@@ -140,7 +140,8 @@ def test_the_aircraft_category_travels_as_a_message_attribute_not_in_the_body(aw
 
 def test_list_of_raw_states_reports_failures_by_index(aws):
     good = load_event("raw_state.json")
-    result = handler.lambda_handler([good, {**good, "on_ground": True}, {**good, "latitude": float("nan")}], None)
+    states = [good, {**good, "on_ground": True}, {**good, "latitude": float("nan")}]
+    result = flight_handler.lambda_handler(states, None)
     assert (result["published"], result["filtered"], result["failed"]) == (1, 1, 1)
     assert result["batchItemFailures"] == [{"itemIdentifier": {"partition": "raw-0", "offset": 2}}]
     assert result["failureReasons"][0]["reason"] == "invalid state: latitude is not finite: nan"
@@ -150,8 +151,8 @@ def test_one_putmetricdata_per_invocation_with_the_counts(aws):
     calls = []
     aws.cloudwatch.meta.events.register("provide-client-params.cloudwatch.PutMetricData",
                                         lambda params, **kw: calls.append(params))
-    handler.lambda_handler(load_event("esm_flights_self_managed.json"), None)
-    handler.lambda_handler(load_event("raw_state.json"), None)
+    flight_handler.lambda_handler(load_event("esm_flights_self_managed.json"), None)
+    flight_handler.lambda_handler(load_event("raw_state.json"), None)
     assert len(calls) == 2
     assert aws.published_metric("Published") == 6
     assert aws.published_metric("Received") == 10
@@ -162,17 +163,18 @@ def test_one_putmetricdata_per_invocation_with_the_counts(aws):
 def test_a_metrics_failure_is_logged_and_does_not_fail_the_invocation(aws, caplog):
     broken = mock.Mock()
     broken.put_metric_data.side_effect = EndpointConnectionError(endpoint_url="http://nowhere")
-    handler.configure(FunctionSettings(sns_topic_arn=aws.topic_arn), sns_client=aws.sns, cloudwatch_client=broken)
-    result = handler.lambda_handler(load_event("raw_state.json"), None)
+    flight_handler.configure(FunctionSettings(sns_topic_arn=aws.topic_arn), sns_client=aws.sns,
+                             cloudwatch_client=broken)
+    result = flight_handler.lambda_handler(load_event("raw_state.json"), None)
     assert result["published"] == 1 and result["failed"] == 0
     assert any("could not put metrics" in r.getMessage() for r in caplog.records)
 
 
 def test_records_that_cannot_be_published_are_failures_with_the_reason(aws):
     # GIVEN a topic ARN that does not exist
-    handler.configure(FunctionSettings(sns_topic_arn=aws.topic_arn + "-gone", publish_backoff_s=0.0),
+    flight_handler.configure(FunctionSettings(sns_topic_arn=aws.topic_arn + "-gone", publish_backoff_s=0.0),
                       sns_client=aws.sns, cloudwatch_client=aws.cloudwatch)
-    result = handler.lambda_handler(load_event("esm_flights_self_managed.json"), None)
+    result = flight_handler.lambda_handler(load_event("esm_flights_self_managed.json"), None)
     # THEN every airborne record is reported, next to the two unreadable ones
     assert (result["in_air"], result["published"], result["failed"]) == (5, 0, 7)
     publish_failures = [r for r in result["failureReasons"] if r["reason"].startswith("publish failed")]
@@ -190,14 +192,14 @@ def test_large_batch_goes_out_in_publishbatch_calls_of_ten(aws):
     records = [{"topic": "aviation-data", "partition": 0, "offset": i, "timestamp": 1, "timestampType": "CREATE_TIME",
                 "value": base64.b64encode(json.dumps({**state, "icao24": f"{i:06x}"}).encode()).decode(),
                 "headers": []} for i in range(95)]
-    result = handler.lambda_handler({"eventSource": "aws:kafka", "records": {"aviation-data-0": records}}, None)
+    result = flight_handler.lambda_handler({"eventSource": "aws:kafka", "records": {"aviation-data-0": records}}, None)
     assert result["published"] == 95 and result["failed"] == 0
     assert sorted(calls) == [5] + [10] * 9
 
 
 def test_failed_records_are_logged_with_topic_partition_offset(aws, caplog):
     caplog.set_level(logging.INFO)
-    handler.lambda_handler(load_event("esm_flights_self_managed.json"), None)
+    flight_handler.lambda_handler(load_event("esm_flights_self_managed.json"), None)
     failed = [r for r in caplog.records if r.getMessage().startswith("record failed")]
     assert [(r.topic, r.partition, r.offset) for r in failed] == [
         ("aviation-data", "aviation-data-1", 7), ("aviation-data", "aviation-data-1", 8)]
@@ -208,16 +210,16 @@ def test_failed_records_are_logged_with_topic_partition_offset(aws, caplog):
 def test_configuration_comes_from_the_environment_at_first_invocation(aws_credentials, monkeypatch):
     with mock_aws():
         env = Aws()
-        handler.reset()
+        flight_handler.reset()
         monkeypatch.setenv("SNS_TOPIC_ARN", env.topic_arn)
         monkeypatch.setenv("METRICS_NAMESPACE", "FlightPipelineTest")
         monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "flight-processor")
         try:
-            result = handler.lambda_handler(load_event("raw_state.json"), None)
+            result = flight_handler.lambda_handler(load_event("raw_state.json"), None)
             assert result["published"] == 1 and len(env.received()) == 1
             assert env.published_metric(namespace="FlightPipelineTest") == 1
         finally:
-            handler.reset()
+            flight_handler.reset()
 
 
 @pytest.mark.parametrize("env, message", [
@@ -244,14 +246,14 @@ def test_values_passed_in_code_win_over_the_environment():
 def test_cold_start_in_a_lambda_runtime_fails_fast_on_missing_configuration(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SNS_TOPIC_ARN"}
     env.update(LAMBDA_TASK_ROOT=str(tmp_path), PYTHONPATH=str(ROOT / "src" / "lambda"))
-    proc = subprocess.run([sys.executable, "-c", "import handler"], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", "import flight_handler"], env=env, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode != 0
     assert "SNS_TOPIC_ARN is required but not set" in proc.stderr
 
 
 def test_logs_are_json_lines_with_extra_fields():
-    logger = logging.getLogger("test_lambda_handler.json")
+    logger = logging.getLogger("test_flight_handler.json")
     logger.propagate = False
     stream = io.StringIO()
     logger.addHandler(logging.StreamHandler(stream))
