@@ -24,6 +24,7 @@ from typing import ClassVar
 from pathlib import Path
 
 from infra import processes
+from infra.stack_state import state_dir
 from pipeline_common.settings import Settings
 from tracker.settings import DATABASE_URL, POSTGRES_PORT, native_database_url
 
@@ -31,8 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 POM = ROOT / "infra" / "postgres-server" / "pom.xml"
 CACHE = ROOT / ".cache" / "postgres"
-# Same rule as infra/stack.py (STACK_STATE_DIR, relative to the project).
-STATE = (ROOT / (os.environ.get("STACK_STATE_DIR") or ".state")).resolve()
+STATE = state_dir()  # the stack's own (STACK_STATE_DIR)
 PG_DIR = STATE / "postgres"
 LOG = STATE / "logs" / "postgres.out"
 PID_FILE = STATE / "postgres.pid"

@@ -35,7 +35,8 @@ from typing import ClassVar
 from pathlib import Path
 
 from infra import postgres, processes
-from pipeline_common.settings import ConfigError, Setting, Settings, setting
+from infra.stack_state import STACK_STATE_DIR, state_dir  # noqa: F401 (STACK_STATE_DIR: the settings table)
+from pipeline_common.settings import ConfigError, Settings, setting
 from pipeline_common.shared_settings import KAFKA_DLQ_TOPIC, KAFKA_TOPIC
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,10 +44,7 @@ POM = ROOT / "infra" / "kafka" / "pom.xml"
 LOG4J_CONFIG = ROOT / "infra" / "kafka" / "log4j2.properties"
 JAR_DIR = ROOT / ".cache" / "kafka" / "lib"
 JAR_STAMP = JAR_DIR / ".pom-sha256"
-STACK_STATE_DIR = Setting("STACK_STATE_DIR", ".state", flag=None,
-                          help="where broker data, logs and pid files live (relative to the project); "
-                               "a second stack on other ports runs beside the default one with its own")
-STATE = (ROOT / STACK_STATE_DIR.read()).resolve()
+STATE = state_dir()
 KAFKA_DIR = STATE / "kafka"
 KAFKA_DATA = KAFKA_DIR / "data"
 MINISTACK_DIR = STATE / "ministack"
