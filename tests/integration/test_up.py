@@ -3,6 +3,7 @@
 nothing left running afterwards."""
 import json
 import os
+import shutil
 import socket
 import subprocess
 import urllib.request
@@ -91,6 +92,10 @@ def test_make_up_shows_aircraft_ps_lists_every_part_and_down_leaves_nothing(tmp_
         pids = pids or (session_pids(state) if (state / "session.json").exists() else set())
         stopped = make("down", env, 300)
         again = make("down", env, 120)
+        # As root, PostgreSQL ran from a copy outside pytest's private folder (infra/postgres.py server_home)
+        location = state / "postgres" / "location"
+        if location.exists():
+            shutil.rmtree(location.read_text().strip(), ignore_errors=True)
     # THEN no process of the session is left, and the second `make down` found nothing to do
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert "nothing left running" in stopped.stdout
