@@ -2,17 +2,20 @@
 
 Exit 0 when every gate passes and every record reconciles, 1 otherwise (the report says why), 2 on a
 bad argument. The stack runs in its own state folder (.state/soak/) on the ports of KAFKA_PORT,
-KAFKA_CONTROLLER_PORT and AWS_PORT, and is stopped at the end unless --keep-stack.
+KAFKA_CONTROLLER_PORT, AWS_PORT and POSTGRES_PORT, and is stopped at the end unless --keep-stack; the
+session's tracker serves its API on TRACKER_API_PORT (8000, as `make tracker`: give the soak other
+ports, all five, beside a running stack and tracker).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shlex
 import signal
 import sys
 from pathlib import Path
+
+from pipeline_common.logs import configure_logging
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -55,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.minutes <= 0 or args.interval_s <= 0 or args.maintenance_interval_s < 0.1:
         print("error: --minutes and --interval-s must be > 0, --maintenance-interval-s >= 0.1", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The soak's terminal is for its own lines: kafka-python's ("Task ... is blocking the event loop") go to
+    # KAFKA_CLIENT_LOG, as every component's do on a console.
+    configure_logging(level="WARNING", fmt="console")
     interruptible()
     from infra.soak import report
     from infra.soak.run import SoakConfig, run_soak, write_results
