@@ -15,10 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from alert_rules import AircraftState, Watchlist, fold, observe
+from flight_domain.alert_rules import AircraftState, Watchlist, fold, observe
 from alert_state import from_item
-from flight_transform import InvalidState
-from geofence import Fence, parse_fences
+from flight_domain.flight_transform import InvalidState
+from flight_domain.geofence import Fence, parse_fences
 from infra import alerts_resources
 from infra.observe import read_topic
 from trigger.mapping import TriggerConfig

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from flight_transform import InvalidState, evaluate  # the function's own filter
+from flight_domain.flight_transform import InvalidState, evaluate  # the function's own filter
 from infra.aws_resources import AwsClients, AwsResourceSettings, Say, run_command
 from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.state_codec import content_type_of, decode_state

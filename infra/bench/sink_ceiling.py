@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from flight_transform import evaluate  # (the function's own conversion)
+from flight_domain.flight_transform import evaluate  # (the function's own conversion)
 
 from infra.bench.procstat import CpuSplit
 from infra.bench.session import Session

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from alert_rules import Alert
+from flight_domain.alert_rules import Alert
 from fault_harness import free_port, wait_until
 from infra import alerts_resources, aws_resources
 from test_map_browser import chromium, open_page  # noqa: F401 - the shared headless Chromium fixture

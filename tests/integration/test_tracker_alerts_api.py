@@ -10,7 +10,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from alert_rules import Alert
+from flight_domain.alert_rules import Alert
 from fault_harness import wait_until
 from infra import alerts_resources, aws_resources
 from tracker.alerts_feed import AlertFeed

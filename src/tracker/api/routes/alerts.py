@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from alert_rules import ALERT_TYPES
+from flight_domain.alert_rules import ALERT_TYPES
 
 from ...filters import BadParameter, parse_int, parse_since
 from ...flight_view import iso
