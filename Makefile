@@ -145,7 +145,7 @@ reliability: setup ## refresh docs/RELIABILITY.md from the last fault-test run
 bench: setup ## benchmarks; writes docs/BENCHMARKS.md
 	@$(PY) -m infra.bench.run $(ARGS)
 
-settings-table: setup ## regenerate README.md's environment table from the settings' declarations
+settings-table: setup ## regenerate docs/CONFIGURATION.md's table from the settings' declarations
 	@$(PY) -m infra.settings_table --write
 
 clean: stop ## remove runtime state (broker data, database, logs); keeps the jar cache

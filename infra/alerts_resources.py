@@ -7,7 +7,7 @@
 
 Same conventions as aws_resources.py (whose clients, IAM templating and Lambda helpers it reuses):
 only the standard AWS variables select the endpoint, so MiniStack and real AWS work unchanged.
-Settings: AlertResourceSettings below (also in the README's table). GEOFENCE_REFRESH_S, WATCH_GAP_S,
+Settings: AlertResourceSettings below (also in docs/CONFIGURATION.md). GEOFENCE_REFRESH_S, WATCH_GAP_S,
 ALERT_STATE_TTL_S, PUBLISH_* and LOG_LEVEL are passed on to the function when set here.
 """
 from __future__ import annotations

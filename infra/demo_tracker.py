@@ -87,7 +87,7 @@ class DemoTracker:
         while time.monotonic() < deadline and not (stats.consumed >= produced and stats.consumer_lag == 0):
             time.sleep(1)
         self.service.stop()
-        recount = self._recount()
+        recount = self.recount()
         stored_total = stats.positions_total
         recount.checks = [
             ("the tracker stored every distinct position exactly once",
@@ -102,12 +102,13 @@ class DemoTracker:
             postgres.stop()
         return recount
 
-    def _recount(self) -> TrackerRecount:
+    def recount(self, timeout_s: float = 120) -> TrackerRecount:
+        """The run's records read back from Kafka (within `timeout_s`) against the rows PostgreSQL holds for them."""
         recount, keys = TrackerRecount(), set()
         tps = list(self.starts)
         end_by_partition = observe.end_offsets(self.kafka, self.topic)  # production has stopped: final
         ends = {tp: end_by_partition.get(tp.partition, 0) for tp in tps}
-        for record in observe.read_topic(self.kafka, self.topic, until=end_by_partition,
+        for record in observe.read_topic(self.kafka, self.topic, until=end_by_partition, timeout_s=timeout_s,
                                          start_offsets={tp.partition: o for tp, o in self.starts.items()}):
             recount.records += 1
             try:

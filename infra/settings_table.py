@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.settings import Setting, markdown_table, table_rows
+from pipeline_common.logs import KAFKA_CLIENT_LOG
 from pipeline_common.shared_settings import LOG_FORMAT, LOG_LEVEL
 from producer.opensky import OpenSkySettings
 from producer.settings import ProducerConfig
@@ -60,7 +61,8 @@ def table() -> str:
     components = (KafkaSettings, StackConfig, PostgresConfig, ProducerConfig, OpenSkySettings, TriggerConfig,
                   TrackerConfig, AwsResourceSettings, _function_settings(), AlertResourceSettings, AlertSettings)
     extra = ((STACK_STATE_DIR, StackConfig.USED_BY), (LOG_LEVEL, "producer, trigger, tracker"),
-             (LOG_FORMAT, "producer, trigger, tracker"), *AWS_VARIABLES)
+             (LOG_FORMAT, "producer, trigger, tracker"), (KAFKA_CLIENT_LOG, "producer, trigger, tracker"),
+             *AWS_VARIABLES)
     return markdown_table(table_rows(components, extra))
 
 

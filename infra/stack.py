@@ -279,6 +279,11 @@ def _format_storage(cfg: StackConfig, props: Path) -> None:
 
 def kafka_ready(bootstrap: str, timeout: float = 2.0) -> bool:
     """True when the broker answers a metadata request."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    # Nothing listening: say so at once (kafka-python would retry its bootstrap for ~30 s and log
+    # "Bootstrap failed" on the way).
+    if port.isdigit() and host in ("localhost", "127.0.0.1", "") and not _port_open(int(port)):
+        return False
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaConfigurationError, KafkaError
     try:

@@ -1,1 +1,1 @@
-"""`make soak`: the README's typical session for MINUTES, sampled, judged by gates, written to docs/SOAK.md."""
+"""`make soak`: the typical session (what `make up` runs) for MINUTES, sampled, judged by gates, written to docs/SOAK.md."""

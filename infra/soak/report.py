@@ -199,14 +199,14 @@ def _ministack_section(result: dict) -> list[str]:
         out.append(f"| {name} | {g['streams']:,} | {g.get('retention_days') or '-'} | "
                    f"{inv.get('invocations', {}).get(fn, '-'):,} |")
     return out + ["", "MiniStack keeps every invocation's log stream (it stores a retention policy but does not "
-                      "apply it) and every metric datapoint for two weeks: see \"What grows\" in the README.", ""]
+                      "apply it) and every metric datapoint for two weeks: see docs/OPERATIONS.md, \"What grows, and what bounds it\".", ""]
 
 
 def _method() -> list[str]:
     return [
         "## How it is measured", "",
         "* A fresh stack in `.state/soak/` (`make run`), `make deploy-resources`, then each long-running part of the "
-        "README's typical session that exists on this branch (`make trigger`, `make alerts-trigger`, `make tracker`, "
+        "typical session (docs/OPERATIONS.md, running the parts by hand) that exists on this branch (`make trigger`, `make alerts-trigger`, `make tracker`, "
         "`make notifications`, `make alerts`, `make produce`), run as the command its make target runs.",
         "* Every 10 s: the topic's end offsets (records in), each consumer group's committed offsets (records out; "
         "the consumers commit only handled records) and lag (end - committed), resident memory from /proc "

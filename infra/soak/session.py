@@ -1,4 +1,4 @@
-"""The README's typical session, as processes: each long-running `make` target that exists.
+"""The typical session (what `make up` runs), as processes: each long-running `make` target that exists.
 
 A part's command is what `make -n <target>` prints as its last line, so the soak runs exactly what
 a user runs (the Makefile's own defaults and arguments), and a part that does not exist yet (no

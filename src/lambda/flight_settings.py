@@ -1,7 +1,7 @@
 """The function's configuration: one frozen object read from the environment once per container.
 
 Declared with pipeline_common.settings, which the zip ships at its root (standard library only),
-so the README table and the error messages come from the same declarations as every other component.
+so the settings table (docs/CONFIGURATION.md) and the error messages come from the same declarations as every other component.
 """
 from __future__ import annotations
 

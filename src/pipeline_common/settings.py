@@ -1,5 +1,5 @@
 """Each setting declared once: its variable, type, bounds, default and help give the environment
-reading, the command-line flag, the validation message and the README row.
+reading, the command-line flag, the validation message and the docs/CONFIGURATION.md row.
 
 Standard library only: the Lambda zip ships this module too. Declare a component's settings as
 fields of one frozen dataclass that derives from ``Settings``::
@@ -7,7 +7,7 @@ fields of one frozen dataclass that derives from ``Settings``::
     @dataclass(frozen=True)
     class PollerConfig(Settings):
         ENV_PREFIX: ClassVar[str] = "POLLER_"   # flags drop it: POLLER_INTERVAL_S -> --interval-s
-        USED_BY: ClassVar[str] = "poller"       # the README table's "used by" column
+        USED_BY: ClassVar[str] = "poller"       # the settings table's "used by" column
 
         interval_s: float = setting("POLLER_INTERVAL_S", 5.0, minimum=0.1, unit="s",
                                     help="seconds between two polls")
@@ -28,7 +28,7 @@ is read; any other type needs ``parse=``, a function from the text to the value 
 ValueError with the reason. A field whose default is another ``Settings`` class (``kafka:
 KafkaSettings = field(default_factory=KafkaSettings)``) is read with it, and its flags are added
 too. A setting shared by several components is declared once as a module constant
-(``KAFKA_TOPIC = Setting(...)``) and used as ``topic: str = KAFKA_TOPIC.field()``. The README's
+(``KAFKA_TOPIC = Setting(...)``) and used as ``topic: str = KAFKA_TOPIC.field()``. The settings table's
 environment table is generated from these declarations (``python -m infra.settings_table``).
 """
 from __future__ import annotations
@@ -90,12 +90,12 @@ class Setting:
     greater_than: float | None = None     # an exclusive minimum (e.g. "must be > 0")
     choices: Sequence[str] | None = None
     parse: Callable[[str], Any] | None = None  # text -> value; raises ValueError("reason")
-    unit: str = ""                        # "s", "MB", ...: shown in messages and the README
+    unit: str = ""                        # "s", "MB", ...: shown in messages and docs/CONFIGURATION.md
     required: bool = False
     secret: bool = False                  # never a flag (it would show in `ps`), never in repr
     flag: str | Sequence[str] | None = AUTO
     metavar: str | None = None
-    doc_default: str | None = None        # README/help text when the default is computed
+    doc_default: str | None = None        # docs/help text when the default is computed
     fallback_env: Sequence[str] = ()
     flag_action: str | None = None        # e.g. "extend": a repeatable flag whose values add up
 
@@ -316,7 +316,7 @@ def _nested(cls: type) -> dict[str, type[Settings]]:
             if isinstance(f.default_factory, type) and issubclass(f.default_factory, Settings)}
 
 
-# ------------------------------------------------------------------ the README table
+# ------------------------------------------------------------------ the settings table (docs/CONFIGURATION.md)
 
 def table_rows(components: Sequence[type[Settings]],
                extra: Sequence[tuple[Setting, str]] = ()) -> list[tuple[str, str, str, str, str]]:

@@ -70,14 +70,14 @@ class ProducerConfig(Settings):
                                     metavar="N", doc_default="run until stopped", help="stop after N polls/ticks/batches")
     # 2,000 aircraft every 10 s (OpenSky's anonymous resolution) = 200 positions/s: the whole typical
     # session (both mappings, subscribers, tracker) keeps up on 2 cores with room to spare, and MiniStack,
-    # which keeps every invocation's logs and metrics, grows slowest (README "Soak"); heavier loads are
+    # which keeps every invocation's logs and metrics, grows slowest (docs/SOAK.md); heavier loads are
     # one flag away: --interval 5 (400/s), --aircraft 8000 (800/s), --interval 1 (10x).
     aircraft: int = setting("PRODUCER_AIRCRAFT", 2000, minimum=1, metavar="N", help="synthetic fleet size")
     seed: int = setting("PRODUCER_SEED", 42, help="synthetic random seed")
     rate: float | None = setting("PRODUCER_RATE", None, greater_than=0, metavar="R",
                                  help="synthetic: exactly R positions/s in total instead of whole-fleet ticks")
     start_time: float | None = setting("PRODUCER_START_TIME", None, metavar="EPOCH", doc_default="now",
-                                       help="synthetic: simulated start time (reproducible exports)")
+                                       help="synthetic or replay: simulated start time; ticks stamped start + n x interval (exports, and a past day produced to Kafka at the wall-clock interval)")
     bbox: tuple[float, float, float, float] | None = setting(
         "PRODUCER_BBOX", None, parse=parse_bbox, metavar="LAMIN,LOMIN,LAMAX,LOMAX",
         help="OpenSky: only this bounding box, in degrees")

@@ -1,6 +1,6 @@
 """python -m tracker: the Kafka consumer (group flight-tracker) and the REST/WebSocket API + map, in one process.
 
-Settings come from the environment (README, "Environment"); each flag below overrides its variable.
+Settings come from the environment (docs/CONFIGURATION.md); each flag below overrides its variable.
 """
 from __future__ import annotations
 

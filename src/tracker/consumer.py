@@ -453,8 +453,9 @@ class TrackerConsumer:
                 logger.warning("closing the consumer failed", exc_info=True)
         self._drop_connection()
         s = self.stats
-        logger.info("tracker stopped: %d consumed, %d stored, %d duplicates skipped, %d rejected, %d past retention",
-                    s.consumed, s.positions_total, s.duplicates, s.rejected, s.past_retention)
+        logger.info("tracker stopped: %d consumed, %d stored, %d duplicates skipped, %d rejected, %d past retention, "
+                    "%d maintenance passes", s.consumed, s.positions_total, s.duplicates, s.rejected, s.past_retention,
+                    s.maintenance_passes)
 
 
 def _where(record) -> dict:

@@ -73,7 +73,7 @@ class TriggerConfig(Settings):
                                                         metavar="UNIX_S", help="for AT_TIMESTAMP (Unix seconds)")
     # AWS's default is 100. 1,000 carries a partition's share of a whole fleet snapshot (the default
     # producer's 2,000 aircraft, or 8,000 of them, over 6 partitions) in one invocation: each invocation costs MiniStack
-    # CPU and several KB it keeps for good (a log stream, metric datapoints), see README "What grows".
+    # CPU and several KB it keeps for good (a log stream, metric datapoints), see docs/OPERATIONS.md "What grows".
     batch_size: int = setting("TRIGGER_BATCH_SIZE", 1000, minimum=1, maximum=MAX_BATCH_SIZE,
                               metavar=f"1..{MAX_BATCH_SIZE}", help="`BatchSize`")
     maximum_batching_window_s: float = setting("TRIGGER_MAXIMUM_BATCHING_WINDOW_S", 0.5, minimum=0, maximum=300,
