@@ -29,6 +29,7 @@ from flight_domain.alert_rules import Watchlist, WatchlistError, alert_body  # t
 from flight_domain.geofence import GeofenceError, parse_fences
 from infra import aws_resources as base
 from infra.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256
+from infra.progress import Say, printer
 from pipeline_common.settings import ConfigError, Settings, setting
 
 INFRA = Path(__file__).resolve().parent
@@ -40,7 +41,6 @@ ALERT_TYPES = ("GEOFENCE_ENTER", "GEOFENCE_EXIT", "EMERGENCY", "WATCHLIST")
 FUNCTION_PASSTHROUGH = ("GEOFENCE_REFRESH_S", "WATCH_GAP_S", "ALERT_STATE_TTL_S", "PUBLISH_CONCURRENCY",
                         "PUBLISH_MAX_ATTEMPTS", "PUBLISH_BACKOFF_S", "METRICS_ENABLED", "LOG_LEVEL")
 
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,7 @@ class AlertResourceSettings(Settings):
         return super().from_env(env, **overrides)
 
 
-def _say(message: str) -> None:
-    print(f"==> {message}", flush=True)
+_say = printer("==>")
 
 
 def bucket_name(settings: AlertResourceSettings, clients: base.AwsClients) -> str:

@@ -32,6 +32,7 @@ from typing import Callable, ClassVar, Mapping
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, WaiterError
 
 from infra.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256, sha256_hex
+from infra.progress import Say, printer
 from pipeline_common.aws_clients import AwsClients, subscribe_queue
 from pipeline_common.settings import ConfigError, Settings, setting
 from pipeline_common.shared_settings import (
@@ -52,11 +53,9 @@ WAITER = {"Delay": 1, "MaxAttempts": 180}
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
                       2922, 3288, 3653)
 
-Say = Callable[[str], None]
 
 
-def _say(message: str) -> None:
-    print(f"==> {message}", flush=True)
+_say = printer("==>")
 
 
 def _countries(text: str) -> tuple[str, ...]:

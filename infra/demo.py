@@ -23,7 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from infra import aws_resources, observe, stack
+from infra import aws_resources, observe, progress, stack
 from infra.alerts_recount import DemoAlerts
 from infra.demo_tracker import DemoTracker
 from pipeline_common.kafka_client import KafkaSettings
@@ -37,8 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SUMMARY = ROOT / ".state" / "demo-summary.json"
 
 
-def say(msg: str) -> None:
-    print(f"[demo] {msg}", flush=True)
+say = progress.printer("[demo]")
 
 
 def drain_queue(clients: aws_resources.AwsClients, queue_url: str, quiet_s: float = 4.0) -> int:
@@ -279,10 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run_demo(args.seconds, args.aircraft, args.interval, args.seed, args.keep_stack, args.summary)
     except stack.StackError as exc:
-        print(f"[demo] error: {exc}", file=sys.stderr)
+        progress.say(f"error: {exc}", "[demo]", stderr=True)
         return 1
     except KeyboardInterrupt:
-        print("[demo] interrupted", file=sys.stderr)
+        progress.say("interrupted", "[demo]", stderr=True)
         return 130
     return 0 if summary["reconciled"] else 1
 

@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from infra import observe, postgres
+from infra.progress import printer
 from pipeline_common.kafka_client import KafkaSettings
 from tracker.records import InvalidRecord, decode
 from tracker.service import TrackerService
@@ -26,8 +27,7 @@ from tracker.settings import TrackerConfig
 logger = logging.getLogger(__name__)
 
 
-def say(msg: str) -> None:
-    print(f"[demo] {msg}", flush=True)
+say = printer("[demo]")
 
 
 @dataclass

@@ -23,6 +23,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from infra import progress
 from infra.stack import StackError, resolve_pom, say
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ensure_browser()
     except StackError as exc:
-        print(f"[stack] error: {exc}", file=sys.stderr)
+        progress.say(f"error: {exc}", "[stack]", stderr=True)
         return 1
     return 0
 

@@ -23,7 +23,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from flight_domain.flight_transform import InvalidState, evaluate  # the function's own filter
-from infra.aws_resources import AwsClients, AwsResourceSettings, Say, run_command
+from infra.aws_resources import AwsClients, AwsResourceSettings, run_command
+from infra.progress import Say, printer
 from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.state_codec import content_type_of, decode_state
 from sns_batch import MAX_BATCH_BYTES as SNS_MAX_MESSAGE_BYTES
@@ -31,8 +32,8 @@ from sns_batch import MAX_BATCH_BYTES as SNS_MAX_MESSAGE_BYTES
 PUBLISHED_METRIC = "Published"
 
 
-def _say_stderr(message: str) -> None:
-    print(f"==> {message}", file=sys.stderr, flush=True)
+_say_stderr = printer("==>", stderr=True)  # stdout is the feed of messages
+
 # A recount reads whole runs: large fetches, so it is not the slow part of a test.
 _READ_FETCH = dict(max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
 

@@ -24,6 +24,7 @@ from typing import ClassVar
 from pathlib import Path
 
 from infra import processes
+from infra.progress import printer
 from infra.stack_state import state_dir
 from pipeline_common.settings import Settings
 from tracker.settings import DATABASE_URL, POSTGRES_PORT, native_database_url
@@ -73,8 +74,7 @@ class PostgresConfig(Settings):
         return self.database_url or native_database_url(self.port)
 
 
-def say(msg: str) -> None:
-    print(f"[stack] {msg}", flush=True)
+say = printer("[stack]")
 
 
 def platform_suffix(system: str | None = None, machine: str | None = None) -> str:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
-from infra import postgres, processes
+from infra import postgres, processes, progress
 from infra.stack_state import STACK_STATE_DIR, state_dir  # noqa: F401 (STACK_STATE_DIR: the settings table)
 from pipeline_common.settings import ConfigError, Settings, setting
 from pipeline_common.shared_settings import KAFKA_DLQ_TOPIC, KAFKA_TOPIC
@@ -99,8 +99,7 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def say(msg: str) -> None:
-    print(f"[stack] {msg}", flush=True)
+say = progress.printer("[stack]")
 
 
 # --------------------------------------------------------------------------- jars
@@ -576,10 +575,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("pause-part", "resume-part"):
             pause_part(args.part, resume=args.command == "resume-part")
     except (StackError, ConfigError, postgres.PostgresError) as exc:
-        print(f"[stack] error: {exc}", file=sys.stderr)
+        progress.say(f"error: {exc}", "[stack]", stderr=True)
         return 1
     except KeyboardInterrupt:
-        print("[stack] interrupted; started processes were stopped", file=sys.stderr)
+        progress.say("interrupted; started processes were stopped", "[stack]", stderr=True)
         return 130
     return 0
 

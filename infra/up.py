@@ -28,7 +28,7 @@ from typing import Callable
 
 import psutil
 
-from infra import postgres, processes, stack
+from infra import postgres, processes, progress, stack
 from infra.session_parts import MAPPINGS, UP_SESSION, SessionPart, command
 from pipeline_common.settings import ConfigError
 
@@ -43,8 +43,7 @@ PROGRESS_EVERY_S = 5.0
 STOP_TIMEOUT_S = 30.0
 
 
-def say(message: str) -> None:
-    print(f"[up] {message}", flush=True)
+say = progress.printer("[up]")
 
 
 def rel(path: Path) -> str:
@@ -450,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             return logs(args.part, args.lines)
         return down(args.stack)
     except (stack.StackError, postgres.PostgresError, ConfigError, RuntimeError) as exc:
-        print(f"[up] error: {exc}", file=sys.stderr)
+        progress.say(f"error: {exc}", "[up]", stderr=True)
         return 1
 
 

@@ -13,17 +13,16 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws_resources
+from infra.progress import Say
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 logger = logging.getLogger(__name__)
 
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from infra.bench import capacity, end_to_end, growth, machine, map_latency, proc
 from infra.bench import history_ingest as tracker_section
 from infra.bench import wire_format
 from infra.bench.session import STATE_DIR, Session
+from infra.progress import printer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -96,8 +97,7 @@ def _uptime_min(pid: int | None) -> float | None:
     return round((procstat.uptime_s() - started) / 60, 1) if started is not None else None
 
 
-def say(message: str) -> None:
-    print(f"[bench] {message}", flush=True)
+say = printer("[bench]")
 
 
 _STACK_VARIABLES = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "AWS_PORT", "STACK_STATE_DIR")

@@ -14,6 +14,7 @@ from infra import stack
 from infra.bench.aws_side import BenchAws
 from infra.bench.kafka_load import GroupProgress, create_topic, delete_groups, delete_topics
 from infra.bench.procstat import Child, CpuMeter, pids_matching
+from infra.progress import timed_printer
 from pipeline_common.kafka_client import KafkaSettings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -32,6 +33,7 @@ class Session:
 
     def __post_init__(self) -> None:
         self.kafka = KafkaSettings.from_env(bootstrap_servers=self.bootstrap)
+        self._progress = timed_printer("bench", self.started)
         self.aws = BenchAws(self.say)
         self._names: dict[tuple[str, str], int] = {}
         self._topics: list[str] = []
@@ -42,8 +44,7 @@ class Session:
     # -- output ------------------------------------------------------------------------------
     def say(self, message: str) -> None:
         if not self.quiet:
-            elapsed = time.monotonic() - self.started
-            print(f"[bench {int(elapsed // 60):02d}:{int(elapsed % 60):02d}] {message}", flush=True)
+            self._progress(message)
 
     def name(self, what: str, kind: str = "") -> str:
         """A name of this run; asking twice for the same kind of thing and `what` gives a new one (a step

@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from infra import progress
 from pipeline_common.logs import configure_logging
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         plots = report.plot(result, args.plots or args.report.parent / "soak")
         args.report.write_text(report.render(result, plots, args.report, result.get("command", "make soak")))
-        print(f"[soak] {args.report} written again from {args.from_json}")
+        progress.say(f"{args.report} written again from {args.from_json}", "[soak]")
         return 0
 
     cfg = SoakConfig(minutes=args.minutes, interval_s=args.interval_s, state_dir=args.state_dir,
@@ -81,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_soak(cfg)
     except KeyboardInterrupt:
-        print("[soak] interrupted", file=sys.stderr)
+        progress.say("interrupted", "[soak]", stderr=True)
         return 130
     except RuntimeError as exc:
-        print(f"[soak] error: {exc}", file=sys.stderr)
+        progress.say(f"error: {exc}", "[soak]", stderr=True)
         return 1
     result["command"] = command
     write_results(result, cfg.results)
@@ -94,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = [g for g in result["gates"] if not g["ok"]]
     missing = [c for c in result["reconciliation"]["checks"] if not c["ok"]]
     for g in failed:
-        print(f"[soak] FAIL {g['name']}: {g['measured']} ({g['detail']})")
+        progress.say(f"FAIL {g['name']}: {g['measured']} ({g['detail']})", "[soak]")
     for c in missing:
-        print(f"[soak] FAIL {c['check']}: {c['detail']}")
-    print(f"[soak] {'PASSED' if result['passed'] else 'FAILED'}: report {cfg.report}, raw samples {cfg.results}")
+        progress.say(f"FAIL {c['check']}: {c['detail']}", "[soak]")
+    progress.say(f"{'PASSED' if result['passed'] else 'FAILED'}: report {cfg.report}, raw samples {cfg.results}", "[soak]")
     return 0 if result["passed"] else 1
 
 

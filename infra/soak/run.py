@@ -25,6 +25,7 @@ from pathlib import Path
 from infra import aws_resources, observe
 from infra.bench import machine
 from infra.bench.session import producer_summary
+from infra.progress import printer
 from infra.soak import gates, sampler, tracker_rows
 from infra.soak.session import ROOT, Part, child_env, discover
 from pipeline_common.kafka_client import KafkaSettings
@@ -35,8 +36,7 @@ STACK_PROCESSES = {"kafka": "Kafka broker", "ministack": "MiniStack", "postgres"
 _RECEIVED = re.compile(r"(\d+) notification\(s\) received")
 
 
-def say(message: str) -> None:
-    print(f"[soak] {message}", flush=True)
+say = printer("[soak]")
 
 
 @dataclass
