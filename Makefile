@@ -29,7 +29,8 @@ export KAFKA_CLIENT_LOG ?= $(or $(STACK_STATE_DIR),.state)/logs/kafka-client.log
 .PHONY: help setup run up ps logs down stop restart status \
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
         geofences alerts alerts-trigger \
-        produce trigger lag tracker psql demo soak test test-unit test-integration reliability bench settings-table clean
+        produce trigger lag tracker psql demo soak test test-unit test-integration reliability bench settings-table clean \
+        archiver lake-sql lake-maintain lake-gold
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -82,9 +83,10 @@ create-sns-topic: setup ## create the FlightNotifications topic (idempotent)
 deploy-lambda: setup ## package and create-or-update the function; waits until active
 	@$(PY) -m infra.aws_resources deploy-lambda
 
-deploy-resources: setup ## topic + IAM role + function + demo SQS subscriber with filter policy
+deploy-resources: setup ## topic + IAM role + function + demo SQS subscriber with filter policy + the lake's Iceberg table
 	@$(PY) -m infra.aws_resources deploy-resources
 	@$(PY) -m infra.alerts_resources deploy
+	@$(PY) -m infra.lake.create
 
 FILE ?= infra/geofences/default.geojson
 geofences: setup ## validate a GeoJSON file and replace the alert geofences: make geofences FILE=my.geojson
@@ -118,6 +120,22 @@ lag: setup ## OffsetLag of each mapping's consumer group (MAPPINGS=... as for ma
 
 tracker: setup ## run the flight tracker: consumer + REST/WebSocket API + map (TRACKER_API_PORT, default 8000)
 	@$(PY) -m tracker $(ARGS)
+
+archiver: setup ## archive aviation-data into the Iceberg table exactly once (group flight-archiver; LAKE_* settings)
+	@$(PY) -m archiver $(ARGS)
+
+SQL ?= SELECT count(*) FROM positions
+lake-sql: setup ## one SQL query over the lake with DuckDB: make lake-sql SQL="SELECT count(*) FROM positions"
+	@$(PY) -m infra.lake.sql "$$LAKE_SQL_TEXT" $(ARGS)
+lake-sql: export LAKE_SQL_TEXT = $(SQL)
+
+lake-maintain: setup ## the lake's maintenance: compaction of small files, snapshot expiry, orphan-file cleanup
+	@$(PY) -m infra.lake.maintain $(ARGS)
+
+DAY ?=
+lake-gold: setup ## silver and gold tables of one UTC day from the lake: make lake-gold DAY=YYYY-MM-DD
+	@test -n "$(DAY)" || { echo 'error: say which UTC day: make lake-gold DAY=YYYY-MM-DD' >&2; exit 2; }
+	@$(PY) -m infra.lake.gold --day $(DAY) $(ARGS)
 
 psql: setup ## a psql shell on the tracker's database (DATABASE_URL, else the native server)
 	@command -v psql >/dev/null || { echo "error: psql not found (Debian: apt-get install postgresql-client; macOS: brew install libpq)" >&2; exit 1; }

@@ -1,0 +1,1 @@
+"""The lake's tools: create the tables, query them (DuckDB), maintain them, build silver and gold."""

@@ -1,0 +1,93 @@
+"""The lake's settings (LAKE_*): where the Iceberg catalog and warehouse are, which table, and how the
+archiver batches its commits. Read by the archiver and every lake tool (infra/lake/*)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pipeline_common.settings import ConfigError, Settings, setting
+from tracker.settings import DATABASE_URL, POSTGRES_PORT, native_database_url
+
+# SQLAlchemy's driver for psycopg 3, the PostgreSQL driver the project already ships (no psycopg2).
+_SQLALCHEMY_DRIVER = "postgresql+psycopg://"
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "0.0.0.0")
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """'postgresql://u@h:p/db' (libpq form, as DATABASE_URL is) -> 'postgresql+psycopg://u@h:p/db'."""
+    for scheme in ("postgresql://", "postgres://"):
+        if database_url.startswith(scheme):
+            return _SQLALCHEMY_DRIVER + database_url[len(scheme):]
+    return database_url
+
+
+@dataclass(frozen=True)
+class LakeSettings(Settings):
+    ENV_PREFIX: ClassVar[str] = "LAKE_"
+    USED_BY: ClassVar[str] = "archiver, lake tools"
+
+    catalog_uri: str | None = setting(
+        "LAKE_CATALOG_URI", None, metavar="URL",
+        doc_default="the tracker's PostgreSQL (`DATABASE_URL`, else the native server) as `postgresql+psycopg://...`",
+        help="SQLAlchemy URL of the Iceberg SQL catalog (PyIceberg SqlCatalog; `sqlite:///path` works for a file)")
+    catalog_name: str = setting("LAKE_CATALOG_NAME", "lake",
+                                help="the catalog's name (the `catalog_name` column; Spark's catalog must be "
+                                     "named the same; not the namespace's name, which Spark's procedures confuse)")
+    warehouse: str = setting("LAKE_WAREHOUSE", "s3://flightpipe-lake/warehouse",
+                             help="where tables' data and metadata files go (s3://bucket/prefix or file:///dir)")
+    namespace: str = setting("LAKE_NAMESPACE", "flightpipe", help="the Iceberg namespace of the lake's tables")
+    table: str = setting("LAKE_TABLE", "positions", help="the table the archiver writes every position to")
+    commit_rows: int = setting("LAKE_COMMIT_ROWS", 100_000, minimum=1, maximum=10_000_000,
+                               help="the archiver commits once this many records are buffered")
+    commit_interval_s: float = setting("LAKE_COMMIT_INTERVAL_S", 60.0, minimum=0.1, maximum=3600, unit="s",
+                                       help="the archiver commits what it has at least this often")
+    group_id: str = setting("LAKE_GROUP_ID", "flight-archiver",
+                            help="the archiver's consumer group (its committed offsets are only a hint for "
+                                 "lag tools: the table's snapshots hold the real ones)")
+    database_url: str | None = DATABASE_URL.field()
+    postgres_port: int = POSTGRES_PORT.field()
+    # The standard AWS variables (boto3 reads them too); declared here so the S3 file IO gets them.
+    aws_endpoint_url: str | None = setting("AWS_ENDPOINT_URL", None, flag=None,
+                                           help="the AWS endpoint; unset for real AWS")
+    aws_region: str = setting("AWS_REGION", "us-east-1", flag=None, fallback_env=("AWS_DEFAULT_REGION",),
+                              help="region")
+
+    def check(self) -> None:
+        if not self.warehouse.startswith(("s3://", "s3a://", "file://", "/")):
+            raise ConfigError(f"LAKE_WAREHOUSE={self.warehouse!r} is not an s3:// or file:// location")
+        for name, value in (("LAKE_NAMESPACE", self.namespace), ("LAKE_TABLE", self.table)):
+            if not value or "." in value:
+                raise ConfigError(f"{name}={value!r} must be one non-empty name without dots")
+
+    @property
+    def catalog_url(self) -> str:
+        """LAKE_CATALOG_URI, else the tracker's database (DATABASE_URL or the native server) for SQLAlchemy."""
+        if self.catalog_uri:
+            return self.catalog_uri
+        return sqlalchemy_url(self.database_url or native_database_url(self.postgres_port))
+
+    @property
+    def identifier(self) -> tuple[str, str]:
+        return (self.namespace, self.table)
+
+    @property
+    def warehouse_bucket(self) -> str | None:
+        """The S3 bucket of an s3:// warehouse (created by `python -m infra.lake.create`), else None."""
+        if not self.warehouse.startswith(("s3://", "s3a://")):
+            return None
+        return self.warehouse.split("://", 1)[1].split("/", 1)[0]
+
+    def file_io_properties(self) -> dict[str, str]:
+        """PyIceberg's S3 properties. Credentials are left to the default AWS chain (AWS_ACCESS_KEY_ID...);
+        a local endpoint (MiniStack) gets path-style addressing, since it serves no bucket subdomains."""
+        props = {"s3.region": self.aws_region}
+        if self.aws_endpoint_url:
+            props["s3.endpoint"] = self.aws_endpoint_url
+            host = self.aws_endpoint_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+            if host in _LOCAL_HOSTS or not self.aws_endpoint_url.startswith("https://"):
+                props["s3.force-virtual-addressing"] = "false"
+        return props
+
+    def catalog_properties(self) -> dict[str, str]:
+        """Everything SqlCatalog(name, **properties) needs."""
+        return {"uri": self.catalog_url, "warehouse": self.warehouse, **self.file_io_properties()}
