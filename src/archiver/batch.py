@@ -1,0 +1,110 @@
+"""The archiver's pure parts: one commit's worth of records (positions, rejects, next offsets), its Arrow
+tables (sorted, de-duplicated on the table's key), and where to resume after a start or a refused commit."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable, Mapping, NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lakehouse.catalog import POSITIONS_ARROW, REJECTS_ARROW, SORT_KEYS, merge_offsets
+from tracker.records import COLUMNS, Position
+
+Key = tuple  # (icao24, time_position)
+
+
+class Reject(NamedTuple):
+    """A malformed record, kept with its reason (the rejects table's row, rejected_at added at commit)."""
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    value: bytes | None
+
+
+@dataclass
+class Pending:
+    """What the next commit writes: everything consumed since the last one."""
+    positions: list[Position] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset, of what was consumed
+    consumed: int = 0
+    started: float = 0.0  # monotonic time of the first record, 0 while empty
+
+    def take(self, partition: int, offset: int, now: float | None = None) -> None:
+        """A record at (partition, offset) was consumed (whatever became of it)."""
+        if not self.started:
+            self.started = time.monotonic() if now is None else now
+        self.consumed += 1
+        if offset + 1 > self.offsets.get(partition, -1):
+            self.offsets[partition] = offset + 1
+
+    def due(self, commit_rows: int, interval_s: float, now: float) -> bool:
+        """Time to commit: enough records, or the oldest has waited the interval."""
+        return self.consumed > 0 and (self.consumed >= commit_rows or now - self.started >= interval_s)
+
+    def __len__(self) -> int:
+        return self.consumed
+
+
+def commit_offsets(table_offsets: Mapping[int, int], consumed: Mapping[int, int]) -> dict[int, int]:
+    """The full {partition: next offset} map a commit records: the table's, moved on by what was consumed
+    (every partition is in it, including those that had nothing new)."""
+    return merge_offsets(table_offsets, consumed)
+
+
+def seek_targets(partitions: Iterable[int], table_offsets: Mapping[int, int]) -> dict[int, int | None]:
+    """Where each assigned partition resumes: the table's next offset, None (the beginning) for a partition
+    the table has never seen."""
+    return {p: table_offsets.get(p) for p in sorted(partitions)}
+
+
+def already_stored(partition: int, offset: int, stored: Mapping[int, int]) -> bool:
+    """A record below a table's next offset for its partition is in that table already (or was decided)."""
+    return offset < stored.get(partition, 0)
+
+
+def positions_table(positions: list[Position], ingested_at: datetime,
+                    skip: frozenset | set = frozenset()) -> tuple[pa.Table, int]:
+    """The rows of one commit as Arrow, in the table's sort order (PyIceberg writes rows as given), each
+    (icao24, time_position) once: the first of the records that carry it by (partition, offset), and none
+    whose key is in ``skip`` (the previous commit's keys). Returns (table, duplicates dropped)."""
+    if skip:
+        kept = [p for p in positions if (p[0], p[1]) not in skip]
+        dropped = len(positions) - len(kept)
+        positions = kept
+    else:
+        dropped = 0
+    if not positions:
+        return POSITIONS_ARROW.empty_table(), dropped
+    columns = list(zip(*positions))
+    arrays = [pa.array(values, type=POSITIONS_ARROW.field(name).type) for name, values in zip(COLUMNS, columns)]
+    arrays.append(pa.array([ingested_at] * len(positions), type=POSITIONS_ARROW.field("ingested_at").type))
+    table = pa.Table.from_arrays(arrays, schema=POSITIONS_ARROW)
+    table = table.sort_by([*SORT_KEYS, ("kafka_partition", "ascending"), ("kafka_offset", "ascending")])
+    icao, when = table.column("icao24"), table.column("time_position")
+    n = table.num_rows
+    if n > 1:
+        # Sorted, so a repeated key sits right after its first row: keep a row unless it equals the one before.
+        same = pc.and_(pc.equal(icao.slice(1), icao.slice(0, n - 1)), pc.equal(when.slice(1), when.slice(0, n - 1)))
+        keep = pa.concat_arrays([pa.array([True]), pc.invert(same.combine_chunks())])
+        if not pc.all(keep).as_py():
+            before = table.num_rows
+            table = table.filter(keep)
+            dropped += before - table.num_rows
+    return table, dropped
+
+
+def keys_of(table: pa.Table) -> set[Key]:
+    """(icao24, time_position) of every row, as positions_table's ``skip`` wants them."""
+    return set(zip(table.column("icao24").to_pylist(), table.column("time_position").to_pylist()))
+
+
+def rejects_table(rejects: list[Reject], rejected_at: datetime) -> pa.Table:
+    cols = list(zip(*rejects)) if rejects else [[] for _ in Reject._fields]
+    arrays = [pa.array(values, type=REJECTS_ARROW.field(name).type) for name, values in zip(Reject._fields, cols)]
+    arrays.append(pa.array([rejected_at] * len(rejects), type=REJECTS_ARROW.field("rejected_at").type))
+    return pa.Table.from_arrays(arrays, schema=REJECTS_ARROW)
