@@ -87,10 +87,11 @@ def s3_secret_from_properties(props: Mapping[str, str]) -> str:
     """The secret from the same FileIO properties PyIceberg writes with (s3.endpoint, s3.region,
     s3.access-key-id, ...), so DuckDB reads exactly where the archiver wrote; without keys there, the
     standard AWS chain (environment, profile, instance role) through botocore."""
-    key_id, secret, token = props.get("s3.access-key-id"), props.get("s3.secret-access-key"), props.get("s3.session-token")
+    key_id, secret = props.get("s3.access-key-id"), props.get("s3.secret-access-key")
+    token = props.get("s3.session-token")
     region = props.get("s3.region") or props.get("client.region")
-    if not (key_id and secret) or not region:
-        import boto3  # only when the catalog carries no credentials (real AWS)
+    if not (key_id and secret and region):
+        import boto3  # LakeSettings leaves credentials to the AWS chain, as PyIceberg's own S3 client does
         session = boto3.Session()
         region = region or session.region_name or "us-east-1"
         creds = session.get_credentials() if not (key_id and secret) else None
