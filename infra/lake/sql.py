@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lake-sql: {exc}", file=sys.stderr)
         return EXIT_NO_LAKE
     except Exception as exc:  # the catalog's database or the S3 endpoint: say which, not a traceback
-        print(f"lake-sql: cannot open the lake (catalog {settings.namespace!r}): {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        print(f"lake-sql: cannot open the lake (catalog {settings.catalog_name!r}, warehouse {settings.warehouse}): "
+              f"{type(exc).__name__}: {reason}", file=sys.stderr)
         return EXIT_NO_LAKE
     try:
         columns, rows = run_query(con, sql)

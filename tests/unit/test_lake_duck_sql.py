@@ -71,6 +71,14 @@ def test_a_lake_that_cannot_be_opened_is_exit_1_naming_the_setting(monkeypatch, 
     assert "LAKE_WAREHOUSE='ftp://nowhere'" in capsys.readouterr().err
 
 
+def test_a_catalog_database_that_does_not_answer_is_exit_1_in_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("LAKE_CATALOG_URI", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert lake_sql.main(["SELECT 1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lake-sql: cannot open the lake (catalog 'lake', warehouse s3://flightpipe-lake/warehouse)")
+    assert "OperationalError" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("value, text", [
     (None, "NULL"), (True, "true"), (3, "3"), (10972.7900390625, "10972.79004"), (0.5, "0.5"),
     (Decimal("1.50"), "1.50"), (datetime(2026, 12, 7, 0, 0, 5, tzinfo=timezone.utc), "2026-12-07 00:00:05Z"),
