@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ensure_bucket(settings)
     catalog = load_catalog(settings)
-    table = ensure_table(catalog, settings)
-    rejects = ensure_rejects_table(catalog, settings)
+    # A table whose files are gone (the local endpoint restarted without keeping S3) is replaced: its rows
+    # are lost either way, and an archiver cannot write to it.
+    table = ensure_table(catalog, settings, replace_lost=True)
+    rejects = ensure_rejects_table(catalog, settings, replace_lost=True)
     print(f"lake: table {'.'.join(table.name())} and {'.'.join(rejects.name())} in catalog "
           f"{settings.catalog_name!r} ({_shown(settings.catalog_url)}), warehouse {settings.warehouse}, "
           f"data at {table.location()}")

@@ -125,7 +125,12 @@ def rejects_identifier(settings: LakeSettings) -> tuple[str, str]:
     return (settings.namespace, f"{settings.table}_rejects")
 
 
-def _ensure(catalog: SqlCatalog, identifier: tuple[str, str], schema: Schema, **kwargs) -> Table:
+class LostTable(RuntimeError):
+    """The catalog names a table whose current metadata file is gone from the warehouse."""
+
+
+def _ensure(catalog: SqlCatalog, identifier: tuple[str, str], schema: Schema, replace_lost: bool = False,
+            **kwargs) -> Table:
     try:
         catalog.create_namespace(identifier[0])
     except NamespaceAlreadyExistsError:
@@ -135,7 +140,19 @@ def _ensure(catalog: SqlCatalog, identifier: tuple[str, str], schema: Schema, **
         logger.info("created Iceberg table %s.%s at %s", *identifier, table.location())
         return table
     except TableAlreadyExistsError:
+        pass
+    try:
         table = catalog.load_table(identifier)
+    except FileNotFoundError as exc:
+        # The catalog outlived the files (a local endpoint that keeps S3 in memory was restarted): the
+        # table's rows are gone with them. Only a deploy tool replaces such a table, and says so.
+        if not replace_lost:
+            raise LostTable(f"the catalog has {'.'.join(identifier)} but its metadata file is gone ({exc}); "
+                            "`python -m infra.lake.create` replaces it with an empty table") from exc
+        logger.warning("table %s.%s: its metadata file is gone from the warehouse (%s); replaced by an empty table",
+                       *identifier, exc)
+        catalog.drop_table(identifier)
+        return _ensure(catalog, identifier, schema, **kwargs)
     # A catalog that drops properties at create (S3 Tables' REST does), or a table made by another tool.
     missing = {k: v for k, v in TABLE_PROPERTIES.items() if table.properties.get(k) != v}
     if missing:
@@ -145,15 +162,16 @@ def _ensure(catalog: SqlCatalog, identifier: tuple[str, str], schema: Schema, **
     return table
 
 
-def ensure_table(catalog: SqlCatalog, settings: LakeSettings) -> Table:
-    """The positions table, created with its namespace if missing (idempotent)."""
-    return _ensure(catalog, settings.identifier, POSITIONS_SCHEMA, partition_spec=POSITIONS_SPEC,
+def ensure_table(catalog: SqlCatalog, settings: LakeSettings, replace_lost: bool = False) -> Table:
+    """The positions table, created with its namespace if missing (idempotent). A table whose metadata
+    file is gone raises LostTable, or is replaced by an empty one with ``replace_lost``."""
+    return _ensure(catalog, settings.identifier, POSITIONS_SCHEMA, replace_lost, partition_spec=POSITIONS_SPEC,
                    sort_order=POSITIONS_SORT)
 
 
-def ensure_rejects_table(catalog: SqlCatalog, settings: LakeSettings) -> Table:
+def ensure_rejects_table(catalog: SqlCatalog, settings: LakeSettings, replace_lost: bool = False) -> Table:
     """The archiver's rejects table beside the positions table (idempotent)."""
-    return _ensure(catalog, rejects_identifier(settings), REJECTS_SCHEMA)
+    return _ensure(catalog, rejects_identifier(settings), REJECTS_SCHEMA, replace_lost)
 
 
 def positions_table(settings: LakeSettings, catalog: SqlCatalog | None = None) -> Table:

@@ -48,6 +48,8 @@ class LakeSettings(Settings):
     postgres_port: int = POSTGRES_PORT.field()
     # The standard AWS variables (boto3 reads them too); declared here so the S3 file IO gets them.
     aws_endpoint_url: str | None = setting("AWS_ENDPOINT_URL", None, flag=None,
+                                           doc_default="`http://localhost:4566` (from the Makefile; `AWS_PORT` "
+                                                       "changes the port)",
                                            help="the AWS endpoint; unset for real AWS")
     aws_region: str = setting("AWS_REGION", "us-east-1", flag=None, fallback_env=("AWS_DEFAULT_REGION",),
                               help="region")

@@ -113,3 +113,15 @@ def test_settings_refuse_a_dotted_table_name_and_a_non_positive_commit_size():
         LakeSettings.from_env({"LAKE_TABLE": "a.b"})
     with pytest.raises(ConfigError, match="LAKE_COMMIT_ROWS"):
         LakeSettings.from_env({"LAKE_COMMIT_ROWS": "0"})
+
+
+def test_a_table_whose_files_are_gone_is_refused_and_only_the_deploy_tool_replaces_it(settings, tmp_path):
+    import shutil
+    from lakehouse.catalog import LostTable
+    table = ensure_table(load_catalog(settings), settings)
+    _append(table, 3, 0, {0: 3})
+    shutil.rmtree(tmp_path / "warehouse")  # e.g. an endpoint that kept S3 in memory was restarted
+    with pytest.raises(LostTable, match="infra.lake.create"):
+        ensure_table(load_catalog(settings), settings)
+    fresh = ensure_table(load_catalog(settings), settings, replace_lost=True)
+    assert fresh.current_snapshot() is None and committed_offsets(fresh) == {}
