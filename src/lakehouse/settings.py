@@ -91,5 +91,7 @@ class LakeSettings(Settings):
         return props
 
     def catalog_properties(self) -> dict[str, str]:
-        """Everything SqlCatalog(name, **properties) needs."""
-        return {"uri": self.catalog_url, "warehouse": self.warehouse, **self.file_io_properties()}
+        """Everything SqlCatalog(name, **properties) needs. pool_pre_ping: a pooled connection that a
+        PostgreSQL restart broke is replaced before use, instead of failing the next commit."""
+        return {"uri": self.catalog_url, "warehouse": self.warehouse, "pool_pre_ping": "true",
+                **self.file_io_properties()}
