@@ -187,10 +187,10 @@ class Archiver:
                     self.stats.rejects += len(pending.rejects)
                     pending.rejects = []
                 if rows.num_rows:
+                    marks = {OFFSETS_PROPERTY: text, INGESTED_AT_PROPERTY: now.isoformat()}
                     with self._positions.transaction() as tx:
-                        tx.append(rows, snapshot_properties={OFFSETS_PROPERTY: text,
-                                                             INGESTED_AT_PROPERTY: now.isoformat()})
-                        tx.set_properties({OFFSETS_PROPERTY: text})
+                        tx.append(rows, snapshot_properties=marks)
+                        tx.set_properties(marks)  # survive a compaction's snapshot and snapshot expiry
                     self._stored = offsets
                     self._previous_keys = keys_of(rows)
                 # With no rows the positions table is left as it is (no snapshot, no offsets-only commit, which
@@ -355,16 +355,19 @@ class Archiver:
 
 def last_commit_keys(table: Table) -> set:
     """(icao24, time_position) of the rows the table's last archiver commit wrote (empty for a new table)."""
+    when = table.properties.get(INGESTED_AT_PROPERTY)
     current = table.current_snapshot()
     if current is None:
         return set()
-    for snapshot in ancestors_of(current, table.metadata):
-        when = snapshot.summary.additional_properties.get(INGESTED_AT_PROPERTY) if snapshot.summary else None
-        if when:
-            rows = table.scan(row_filter=EqualTo("ingested_at", when),
-                              selected_fields=("icao24", "time_position")).to_arrow()
-            return keys_of(rows)
-    return set()
+    if not when:  # the property removed by another tool: the newest snapshot that has it
+        for snapshot in ancestors_of(current, table.metadata):
+            when = snapshot.summary.additional_properties.get(INGESTED_AT_PROPERTY) if snapshot.summary else None
+            if when:
+                break
+    if not when:
+        return set()
+    rows = table.scan(row_filter=EqualTo("ingested_at", when), selected_fields=("icao24", "time_position")).to_arrow()
+    return keys_of(rows)
 
 
 def _where(record) -> dict:
