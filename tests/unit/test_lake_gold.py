@@ -8,12 +8,10 @@ from datetime import date, datetime, timedelta, timezone
 import duckdb
 import pyarrow as pa
 import pytest
+from pyiceberg.catalog.sql import SqlCatalog
 
-pytest.importorskip("pyiceberg")
-from pyiceberg.catalog.sql import SqlCatalog  # noqa: E402
-
-from lakehouse import gold  # noqa: E402
-from lakehouse.catalog import POSITIONS_ARROW, TABLE_PROPERTIES  # noqa: E402
+from lakehouse import gold
+from lakehouse.catalog import POSITIONS_ARROW, TABLE_PROPERTIES
 
 DAY = date(2026, 12, 6)
 T0 = datetime(2026, 12, 6, tzinfo=timezone.utc)

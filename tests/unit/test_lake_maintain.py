@@ -3,20 +3,16 @@ then each step on a real Iceberg table in a local catalog (SQLite + a folder; th
 PostgreSQL + S3 in tests/integration/test_lake_maintain.py), with the archiver's offsets watched throughout."""
 from __future__ import annotations
 
-import os
-import time
 from datetime import date, datetime, timedelta, timezone
 
+import pyarrow as pa
 import pytest
+from pyiceberg.exceptions import CommitFailedException
 
-pytest.importorskip("pyiceberg")
-import pyarrow as pa  # noqa: E402
-from pyiceberg.exceptions import CommitFailedException  # noqa: E402
-
-from lakehouse import maintenance as m  # noqa: E402
-from lakehouse.catalog import (OFFSETS_PROPERTY, POSITIONS_ARROW, committed_offsets, encode_offsets,  # noqa: E402
+from lakehouse import maintenance as m
+from lakehouse.catalog import (OFFSETS_PROPERTY, POSITIONS_ARROW, committed_offsets, encode_offsets,
                                ensure_table, load_catalog)
-from lakehouse.settings import LakeSettings  # noqa: E402
+from lakehouse.settings import LakeSettings
 
 MB = 1024 * 1024
 DAY = date(2026, 12, 6)
@@ -142,13 +138,13 @@ def test_compaction_keeps_the_rows_and_the_offsets_in_fewer_sorted_files(twenty_
     assert table.current_snapshot().summary[OFFSETS_PROPERTY] == before_summary
     assert committed_offsets(table) == before_offsets == {0: 1000}
     for task in table.scan().plan_files():  # each new file is in the table's sort order
-        rows = [(r["icao24"], r["time_position"]) for r in m_read(table, task)]
+        rows = [(r["icao24"], r["time_position"]) for r in read_file(table, task)]
         assert rows == sorted(rows)
     assert reports[0].line().startswith("compaction time_position_day=2026-12-06: 10 files (")
     assert " kB) -> 1 (" in reports[0].line() and ", 500 rows, snapshot " in reports[0].line()
 
 
-def m_read(table, task) -> list[dict]:
+def read_file(table, task) -> list[dict]:
     import pyarrow.parquet as pq
     from pyiceberg.io.pyarrow import PyArrowFileIO
 
