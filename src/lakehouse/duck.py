@@ -132,6 +132,10 @@ def table_locations(catalog, namespace: str) -> dict[str, str]:
             out[identifier[-1]] = catalog.load_table(identifier).metadata_location
         except NoSuchTableError:
             continue  # dropped between the listing and the load
+        except OSError as exc:
+            # Its metadata file is gone (an endpoint that kept S3 in memory was restarted): the other tables
+            # still answer; `python -m infra.lake.create` replaces a lost positions table.
+            logger.warning("lake table %s is not readable, no view for it: %s", ".".join(identifier), exc)
     return out
 
 

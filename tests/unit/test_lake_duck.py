@@ -6,6 +6,7 @@ reads, no server involved (tests/integration/test_lake_queries.py does the same 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -132,3 +133,15 @@ def test_a_connection_sees_the_snapshot_of_its_start_until_refreshed(lake):
 def test_an_empty_namespace_gives_no_views(lake):
     con = duck.connect(lake)
     assert con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchone() == (0,)
+
+
+def test_a_table_whose_metadata_file_is_gone_gets_no_view_and_the_others_still_answer(lake, tmp_path, caplog):
+    # GIVEN two tables, and the metadata file of one deleted (S3 kept in memory, its endpoint restarted)
+    catalog = load_catalog(lake)
+    ensure_table(catalog, lake).append(positions(3))
+    rejects = ensure_rejects_table(catalog, lake)
+    Path(rejects.metadata_location.removeprefix("file://")).unlink()
+    # WHEN DuckDB connects THEN positions answers, the lost table is named in a warning
+    con = duck.connect(lake)
+    assert con.execute("SELECT count(*) FROM positions").fetchone() == (3,)
+    assert "positions_rejects is not readable" in caplog.text
