@@ -13,7 +13,7 @@ SOURCE ?= synthetic
 mins   ?= 1
 
 # Local AWS endpoint defaults (MiniStack natively, LocalStack with STACK=docker), on the ports `make run`
-# uses (AWS_PORT, KAFKA_PORT: infra/stack.py), so every target reaches the stack `make run` started.
+# uses (AWS_PORT, KAFKA_PORT: infra/stack/servers.py), so every target reaches the stack `make run` started.
 # Set AWS_TARGET=aws to use your real AWS credentials and endpoints unchanged.
 ifneq ($(AWS_TARGET),aws)
 export AWS_ENDPOINT_URL      ?= http://localhost:$(or $(AWS_PORT),4566)
@@ -44,14 +44,14 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven), Protobuf code
-	@$(PY) -m infra.stack fetch
+	@$(PY) -m infra.stack.servers fetch
 	@$(PY) -m infra.map_assets fetch
 	@$(PY) -m infra.map_assets browser
 	@$(PY) -m infra.protobuf_codegen
 	@$(PY) -m infra.lambda_package --fetch-wheels >/dev/null
 
 run: setup ## start Kafka (KRaft), the AWS endpoint and PostgreSQL, wait until usable, create topics
-	@$(PY) -m infra.stack up --stack $(STACK)
+	@$(PY) -m infra.stack.servers up --stack $(STACK)
 
 # `make up` = `make run` + `make deploy-resources` + the session's parts (infra/session_parts.py) in the
 # background; UP_BEGAN is when make read this file, so the wait can report the whole time to the map.
@@ -70,12 +70,12 @@ down: ## stop everything `make up` started (its parts and the stack); checks no 
 	@$(PY) -m infra.up down --stack $(STACK)
 
 stop: ## stop exactly what `make run` started
-	@$(PY) -m infra.stack down --stack $(STACK)
+	@$(PY) -m infra.stack.servers down --stack $(STACK)
 
 restart: stop run ## stop, then start again
 
 status: ## broker reachable? topics? endpoint healthy? database? (prints DATABASE_URL)
-	@$(PY) -m infra.stack status --stack $(STACK)
+	@$(PY) -m infra.stack.servers status --stack $(STACK)
 
 create-sns-topic: setup ## create the FlightNotifications topic (idempotent)
 	@$(PY) -m infra.aws_resources create-sns-topic
@@ -139,7 +139,7 @@ lake-gold: setup ## silver and gold tables of one UTC day from the lake: make la
 
 psql: setup ## a psql shell on the tracker's database (DATABASE_URL, else the native server)
 	@command -v psql >/dev/null || { echo "error: psql not found (Debian: apt-get install postgresql-client; macOS: brew install libpq)" >&2; exit 1; }
-	@url=$$($(PY) -m infra.stack database-url) && exec psql "$$url"
+	@url=$$($(PY) -m infra.stack.servers database-url) && exec psql "$$url"
 
 demo: setup ## whole pipeline for about a minute, then a reconciled summary
 	@$(PY) -m infra.demo $(ARGS)
@@ -167,5 +167,5 @@ settings-table: setup ## regenerate docs/CONFIGURATION.md's table from the setti
 	@$(PY) -m infra.settings_table --write
 
 clean: stop ## remove runtime state (broker data, database, logs); keeps the jar cache
-	@$(PY) -c "from infra import postgres; postgres.remove_data()"
+	@$(PY) -c "from infra.stack import postgres; postgres.remove_data()"
 	rm -rf .state

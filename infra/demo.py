@@ -23,7 +23,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from infra import aws_resources, observe, progress, stack
+from infra import aws_resources, observe, progress
+
+from infra.stack import servers as stack
 from infra.alerts_recount import DemoAlerts
 from infra.demo_tracker import DemoTracker
 from pipeline_common.kafka_client import KafkaSettings

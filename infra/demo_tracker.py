@@ -17,7 +17,9 @@ import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from infra import observe, postgres
+from infra import observe
+
+from infra.stack import postgres
 from infra.progress import printer
 from pipeline_common.kafka_client import KafkaSettings
 from tracker.records import InvalidRecord, decode

@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 from infra import progress
-from infra.stack import StackError, resolve_pom, say
+from infra.stack.servers import StackError, resolve_pom, say
 
 ROOT = Path(__file__).resolve().parent.parent
 

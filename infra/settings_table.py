@@ -26,8 +26,8 @@ from tracker.settings import TrackerConfig
 from alert_settings import AlertSettings
 from infra.alerts_resources import AlertResourceSettings
 from infra.aws_resources import AwsResourceSettings
-from infra.postgres import PostgresConfig
-from infra.stack import STACK_STATE_DIR, StackConfig
+from infra.stack.postgres import PostgresConfig
+from infra.stack.servers import STACK_STATE_DIR, StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "CONFIGURATION.md"

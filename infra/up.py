@@ -28,7 +28,9 @@ from typing import Callable
 
 import psutil
 
-from infra import postgres, processes, progress, stack
+from infra import progress
+
+from infra.stack import postgres, processes, servers as stack
 from infra.session_parts import MAPPINGS, UP_SESSION, SessionPart, command
 from pipeline_common.settings import ConfigError
 
@@ -36,7 +38,7 @@ ROOT = stack.ROOT
 SESSION_FILE = stack.STATE / "session.json"
 LOG_DIR = stack.LOG_DIR
 KAFKA_CLIENT_LOG = LOG_DIR / "kafka-client.log"
-# The stack's own processes and logs (infra/stack.py, infra/postgres.py).
+# The stack's own processes and logs (infra/stack/servers.py, infra/stack/postgres.py).
 STACK_PIDS = {"kafka": stack.PIDS["kafka"], "ministack": stack.PIDS["ministack"], "postgres": postgres.PID_FILE}
 STACK_LOGS = {"kafka": LOG_DIR / "kafka.out", "ministack": LOG_DIR / "ministack.out", "postgres": postgres.LOG}
 PROGRESS_EVERY_S = 5.0

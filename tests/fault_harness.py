@@ -32,14 +32,14 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
 from infra import aws_resources, observe
-from infra.stack import create_topics as create_kafka_topics
+from infra.stack.servers import create_topics as create_kafka_topics
 from pipeline_common.kafka_client import KafkaSettings
 from tracker.settings import native_database_url
 
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
-STACK_CLI = [sys.executable, "-m", "infra.stack"]
+STACK_CLI = [sys.executable, "-m", "infra.stack.servers"]
 # Where each fault test leaves its counts for `make reliability`.
 RESULTS_DIR = Path(os.environ.get("RELIABILITY_RESULTS_DIR") or ROOT / ".state" / "reliability")
 AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
@@ -124,7 +124,7 @@ class TcpProxy:
 
 # --------------------------------------------------------------------------- a stack to break
 class IsolatedStack:
-    """Kafka + MiniStack on free ports with their own state directory, driven through `python -m infra.stack`
+    """Kafka + MiniStack on free ports with their own state directory, driven through `python -m infra.stack.servers`
     in subprocesses (its STATE and pid files are fixed at import from STACK_STATE_DIR), so the shared
     stack on 9092/4566 is never touched and only processes started here are ever signalled."""
 
@@ -146,7 +146,7 @@ class IsolatedStack:
     def _run(self, *args: str, timeout: float = 240) -> str:
         proc = subprocess.run(STACK_CLI + list(args), env=self.env, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
-            raise RuntimeError(f"stack.py {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+            raise RuntimeError(f"servers.py {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc.stdout
 
     def up(self) -> None:
@@ -163,7 +163,7 @@ class IsolatedStack:
 
     def kill_now(self, part: str) -> None:
         """SIGKILL a part's process group from this process, at once (no interpreter start-up in between,
-        which matters when the moment is chosen), then let stack.py forget its pid file."""
+        which matters when the moment is chosen), then let servers.py forget its pid file."""
         pid = int((self.state_dir / f"{part}.pid").read_text())
         os.killpg(pid, signal.SIGKILL)
         self._run("stop-part", part, "--kill", timeout=60)

@@ -21,7 +21,7 @@ import psycopg
 import requests
 from kafka import KafkaProducer
 
-from infra import postgres
+from infra.stack import postgres
 from infra.bench.kafka_load import GroupProgress
 from infra.bench.procstat import cpu_seconds
 from infra.bench.session import Session

@@ -20,7 +20,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 from kafka.partitioner.default import murmur2
 
-from infra.stack import create_topics
+from infra.stack.servers import create_topics
 from pipeline_common.kafka_client import KafkaSettings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -35,7 +35,7 @@ def admin(kafka: KafkaSettings) -> KafkaAdminClient:
 
 
 def create_topic(kafka: KafkaSettings, name: str, partitions: int) -> None:
-    """Create the topic (infra.stack.create_topics) and return once every partition has a leader."""
+    """Create the topic (infra.stack.servers.create_topics) and return once every partition has a leader."""
     create_topics({**kafka.client_kwargs(), "client_id": "flight-bench"}, [NewTopic(name, partitions, 1)])
 
 

@@ -15,7 +15,9 @@ import time
 import urllib.request
 from urllib.parse import quote
 
-from infra import map_assets, postgres
+from infra import map_assets
+
+from infra.stack import postgres
 from infra.observe import read_topic
 from pipeline_common.state_codec import content_type_of, decode_state
 

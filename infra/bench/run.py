@@ -25,7 +25,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from infra import stack
+from infra.stack import servers as stack
 from infra.bench import capacity, end_to_end, growth, machine, map_latency, procstat, report, seed_design, sink_ceiling
 from infra.bench import history_ingest as tracker_section
 from infra.bench import wire_format

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra import stack
+from infra.stack import servers as stack
 from infra.bench.aws_side import BenchAws
 from infra.bench.kafka_load import GroupProgress, create_topic, delete_groups, delete_topics
 from infra.bench.procstat import Child, CpuMeter, pids_matching

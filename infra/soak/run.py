@@ -220,7 +220,7 @@ def _check_clients_reach_the_soak_stack(kafka: KafkaSettings) -> None:
     another stack (KAFKA_BOOTSTRAP_SERVERS or AWS_ENDPOINT_URL naming another local port)."""
     from urllib.parse import urlsplit
 
-    from infra.stack import StackConfig
+    from infra.stack.servers import StackConfig
 
     stack = StackConfig.from_env()
     wrong = []

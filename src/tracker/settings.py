@@ -12,7 +12,7 @@ from .alerts_settings import TrackerAlertsSettings
 
 STARTING_POSITIONS = ("earliest", "latest")
 
-# Read by the tracker and by `make run` (infra/postgres.py), declared here once.
+# Read by the tracker and by `make run` (infra/stack/postgres.py), declared here once.
 POSTGRES_PORT = Setting("POSTGRES_PORT", 5432, minimum=1, maximum=65535, flag=None,
                         help="port of the native PostgreSQL `make run` starts on 127.0.0.1")
 DATABASE_URL = Setting("DATABASE_URL", None, flag="--database-url", metavar="URL",
@@ -21,7 +21,7 @@ DATABASE_URL = Setting("DATABASE_URL", None, flag="--database-url", metavar="URL
 
 
 def native_database_url(port: int) -> str:
-    """The URL of the stack's own PostgreSQL (infra/postgres.py starts it on 127.0.0.1:POSTGRES_PORT)."""
+    """The URL of the stack's own PostgreSQL (infra/stack/postgres.py starts it on 127.0.0.1:POSTGRES_PORT)."""
     return f"postgresql://flightpipe@127.0.0.1:{port}/flightpipe"
 
 

@@ -1,7 +1,7 @@
 """Session fixture for integration tests: the real Kafka broker and the AWS endpoint.
 
 A stack that already answers (``make run``) is reused and left running; otherwise the session
-starts one with infra.stack and stops it at the end, so ``make test`` needs nothing running.
+starts one with infra.stack.servers and stops it at the end, so ``make test`` needs nothing running.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from infra import stack as stack_mod
+from infra.stack import servers as stack_mod
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ def spawn(tmp_path):
 def database_url():
     """The real PostgreSQL: DATABASE_URL when set, else the native server on POSTGRES_PORT (started here,
     and stopped at the end, unless it already answers)."""
-    from infra import postgres
+    from infra.stack import postgres
 
     cfg = postgres.PostgresConfig.from_env()
     if cfg.external or postgres.ready(cfg.url) is None:

@@ -17,7 +17,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 ROOT = Path(__file__).resolve().parents[2]
-STACK = [sys.executable, "-m", "infra.stack"]
+STACK = [sys.executable, "-m", "infra.stack.servers"]
 
 
 def test_broker_round_trips_a_keyed_message(stack):

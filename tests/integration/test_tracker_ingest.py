@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from infra import postgres
+from infra.stack import postgres
 from tracker.consumer import TrackerConsumer
 from tracker.live import LivePicture
 from tracker.settings import TrackerConfig

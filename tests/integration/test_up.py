@@ -92,7 +92,7 @@ def test_make_up_shows_aircraft_ps_lists_every_part_and_down_leaves_nothing(tmp_
         pids = pids or (session_pids(state) if (state / "session.json").exists() else set())
         stopped = make("down", env, 300)
         again = make("down", env, 120)
-        # As root, PostgreSQL ran from a copy outside pytest's private folder (infra/postgres.py server_home)
+        # As root, PostgreSQL ran from a copy outside pytest's private folder (infra/stack/postgres.py server_home)
         location = state / "postgres" / "location"
         if location.exists():
             shutil.rmtree(location.read_text().strip(), ignore_errors=True)

@@ -13,7 +13,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-from infra import reliability_report, stack
+from infra import reliability_report
+
+from infra.stack import servers as stack
 from pipeline_common.kafka_client import KafkaSettings
 from trigger import Trigger, TriggerConfig
 from pipeline_common.kafka_client import BrokerUnavailable

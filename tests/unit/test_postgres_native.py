@@ -1,7 +1,7 @@
-"""infra/postgres.py: which server build this machine gets, and what `make status` prints."""
+"""infra/stack/postgres.py: which server build this machine gets, and what `make status` prints."""
 import pytest
 
-from infra import postgres
+from infra.stack import postgres
 
 
 @pytest.mark.parametrize("system, machine, suffix", [

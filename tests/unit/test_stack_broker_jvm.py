@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from infra import stack
+from infra.stack import servers as stack
 
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="no Java on this machine")
 

@@ -1,7 +1,7 @@
 """The native PostgreSQL server of the stack: official binaries from Maven Central, no Docker, no root.
 
 Zonky publishes the PostgreSQL server builds as `io.zonky.test.postgres:embedded-postgres-binaries-<os>-<arch>`
-(a jar holding one .txz). `fetch()` resolves it through infra/postgres-server/pom.xml and unpacks it once into
+(a jar holding one .txz). `fetch()` resolves it through infra/stack/postgres-server/pom.xml and unpacks it once into
 .cache/postgres; `start()` runs `initdb` once into .state/postgres/data and starts `postgres` on
 127.0.0.1:POSTGRES_PORT. The server refuses to run as root, so as root (CI) it runs as `nobody`, which
 then owns the data folder. With DATABASE_URL set the stack starts nothing: that server is used as is.
@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
-from infra import processes
+from infra.stack import processes
 from infra.progress import printer
-from infra.stack_state import state_dir
+from infra.stack.state_dir import state_dir
 from pipeline_common.settings import Settings
 from tracker.settings import DATABASE_URL, POSTGRES_PORT, native_database_url
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
-POM = ROOT / "infra" / "postgres-server" / "pom.xml"
+POM = ROOT / "infra" / "stack" / "postgres-server" / "pom.xml"
 CACHE = ROOT / ".cache" / "postgres"
 STATE = state_dir()  # the stack's own (STACK_STATE_DIR)
 PG_DIR = STATE / "postgres"
@@ -58,7 +58,7 @@ class PostgresError(RuntimeError):
 
 @dataclass(frozen=True)
 class PostgresConfig(Settings):
-    USED_BY: ClassVar[str] = "`make run` (infra/postgres.py)"
+    USED_BY: ClassVar[str] = "`make run` (infra/stack/postgres.py)"
     FLAGS: ClassVar[bool] = False
 
     port: int = POSTGRES_PORT.field()
@@ -104,7 +104,7 @@ def fetch() -> Path:
         return target
     if shutil.which("mvn") is None:
         raise PostgresError("Maven (mvn) is not installed; it resolves the PostgreSQL server binaries from "
-                            "infra/postgres-server/pom.xml. Install it (Debian: apt-get install maven).")
+                            "infra/stack/postgres-server/pom.xml. Install it (Debian: apt-get install maven).")
     suffix = platform_suffix()
     say(f"resolving PostgreSQL server binaries ({suffix}) with Maven into {CACHE.relative_to(ROOT)} (first run only)")
     if CACHE.exists():

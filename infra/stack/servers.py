@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Installs, starts, checks and stops the native stack: Apache Kafka (KRaft, on the JVM), MiniStack and
-PostgreSQL (infra/postgres.py; not started when DATABASE_URL points at a server of your own).
+PostgreSQL (infra/stack/postgres.py; not started when DATABASE_URL points at a server of your own).
 
-    python -m infra.stack fetch                 resolve the broker jars with Maven (cached)
-    python -m infra.stack up [--stack docker]   start both, wait until usable, create topics
-    python -m infra.stack status                broker, topics, endpoint
-    python -m infra.stack down                  stop exactly what `up` started (pid files)
-    python -m infra.stack stop-part kafka|ministack|postgres [--kill]   one part only (fault tests)
-    python -m infra.stack start-part kafka|ministack|postgres           start that part again, wait until usable
-    python -m infra.stack pause-part|resume-part kafka|ministack   SIGSTOP/SIGCONT its process group
-    python -m infra.stack database-url          print the tracker's DATABASE_URL (make psql)
+    python -m infra.stack.servers fetch                 resolve the broker jars with Maven (cached)
+    python -m infra.stack.servers up [--stack docker]   start both, wait until usable, create topics
+    python -m infra.stack.servers status                broker, topics, endpoint
+    python -m infra.stack.servers down                  stop exactly what `up` started (pid files)
+    python -m infra.stack.servers stop-part kafka|ministack|postgres [--kill]   one part only (fault tests)
+    python -m infra.stack.servers start-part kafka|ministack|postgres           start that part again, wait until usable
+    python -m infra.stack.servers pause-part|resume-part kafka|ministack   SIGSTOP/SIGCONT its process group
+    python -m infra.stack.servers database-url          print the tracker's DATABASE_URL (make psql)
 
 Everything it writes lives under .cache/ (jars) and .state/ (data, logs, pid files), both gitignored.
 """
@@ -34,14 +34,16 @@ from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
-from infra import postgres, processes, progress
-from infra.stack_state import STACK_STATE_DIR, state_dir  # noqa: F401 (STACK_STATE_DIR: the settings table)
+from infra import progress
+
+from infra.stack import postgres, processes
+from infra.stack.state_dir import STACK_STATE_DIR, state_dir  # noqa: F401 (STACK_STATE_DIR: the settings table)
 from pipeline_common.settings import ConfigError, Settings, setting
 from pipeline_common.shared_settings import KAFKA_DLQ_TOPIC, KAFKA_TOPIC
 
-ROOT = Path(__file__).resolve().parent.parent
-POM = ROOT / "infra" / "kafka" / "pom.xml"
-LOG4J_CONFIG = ROOT / "infra" / "kafka" / "log4j2.properties"
+ROOT = Path(__file__).resolve().parents[2]
+POM = ROOT / "infra" / "stack" / "kafka" / "pom.xml"
+LOG4J_CONFIG = ROOT / "infra" / "stack" / "kafka" / "log4j2.properties"
 JAR_DIR = ROOT / ".cache" / "kafka" / "lib"
 JAR_STAMP = JAR_DIR / ".pom-sha256"
 STATE = state_dir()
@@ -62,7 +64,7 @@ _PORT = dict(minimum=1, maximum=65535)
 
 @dataclass(frozen=True)
 class StackConfig(Settings):
-    USED_BY: ClassVar[str] = "`make run` (infra/stack.py)"
+    USED_BY: ClassVar[str] = "`make run` (infra/stack/servers.py)"
 
     kafka_port: int = setting("KAFKA_PORT", 9092, **_PORT, help="native broker's client port")
     controller_port: int = setting("KAFKA_CONTROLLER_PORT", 9093, **_PORT, help="native broker's KRaft controller port")
@@ -204,7 +206,7 @@ def _stop(name: str, timeout: float = 20.0, kill: bool = False) -> bool:
 
 def _kafka_properties(cfg: StackConfig) -> str:
     return "\n".join([
-        "# Written by infra/stack.py: single-node KRaft (broker + controller in one JVM).",
+        "# Written by infra/stack/servers.py: single-node KRaft (broker + controller in one JVM).",
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.bootstrap.servers=127.0.0.1:{cfg.controller_port}",

@@ -1,13 +1,13 @@
 """Where the local stack keeps broker data, logs, pid files and PostgreSQL's data (STACK_STATE_DIR),
-declared once for infra/stack.py and infra/postgres.py (stack.py imports postgres.py, so the
-declaration cannot live in stack.py for both)."""
+declared once for infra/stack/servers.py and infra/stack/postgres.py (stack.py imports postgres.py, so the
+declaration cannot live in servers.py for both)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from pipeline_common.settings import Setting
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 STACK_STATE_DIR = Setting("STACK_STATE_DIR", ".state", flag=None,
                           help="where broker data, logs and pid files live (relative to the project); "
