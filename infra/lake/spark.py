@@ -150,8 +150,11 @@ def session_conf(catalog_name: str, props: Mapping[str, str], namespace: str, sp
         **catalog_conf(catalog_name, props, namespace),
     }
     if spark.master.startswith("local"):
-        # One machine: no web UI to serve, and a few shuffle partitions instead of 200 tiny tasks.
-        conf.update({"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"})
+        # One machine: no web UI or progress bar, the driver on loopback (not the host's first interface), and
+        # a few shuffle partitions instead of 200 tiny tasks.
+        conf.update({"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+                     "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
+                     "spark.sql.shuffle.partitions": "4"})
     return conf
 
 
@@ -169,6 +172,8 @@ def spark_session(settings=None, *, catalog=None, spark_settings: SparkSettings 
     region = conf.get(f"spark.sql.catalog.{catalog.name}.client.region")
     if region:
         os.environ.setdefault("AWS_REGION", region)  # the AWS SDK in the JVM wants one even with client.region
+    if spark_settings.master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # else a warning that the hostname is loopback
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
