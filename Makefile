@@ -47,8 +47,8 @@ setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka 
 	@$(PY) -m infra.stack.servers fetch
 	@$(PY) -m infra.map_assets fetch
 	@$(PY) -m infra.map_assets browser
-	@$(PY) -m infra.protobuf_codegen
-	@$(PY) -m infra.lambda_package --fetch-wheels >/dev/null
+	@$(PY) -m infra.deploy.protobuf_codegen
+	@$(PY) -m infra.deploy.lambda_package --fetch-wheels >/dev/null
 
 run: setup ## start Kafka (KRaft), the AWS endpoint and PostgreSQL, wait until usable, create topics
 	@$(PY) -m infra.stack.servers up --stack $(STACK)
@@ -78,22 +78,22 @@ status: ## broker reachable? topics? endpoint healthy? database? (prints DATABAS
 	@$(PY) -m infra.stack.servers status --stack $(STACK)
 
 create-sns-topic: setup ## create the FlightNotifications topic (idempotent)
-	@$(PY) -m infra.aws_resources create-sns-topic
+	@$(PY) -m infra.deploy.aws_resources create-sns-topic
 
 deploy-lambda: setup ## package and create-or-update the function; waits until active
-	@$(PY) -m infra.aws_resources deploy-lambda
+	@$(PY) -m infra.deploy.aws_resources deploy-lambda
 
 deploy-resources: setup ## topic + IAM role + function + demo SQS subscriber with filter policy + the lake's Iceberg table
-	@$(PY) -m infra.aws_resources deploy-resources
-	@$(PY) -m infra.alerts_resources deploy
+	@$(PY) -m infra.deploy.aws_resources deploy-resources
+	@$(PY) -m infra.deploy.alerts_resources deploy
 	@$(PY) -m infra.lake.create
 
-FILE ?= infra/geofences/default.geojson
+FILE ?= infra/deploy/geofences/default.geojson
 geofences: setup ## validate a GeoJSON file and replace the alert geofences: make geofences FILE=my.geojson
-	@$(PY) -m infra.alerts_resources geofences $(FILE)
+	@$(PY) -m infra.deploy.alerts_resources geofences $(FILE)
 
 alerts: setup ## print alerts as a subscriber receives them: make alerts ARGS="--type EMERGENCY"
-	@$(PY) -m infra.alerts_resources alerts $(ARGS)
+	@$(PY) -m infra.deploy.alerts_resources alerts $(ARGS)
 
 ALERTS_TRIGGER_ARGS ?= --function-name flight-alerts --group-id flight-alerts --dlq-topic aviation-data-alerts-dlq --batch-size 500
 alerts-trigger: setup ## run the second event source mapping: aviation-data -> flight-alerts
@@ -106,8 +106,8 @@ notifications: setup ## print each notification as the demo subscriber receives 
 	@$(PY) -m infra.observe notifications $(ARGS)
 
 destroy: setup ## delete the functions, roles, topics, subscriber queues and the alert state table
-	@$(PY) -m infra.aws_resources destroy
-	@$(PY) -m infra.alerts_resources destroy
+	@$(PY) -m infra.deploy.aws_resources destroy
+	@$(PY) -m infra.deploy.alerts_resources destroy
 
 produce: setup ## run the producer: make produce SOURCE=opensky|synthetic|replay
 	@$(PY) -m producer --source $(SOURCE) $(ARGS)

@@ -19,7 +19,7 @@ from flight_domain.alert_rules import AircraftState, Watchlist, fold, observe
 from alert_state import from_item
 from flight_domain.flight_transform import InvalidState
 from flight_domain.geofence import Fence, parse_fences
-from infra import alerts_resources
+from infra.deploy import alerts_resources
 from infra.observe import read_topic
 from trigger.mapping import TriggerConfig
 from trigger.runner import Trigger

@@ -23,8 +23,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from infra import aws_resources, observe, progress
+from infra import observe, progress
 
+
+from infra.deploy import aws_resources
 from infra.stack import servers as stack
 from infra.alerts_recount import DemoAlerts
 from infra.demo_tracker import DemoTracker

@@ -23,7 +23,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from flight_domain.flight_transform import InvalidState, evaluate  # the function's own filter
-from infra.aws_resources import AwsClients, AwsResourceSettings, run_command
+from infra.deploy.aws_resources import AwsClients, AwsResourceSettings, run_command
 from infra.progress import Say, printer
 from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.state_codec import content_type_of, decode_state

@@ -24,8 +24,8 @@ from trigger.mapping import TriggerConfig
 from tracker.settings import TrackerConfig
 
 from alert_settings import AlertSettings
-from infra.alerts_resources import AlertResourceSettings
-from infra.aws_resources import AwsResourceSettings
+from infra.deploy.alerts_resources import AlertResourceSettings
+from infra.deploy.aws_resources import AwsResourceSettings
 from infra.stack.postgres import PostgresConfig
 from infra.stack.servers import STACK_STATE_DIR, StackConfig
 

@@ -31,7 +31,9 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
-from infra import aws_resources, observe
+from infra import observe
+
+from infra.deploy import aws_resources
 from infra.stack.servers import create_topics as create_kafka_topics
 from pipeline_common.kafka_client import KafkaSettings
 from tracker.settings import native_database_url

@@ -178,8 +178,8 @@ say "account $account, region ${AWS_REGION:-${AWS_DEFAULT_REGION:-${region:-<uns
 
 # --- build and upload the code ---------------------------------------------------------------
 say "packaging src/lambda"
-digest="$("$PYTHON" -m infra.lambda_package --out "$ZIP" | awk '$1 == "sha256" {print $2}')"
-[[ "$digest" =~ ^[0-9a-f]{64}$ ]] || die "could not read the zip's sha256 from infra/lambda_package.py"
+digest="$("$PYTHON" -m infra.deploy.lambda_package --out "$ZIP" | awk '$1 == "sha256" {print $2}')"
+[[ "$digest" =~ ^[0-9a-f]{64}$ ]] || die "could not read the zip's sha256 from infra/deploy/lambda_package.py"
 key="$ARTIFACT_PREFIX/$digest.zip"
 # The key is the content's digest, so an unchanged build maps to the same object and CloudFormation
 # leaves the function alone; a changed build gets a new key, which is what makes it update the code.

@@ -17,7 +17,7 @@ from pathlib import Path
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra import aws_resources
+from infra.deploy import aws_resources
 from infra.progress import Say
 
 ROOT = Path(__file__).resolve().parent.parent.parent

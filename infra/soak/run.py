@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from infra import aws_resources, observe
+from infra import observe
+
+from infra.deploy import aws_resources
 from infra.bench import machine
 from infra.bench.session import producer_summary
 from infra.progress import printer

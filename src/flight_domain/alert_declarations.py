@@ -1,5 +1,5 @@
 """The alerts side's settings that more than one component reads (flight-alerts, its deployer
-infra/alerts_resources.py and the tracker's map), declared once here; each makes them fields with
+infra/deploy/alerts_resources.py and the tracker's map), declared once here; each makes them fields with
 ``GEOFENCES_KEY.field()``."""
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ Kafka record's ``content-type`` header. The Lambda functions (kafka_esm.py), the
 benchmarks all decode through ``decode_state`` so the two formats give the very same dict.
 
 Standard library only at import time: the Protobuf runtime is imported on the first Protobuf
-record, so JSON-only consumers never need it (the Lambda zip ships it, see infra/lambda_package.py).
+record, so JSON-only consumers never need it (the Lambda zip ships it, see infra/deploy/lambda_package.py).
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from flight_domain import alert_rules
 from flight_domain.geofence import parse_fences
 
 from fault_harness import Subscriber, committed_lag, wait_until
-from infra import alerts_resources, aws_resources
+from infra.deploy import alerts_resources, aws_resources
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -9,7 +9,7 @@ import pytest
 
 from alert_state import StateStore
 from flight_domain.alert_rules import AircraftState
-from infra import alerts_resources
+from infra.deploy import alerts_resources
 from pipeline_common.aws_clients import AwsClients
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -5,9 +5,11 @@ import uuid
 
 import pytest
 
-from infra import aws_resources, demo
+from infra import demo
 
 
+
+from infra.deploy import aws_resources
 @pytest.mark.slow
 def test_demo_run_reconciles_on_the_real_pipeline(stack, database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("TRACKER_API_PORT", "0")  # the demo's tracker serves its map on a free port

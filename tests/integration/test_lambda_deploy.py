@@ -8,8 +8,10 @@ import uuid
 
 import pytest
 
-from infra import aws_resources, observe
-from infra.aws_resources import AwsClients, AwsResourceSettings
+from infra import observe
+
+from infra.deploy import aws_resources
+from infra.deploy.aws_resources import AwsClients, AwsResourceSettings
 
 pytestmark = pytest.mark.integration
 

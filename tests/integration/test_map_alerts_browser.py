@@ -13,7 +13,7 @@ import pytest
 
 from flight_domain.alert_rules import Alert
 from fault_harness import free_port, wait_until
-from infra import alerts_resources, aws_resources
+from infra.deploy import alerts_resources, aws_resources
 from test_map_browser import chromium, open_page  # noqa: F401 - the shared headless Chromium fixture
 from tracker_support import fresh_topic, isolated_schema, produce, state, tracker_process
 

@@ -8,8 +8,10 @@ import uuid
 
 import pytest
 
-from infra import aws_resources, observe
-from infra.aws_resources import AwsClients, AwsResourceSettings
+from infra import observe
+
+from infra.deploy import aws_resources
+from infra.deploy.aws_resources import AwsClients, AwsResourceSettings
 from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.state_codec import CONTENT_TYPE_HEADER, FORMATS, PROTOBUF, encode_state
 from producer.runner import SimulatedClock, run_producer

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from infra import aws_resources
+from infra.deploy import aws_resources
 
 
 @pytest.fixture

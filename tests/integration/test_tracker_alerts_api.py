@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from flight_domain.alert_rules import Alert
 from fault_harness import wait_until
-from infra import alerts_resources, aws_resources
+from infra.deploy import alerts_resources, aws_resources
 from tracker.alerts_feed import AlertFeed
 from tracker.alerts_settings import TrackerAlertsSettings
 from tracker.api.app import create_app

@@ -15,8 +15,9 @@ from moto import mock_aws
 
 import flight_handler  # the function's modules are importable top-level (pyproject.toml)
 from flight_settings import FunctionSettings
-from infra import aws_resources, observe
-from infra.aws_resources import AwsClients, AwsResourceSettings
+from infra import observe
+from infra.deploy import aws_resources
+from infra.deploy.aws_resources import AwsClients, AwsResourceSettings
 from pipeline_common.settings import ConfigError
 from saved_events import load_event
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.aws_resources import (DEFAULT_FUNCTION_NAME, DEFAULT_NAMESPACE, DEFAULT_TOPIC_NAME, HANDLER,
+from infra.deploy.aws_resources import (DEFAULT_FUNCTION_NAME, DEFAULT_NAMESPACE, DEFAULT_TOPIC_NAME, HANDLER,
                                  AwsResourceSettings)
 from pipeline_common.kafka_client import DEFAULT_DLQ_TOPIC, DEFAULT_TOPIC
 from trigger import cloudformation
@@ -26,7 +26,7 @@ from trigger.mapping import STARTING_POSITIONS, TriggerConfig
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "aws" / "template.yaml"
 DEPLOY = ROOT / "infra" / "aws" / "deploy.sh"
-LOCAL_POLICY = ROOT / "infra" / "iam" / "lambda_execution_policy.json"
+LOCAL_POLICY = ROOT / "infra" / "deploy" / "iam" / "lambda_execution_policy.json"
 
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 MSK_ARN = f"arn:aws:kafka:{REGION}:{ACCOUNT}:cluster/flights/0a1b2c3d-1111-2222-3333-444455556666-7"
@@ -338,8 +338,8 @@ def _alerts_statements(stack: Stack, policy_name: str) -> list[dict]:
 
 
 def test_alerts_policy_matches_the_local_alerts_deployers_and_publishes_only_alerts(template):
-    from infra.alerts_resources import INFRA
-    local = yaml.safe_load((INFRA / "iam" / "alerts_execution_policy.json").read_text())["Statement"]
+    from infra.deploy.alerts_resources import HERE
+    local = yaml.safe_load((HERE / "iam" / "alerts_execution_policy.json").read_text())["Statement"]
     aws = _alerts_statements(Stack(template, **MSK_IAM), "flight-alerts-permissions")
     assert [(s["Sid"], sorted(_actions(s))) for s in aws] == [(s["Sid"], sorted(_actions(s))) for s in local]
     assert [s["Resource"] for s in aws if "sns:Publish" in _actions(s)] == ["<AlertsTopic>"]
@@ -364,7 +364,7 @@ def test_alerts_mapping_reads_the_same_topic_in_its_own_group_with_its_own_desti
 
 
 def test_alerts_function_is_the_local_alerts_deployers(template):
-    from infra.alerts_resources import HANDLER as ALERTS_HANDLER
+    from infra.deploy.alerts_resources import HANDLER as ALERTS_HANDLER
     function = Stack(template, **MSK_IAM).properties("AlertsFunction")
     assert function["Handler"] == ALERTS_HANDLER and function["Code"] == Stack(template, **MSK_IAM).properties(
         "Function")["Code"]

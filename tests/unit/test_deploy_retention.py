@@ -1,7 +1,7 @@
 """Retention settings of the deployer: what nobody reads is not kept for ever."""
 import pytest
 
-from infra.aws_resources import AwsResourceSettings
+from infra.deploy.aws_resources import AwsResourceSettings
 from pipeline_common.settings import ConfigError
 
 

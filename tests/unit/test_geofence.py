@@ -142,7 +142,7 @@ def test_invalid_geojson_is_refused_with_the_reason(doc, reason):
 
 
 def test_the_shipped_default_fences_are_valid():
-    fences = parse_fences(json.loads((ROOT / "infra" / "geofences" / "default.geojson").read_text()))
+    fences = parse_fences(json.loads((ROOT / "infra" / "deploy" / "geofences" / "default.geojson").read_text()))
     assert len(fences) >= 4
     assert any(any(p.holes for p in f.polygons) for f in fences), "the defaults show a fence with a hole"
     assert any(any(p.bbox[2] > 180 or p.bbox[0] < -180 for p in f.polygons) for f in fences), \

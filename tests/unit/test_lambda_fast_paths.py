@@ -13,7 +13,7 @@ from moto import mock_aws
 import flight_handler
 from flight_settings import FunctionSettings
 from flight_domain.flight_transform import InvalidState, evaluate
-from infra import aws_resources
+from infra.deploy import aws_resources
 from kafka_esm import read_event
 
 STATE = {"icao24": "3c6444", "callsign": "DLH9LF ", "origin_country": "Germany", "time_position": 1700000000,

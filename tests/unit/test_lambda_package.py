@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import lambda_package
+from infra.deploy import lambda_package
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,11 +113,11 @@ def test_the_alerts_function_runs_on_the_flight_domain_inside_its_zip(src_copy, 
 
 def test_cli_writes_the_zip_and_prints_its_sha256(tmp_path):
     out = tmp_path / "fn.zip"
-    proc = subprocess.run([sys.executable, "-m", "infra.lambda_package", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "infra.deploy.lambda_package", "--out", str(out)],
                           capture_output=True, text=True, timeout=60, check=True)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     assert f"sha256 {digest}" in proc.stdout
-    again = subprocess.run([sys.executable, "-m", "infra.lambda_package", "--out", str(out)],
+    again = subprocess.run([sys.executable, "-m", "infra.deploy.lambda_package", "--out", str(out)],
                            capture_output=True, text=True, timeout=60, check=True)
     assert again.stdout == proc.stdout
 

@@ -16,7 +16,7 @@ from kafka.net.sasl import SASL_MECHANISMS
 
 import flight_handler
 from flight_settings import FunctionSettings
-from infra import aws_resources
+from infra.deploy import aws_resources
 from opensky_standin import OpenSkyStandIn, expired_token, ok, raw, status
 from pipeline_common.logs import ConsoleFormatter, JsonFormatter
 from producer.runner import ProducerError, SimulatedClock, build_sink, run_producer

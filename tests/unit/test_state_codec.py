@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from infra import protobuf_codegen
+from infra.deploy import protobuf_codegen
 from kafka_esm import read_event
 from pipeline_common.state_codec import (JSON, PROTOBUF, STATE_KEYS, UndecodableState, content_type_of,
                                          decode_state, encode_state, media_type)
@@ -75,7 +75,7 @@ def test_no_header_means_json_and_an_unknown_type_is_refused():
 
 def test_the_committed_generated_code_is_what_the_proto_compiles_to():
     assert protobuf_codegen.GENERATED.read_bytes() == protobuf_codegen.fresh_output(), \
-        "run `python -m infra.protobuf_codegen` (make setup) and commit src/pipeline_common/opensky_state_pb2.py"
+        "run `python -m infra.deploy.protobuf_codegen` (make setup) and commit src/pipeline_common/opensky_state_pb2.py"
 
 
 # ---------------------------------------------------------------- the function's one decoding place

@@ -21,7 +21,7 @@ from tracker.api.routes.alerts import parse_types
 from tracker.filters import BadParameter
 from tracker.geofences import fences_geojson
 
-DEFAULT_FENCES = Path(__file__).resolve().parents[2] / "infra" / "geofences" / "default.geojson"
+DEFAULT_FENCES = Path(__file__).resolve().parents[2] / "infra" / "deploy" / "geofences" / "default.geojson"
 
 
 def body(n: int, t: int = 1_700_000_000, alert_type: str = "GEOFENCE_ENTER") -> dict:

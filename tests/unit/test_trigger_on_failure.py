@@ -12,7 +12,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import MessageSizeTooLargeError
 from moto import mock_aws
 
-from infra import aws_resources
+from infra.deploy import aws_resources
 from trigger.batch_abort import BatchAborted
 from trigger.esm_event import EsmEventBuilder
 from trigger.mapping import TriggerConfig

@@ -1,7 +1,7 @@
 """Compiles the Protobuf schema of a Kafka state record into Python (grpcio-tools' bundled protoc).
 
-    python -m infra.protobuf_codegen           write src/pipeline_common/opensky_state_pb2.py (make setup)
-    python -m infra.protobuf_codegen --check   exit 1 when the committed file differs from a fresh compile
+    python -m infra.deploy.protobuf_codegen           write src/pipeline_common/opensky_state_pb2.py (make setup)
+    python -m infra.deploy.protobuf_codegen --check   exit 1 when the committed file differs from a fresh compile
 
 The generated module is committed so a fresh checkout imports it without a build step; the check
 (also a unit test) keeps it equal to what the pinned compiler makes of the .proto.
@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "src" / "pipeline_common"
 PROTO = PROTO_DIR / "opensky_state.proto"
 GENERATED = PROTO_DIR / "opensky_state_pb2.py"
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if not GENERATED.is_file() or GENERATED.read_bytes() != fresh:
             print(f"{GENERATED.relative_to(ROOT)} is not what {PROTO.relative_to(ROOT)} compiles to: "
-                  "run `python -m infra.protobuf_codegen` and commit it", file=sys.stderr)
+                  "run `python -m infra.deploy.protobuf_codegen` and commit it", file=sys.stderr)
             return 1
         return 0
     if not GENERATED.is_file() or GENERATED.read_bytes() != fresh:

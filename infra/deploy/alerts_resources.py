@@ -1,9 +1,9 @@
 """Deploys and operates the alerts side: SNS FlightAlerts, DynamoDB state, S3 geofences, flight-alerts.
 
-  python -m infra.alerts_resources deploy                # topic, table, bucket + fences, role, function, queue
-  python -m infra.alerts_resources geofences FILE        # validate, then replace the fences (no redeploy)
-  python -m infra.alerts_resources alerts [--type EMERGENCY] [--max N] [--seconds S]
-  python -m infra.alerts_resources destroy
+  python -m infra.deploy.alerts_resources deploy                # topic, table, bucket + fences, role, function, queue
+  python -m infra.deploy.alerts_resources geofences FILE        # validate, then replace the fences (no redeploy)
+  python -m infra.deploy.alerts_resources alerts [--type EMERGENCY] [--max N] [--seconds S]
+  python -m infra.deploy.alerts_resources destroy
 
 Same conventions as aws_resources.py (whose clients, IAM templating and Lambda helpers it reuses):
 only the standard AWS variables select the endpoint, so MiniStack and real AWS work unchanged.
@@ -27,14 +27,14 @@ from flight_domain.alert_declarations import (ALERT_WATCHLIST, ALERTS_TABLE, ALE
                                               GEOFENCES_KEY, default_geofences_bucket)
 from flight_domain.alert_rules import Watchlist, WatchlistError, alert_body  # the function's own parsers
 from flight_domain.geofence import GeofenceError, parse_fences
-from infra import aws_resources as base
-from infra.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256
+from infra.deploy import aws_resources as base
+from infra.deploy.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256
 from infra.progress import Say, printer
 from pipeline_common.settings import ConfigError, Settings, setting
 
-INFRA = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent  # iam/ and geofences/ live beside the deployers
 
-DEFAULT_FENCES = INFRA / "geofences" / "default.geojson"
+DEFAULT_FENCES = HERE / "geofences" / "default.geojson"
 HANDLER = "alerts_handler.lambda_handler"
 POLICY_NAME = "flight-alerts-permissions"
 ALERT_TYPES = ("GEOFENCE_ENTER", "GEOFENCE_EXIT", "EMERGENCY", "WATCHLIST")
@@ -45,7 +45,7 @@ FUNCTION_PASSTHROUGH = ("GEOFENCE_REFRESH_S", "WATCH_GAP_S", "ALERT_STATE_TTL_S"
 
 @dataclass(frozen=True)
 class AlertResourceSettings(Settings):
-    USED_BY: ClassVar[str] = "alerts deploy, geofences, alerts (infra/alerts_resources.py), demo"
+    USED_BY: ClassVar[str] = "alerts deploy, geofences, alerts (infra/deploy/alerts_resources.py), demo"
 
     topic_name: str = ALERTS_TOPIC_NAME.field()
     fifo: bool = setting("ALERTS_FIFO", False, help="true: the topic is `<name>.fifo` (an SQS FIFO demo queue) "
@@ -332,7 +332,7 @@ def destroy(settings: AlertResourceSettings | None = None, clients: base.AwsClie
 # --- CLI ---------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m infra.alerts_resources", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m infra.deploy.alerts_resources", description=__doc__.splitlines()[0])
     AlertResourceSettings.add_flags(parser.add_argument_group("settings (before the command)"))
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("deploy", help="topic, table, bucket + default fences, role, function, demo queue")

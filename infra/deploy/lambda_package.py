@@ -8,7 +8,7 @@ deflated at level 9; caches, tests and hidden files stay out. Third-party packag
 platform (WHEELS: manylinux x86_64, Python 3.12), pinned by sha256 and cached in .cache/lambda-wheels
 by `make setup`, so the same zip deploys unchanged to AWS. boto3 is in the Lambda runtime.
 
-  python -m infra.lambda_package [--src src/lambda] [--out build/lambda/flight-processor.zip]
+  python -m infra.deploy.lambda_package [--src src/lambda] [--out build/lambda/flight-processor.zip]
 prints the zip's path, size and sha256 (and Lambda's CodeSha256, the base64 form of the same digest).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SRC = ROOT / "src" / "lambda"
 DEFAULT_OUT = ROOT / "build" / "lambda" / "flight-processor.zip"
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can store

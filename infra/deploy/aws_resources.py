@@ -1,9 +1,9 @@
 """Creates, updates and removes the pipeline's AWS resources (MiniStack, LocalStack or real AWS).
 
-  python -m infra.aws_resources create-sns-topic
-  python -m infra.aws_resources deploy-lambda          # package + create-or-update, waits until Active
-  python -m infra.aws_resources deploy-resources       # topic + IAM role + function + demo SQS subscriber
-  python -m infra.aws_resources destroy
+  python -m infra.deploy.aws_resources create-sns-topic
+  python -m infra.deploy.aws_resources deploy-lambda          # package + create-or-update, waits until Active
+  python -m infra.deploy.aws_resources deploy-resources       # topic + IAM role + function + demo SQS subscriber
+  python -m infra.deploy.aws_resources destroy
 
 Reading what the deployed pipeline did (count-messages, notifications) is infra/observe.py.
 
@@ -31,14 +31,14 @@ from typing import Callable, ClassVar, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, WaiterError
 
-from infra.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256, sha256_hex
+from infra.deploy.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256, sha256_hex
 from infra.progress import Say, printer
 from pipeline_common.aws_clients import AwsClients, subscribe_queue
 from pipeline_common.settings import ConfigError, Settings, setting
 from pipeline_common.shared_settings import (
     DEFAULT_FUNCTION_NAME, DEFAULT_METRICS_NAMESPACE, FUNCTION_NAME, METRICS_NAMESPACE)  # noqa: F401
 
-INFRA = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent  # iam/ and geofences/ live beside the deployers
 DEFAULT_TOPIC_NAME = "FlightNotifications"
 DEFAULT_QUEUE_NAME = "flight-notifications-demo"
 DEFAULT_NAMESPACE = DEFAULT_METRICS_NAMESPACE
@@ -64,7 +64,7 @@ def _countries(text: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class AwsResourceSettings(Settings):
-    USED_BY: ClassVar[str] = "deploy (infra/aws_resources.py), count-messages, notifications (infra/observe.py)"
+    USED_BY: ClassVar[str] = "deploy (infra/deploy/aws_resources.py), count-messages, notifications (infra/observe.py)"
 
     topic_name: str = setting("SNS_TOPIC_NAME", DEFAULT_TOPIC_NAME, help="the notification topic")
     function_name: str = FUNCTION_NAME.field()
@@ -111,7 +111,7 @@ def _error_code(exc: ClientError) -> str:
 
 
 def _render(template: str, **values: str) -> dict:
-    """Load infra/iam/<template> and substitute ${name} inside string values (never inside JSON syntax)."""
+    """Load infra/deploy/iam/<template> and substitute ${name} inside string values (never inside JSON syntax)."""
     def fill(node):
         if isinstance(node, str):
             return string.Template(node).substitute(values)
@@ -120,7 +120,7 @@ def _render(template: str, **values: str) -> dict:
         if isinstance(node, dict):
             return {key: fill(value) for key, value in node.items()}
         return node
-    return fill(json.loads((INFRA / "iam" / template).read_text()))
+    return fill(json.loads((HERE / "iam" / template).read_text()))
 
 
 def _arn_parts(arn: str) -> dict:
@@ -401,7 +401,7 @@ def delete_queue(queue_name: str, clients: AwsClients, say: Say = _say) -> None:
 # --- CLI ---------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m infra.aws_resources", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m infra.deploy.aws_resources", description=__doc__.splitlines()[0])
     AwsResourceSettings.add_flags(parser.add_argument_group("settings (before the command)"))
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("create-sns-topic", help="create the FlightNotifications topic (idempotent)")
