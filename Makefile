@@ -100,10 +100,10 @@ alerts-trigger: setup ## run the second event source mapping: aviation-data -> f
 	@$(PY) -m trigger $(ALERTS_TRIGGER_ARGS) $(ARGS)
 
 count-messages: setup ## notifications published in the last $(mins) minute(s): make count-messages mins=5
-	@$(PY) -m infra.observe count-messages --mins $(mins)
+	@$(PY) -m infra.demo.observe count-messages --mins $(mins)
 
 notifications: setup ## print each notification as the demo subscriber receives it
-	@$(PY) -m infra.observe notifications $(ARGS)
+	@$(PY) -m infra.demo.observe notifications $(ARGS)
 
 destroy: setup ## delete the functions, roles, topics, subscriber queues and the alert state table
 	@$(PY) -m infra.deploy.aws_resources destroy
@@ -142,7 +142,7 @@ psql: setup ## a psql shell on the tracker's database (DATABASE_URL, else the na
 	@url=$$($(PY) -m infra.stack.servers database-url) && exec psql "$$url"
 
 demo: setup ## whole pipeline for about a minute, then a reconciled summary
-	@$(PY) -m infra.demo $(ARGS)
+	@$(PY) -m infra.demo.run $(ARGS)
 
 MINUTES ?= 30
 soak: setup ## the typical session for MINUTES (default 30) on a fresh stack: docs/SOAK.md, exit 1 if it falls behind or grows

@@ -2,7 +2,7 @@
 break, the pipeline deployed on it under unique names, a subscriber that sees every notification,
 an independent recount of what should have arrived, and the result file RELIABILITY.md is made from.
 
-Counting is independent of the pipeline's own counters (infra/observe.py's recount): the run's
+Counting is independent of the pipeline's own counters (infra/demo/observe.py's recount): the run's
 Kafka topic is read back and each record put through the function's own filter, giving the exact
 notifications that must reach SNS; an SQS queue subscribed without a filter policy receives what
 SNS really delivered. missing = expected - delivered, duplicates = delivered - expected (as
@@ -31,7 +31,7 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
-from infra import observe
+from infra.demo import observe
 
 from infra.deploy import aws_resources
 from infra.stack.servers import create_topics as create_kafka_topics

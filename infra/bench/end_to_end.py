@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from infra import observe
+from infra.demo import observe
 from infra.bench.aws_side import Subscriber
 from infra.bench.kafka_load import GroupProgress
 from infra.bench.session import Session, producer_summary, trigger_summary

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from infra import map_assets
 
 from infra.stack import postgres
-from infra.observe import read_topic
+from infra.demo.observe import read_topic
 from pipeline_common.state_codec import content_type_of, decode_state
 
 # Installed before the page's own scripts, so no update is missed: the first time each

@@ -5,7 +5,7 @@
   python -m infra.deploy.aws_resources deploy-resources       # topic + IAM role + function + demo SQS subscriber
   python -m infra.deploy.aws_resources destroy
 
-Reading what the deployed pipeline did (count-messages, notifications) is infra/observe.py.
+Reading what the deployed pipeline did (count-messages, notifications) is infra/demo/observe.py.
 
 Only the standard AWS variables are used (AWS_ENDPOINT_URL, AWS_REGION, credentials; boto3 reads
 them itself), so the same commands target MiniStack, LocalStack or AWS unchanged. Settings: see
@@ -64,7 +64,7 @@ def _countries(text: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class AwsResourceSettings(Settings):
-    USED_BY: ClassVar[str] = "deploy (infra/deploy/aws_resources.py), count-messages, notifications (infra/observe.py)"
+    USED_BY: ClassVar[str] = "deploy (infra/deploy/aws_resources.py), count-messages, notifications (infra/demo/observe.py)"
 
     topic_name: str = setting("SNS_TOPIC_NAME", DEFAULT_TOPIC_NAME, help="the notification topic")
     function_name: str = FUNCTION_NAME.field()

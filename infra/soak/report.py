@@ -222,9 +222,9 @@ def _method() -> list[str]:
         f"measured time in shorter runs) must be >= {gates.THROUGHPUT_MIN_RATIO:.0%} of the first 5. A short run "
         "shows what grows, not reliably how fast.",
         "* Then the producer stops, the consumers drain, the notification printer empties the queue, and the run is "
-        "reconciled with `make demo`'s own recount (`infra/observe.py`): the run's records read back from Kafka through "
+        "reconciled with `make demo`'s own recount (`infra/demo/observe.py`): the run's records read back from Kafka through "
         "the function's filter, the function's metrics, the dead-letter topic and the subscriber's count.",
-        "* The tracker's history is counted in the store, not from its counter (`infra/demo_tracker.py`'s recount, "
+        "* The tracker's history is counted in the store, not from its counter (`infra/demo/tracker_recount.py`'s recount, "
         "as `make demo` does it): once the tracker has stopped, the run's records are decoded with the tracker's "
         "decoder, and the distinct (icao24, time_position) among them must equal the rows PostgreSQL holds for that "
         "offset range, read over a connection of the soak's own; the malformed ones, the rows of `tracker_rejects`. "

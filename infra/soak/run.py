@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from infra import observe
+from infra.demo import observe
 
 from infra.deploy import aws_resources
 from infra.bench import machine
@@ -289,8 +289,8 @@ def _notifications_received(parts: list[Part]) -> int | None:
 def reconcile(cfg: SoakConfig, kafka: KafkaSettings, settings, clients, parts: list[Part], produced_stats: dict,
               final: sampler.Sample, since: datetime, since_ms: int, end: datetime,
               start_offsets: dict[int, int]) -> dict:
-    """The demo's reconciliation, on the soak's whole run (the same recount code, infra/observe.py and
-    infra/demo_tracker.py): called once every part has stopped."""
+    """The demo's reconciliation, on the soak's whole run (the same recount code, infra/demo/observe.py and
+    infra/demo/tracker_recount.py): called once every part has stopped."""
     produced = int(produced_stats.get("published", 0))
     # A whole run is read back: allow it a minute per million records.
     recount = observe.recount(observe.read_topic(kafka, cfg.topic, since_ms,

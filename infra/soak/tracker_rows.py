@@ -4,7 +4,7 @@ A counter can say "stored" while nothing is committed (issue 20: the tracker log
 committed every offset, and PostgreSQL held 0 rows), so the store itself is counted: after the
 consumers drained and the tracker stopped, the run's records are read back from Kafka and decoded with
 the tracker's own decoder, and the rows are counted over a connection of the soak's own. The recount
-is `make demo`'s (infra/demo_tracker.py), run on the soak's offset range; only the verdict is here.
+is `make demo`'s (infra/demo/tracker_recount.py), run on the soak's offset range; only the verdict is here.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from kafka import TopicPartition
 
 from infra.bench.session import json_log
-from infra.demo_tracker import DemoTracker, TrackerRecount
+from infra.demo.tracker_recount import DemoTracker, TrackerRecount
 from pipeline_common.kafka_client import KafkaSettings
 
 logger = logging.getLogger(__name__)

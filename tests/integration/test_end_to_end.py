@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from infra import demo
+from infra.demo import run as demo
 
 
 

@@ -23,7 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from fault_harness import (AWS_TEST_ENV, ROOT, IsolatedStack, Pipeline, committed_lag, reconcile, wait_drained,
                            wait_until, write_result)
-from infra import observe
+from infra.demo import observe
 from producer.runner import run_producer
 from producer.settings import ProducerConfig
 from producer.state_vector import FIELDS, as_row, parse_state_vector

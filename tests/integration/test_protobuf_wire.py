@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from infra import observe
+from infra.demo import observe
 
 from infra.deploy import aws_resources
 from infra.deploy.aws_resources import AwsClients, AwsResourceSettings

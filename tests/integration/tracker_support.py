@@ -123,7 +123,7 @@ def tracker_process(env: dict, log_path: Path, *args: str):
 def topic_positions(bootstrap: str, topic: str) -> dict[tuple[int, int], tuple[str, float]]:
     """{(partition, offset): (icao24, epoch seconds)} of every record of `topic` that decodes to a position,
     read back from the broker (what Kafka holds, not what a producer said it sent)."""
-    from infra.observe import read_topic
+    from infra.demo.observe import read_topic
     from pipeline_common.kafka_client import KafkaSettings
     from tracker.records import InvalidRecord, decode
 

@@ -1,5 +1,5 @@
 """Deployment tooling under moto: idempotent deploys, least-privilege IAM, the filtered demo subscriber,
-count-messages and notifications (infra/observe.py) as a user sees them, teardown."""
+count-messages and notifications (infra/demo/observe.py) as a user sees them, teardown."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ from moto import mock_aws
 
 import flight_handler  # the function's modules are importable top-level (pyproject.toml)
 from flight_settings import FunctionSettings
-from infra import observe
+from infra.demo import observe
 from infra.deploy import aws_resources
 from infra.deploy.aws_resources import AwsClients, AwsResourceSettings
 from pipeline_common.settings import ConfigError

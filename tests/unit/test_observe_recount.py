@@ -1,11 +1,11 @@
-"""The independent recount (infra/observe.py) that the demo and the fault tests check the pipeline
+"""The independent recount (infra/demo/observe.py) that the demo and the fault tests check the pipeline
 against: the function's own rules applied to records read back from Kafka."""
 from __future__ import annotations
 
 import json
 from types import SimpleNamespace
 
-from infra.observe import canonical, recount
+from infra.demo.observe import canonical, recount
 from saved_events import load_event
 
 

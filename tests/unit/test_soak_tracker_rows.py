@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.demo_tracker import TrackerRecount
+from infra.demo.tracker_recount import TrackerRecount
 from infra.soak import report, tracker_rows
 from pipeline_common.logs import JsonFormatter
 

@@ -20,7 +20,7 @@ from alert_state import from_item
 from flight_domain.flight_transform import InvalidState
 from flight_domain.geofence import Fence, parse_fences
 from infra.deploy import alerts_resources
-from infra.observe import read_topic
+from infra.demo.observe import read_topic
 from trigger.mapping import TriggerConfig
 from trigger.runner import Trigger
 
@@ -76,7 +76,7 @@ def recount_alerts(records: Iterable, fences: tuple[Fence, ...], watchlist: Watc
 class DemoAlerts:
     """The alerts side of `make demo`: deploys it, runs its own mapping (a second Trigger with its own
     consumer group) beside flight-processor's, then reconciles what the subscriber received against
-    recount_alerts. Kept here so that infra/demo.py only calls it."""
+    recount_alerts. Kept here so that infra/demo/run.py only calls it."""
 
     def __init__(self, clients, topic: str, kafka, run_id: str, since, say):
         self._resources, self._clients, self._topic, self._kafka = alerts_resources, clients, topic, kafka

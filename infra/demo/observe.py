@@ -1,8 +1,8 @@
 """Watching what the pipeline did, without changing anything: `make count-messages`, `make notifications`,
 and the independent recount the demo, the fault tests and the benchmarks check the pipeline against.
 
-  python -m infra.observe count-messages --mins 5     # the function's Published metric, last N minutes
-  python -m infra.observe notifications [--max N] [--seconds S]   # tail the demo subscriber queue
+  python -m infra.demo.observe count-messages --mins 5     # the function's Published metric, last N minutes
+  python -m infra.demo.observe notifications [--max N] [--seconds S]   # tail the demo subscriber queue
 
 The recount does not trust any of the pipeline's counters: it reads the run's records back from Kafka
 (``read_topic``) and puts each through the function's own filter (flight_transform.evaluate), which
@@ -248,7 +248,7 @@ def _positive(kind: type) -> Callable[[str], float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m infra.observe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m infra.demo.observe", description=__doc__.splitlines()[0])
     AwsResourceSettings.add_flags(parser.add_argument_group("settings (before the command)"))
     commands = parser.add_subparsers(dest="command", required=True)
     count = commands.add_parser("count-messages", help="notifications published in the last N minutes")

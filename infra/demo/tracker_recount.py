@@ -17,7 +17,7 @@ import psycopg
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from infra import observe
+from infra.demo import observe
 
 from infra.stack import postgres
 from infra.progress import printer

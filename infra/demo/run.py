@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The whole pipeline for about a minute, then a summary whose numbers must reconcile.
 
-    python -m infra.demo [--seconds 60] [--aircraft 1500] [--interval 5] [--keep-stack]
+    python -m infra.demo.run [--seconds 60] [--aircraft 1500] [--interval 5] [--keep-stack]
 
 Starts the native stack if it is not running, deploys the resources, runs the synthetic producer
 and the trigger, drains the pipeline, then checks every count against an independent recount
-(infra/observe.py): the run's records are read back from Kafka and put through the function's own
+(infra/demo/observe.py): the run's records are read back from Kafka and put through the function's own
 filter, so "in the air" and "expected at the subscriber" are known without trusting the pipeline's
 counters.
 """
@@ -23,13 +23,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from infra import observe, progress
+from infra import progress
 
 
+
+from infra.demo import observe
 from infra.deploy import aws_resources
 from infra.stack import servers as stack
-from infra.alerts_recount import DemoAlerts
-from infra.demo_tracker import DemoTracker
+from infra.demo.alerts_recount import DemoAlerts
+from infra.demo.tracker_recount import DemoTracker
 from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.logs import configure_logging
 from producer.runner import run_producer
@@ -37,7 +39,7 @@ from producer.settings import ProducerConfig
 from trigger.mapping import TriggerConfig
 from trigger.runner import Trigger
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SUMMARY = ROOT / ".state" / "demo-summary.json"
 
 
@@ -269,7 +271,7 @@ def _print_summary(s: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m infra.demo.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60, help="how long the producer runs (default 60)")
     parser.add_argument("--aircraft", type=int, default=1500, help="synthetic fleet size (default 1500)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between fleet snapshots (default 5)")
