@@ -62,8 +62,8 @@ def jars() -> list[Path]:
 
 
 def fetch_jars() -> list[Path]:
-    """Resolve the pinned jars once with Maven, as the broker's are (infra/stack.py); no network later."""
-    from infra.stack import _require_java, resolve_pom
+    """Resolve the pinned jars once with Maven, as the broker's are (infra/stack/servers.py); no network later."""
+    from infra.stack.servers import _require_java, resolve_pom
     if JAR_STAMP.exists() and JAR_STAMP.read_text().strip() == _pom_digest() and any(JAR_DIR.glob(RUNTIME_JAR)):
         return sorted(JAR_DIR.glob("*.jar"))
     _require_java()
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     sql.add_argument("sql")
     SparkSettings.add_flags(sql.add_argument_group("settings"))
     args = parser.parse_args(argv)
-    from infra.stack import StackError
+    from infra.stack.servers import StackError
     try:
         if args.command == "fetch":
             found = fetch_jars()
