@@ -53,21 +53,21 @@ setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka 
 run: setup ## start Kafka (KRaft), the AWS endpoint and PostgreSQL, wait until usable, create topics
 	@$(PY) -m infra.stack.servers up --stack $(STACK)
 
-# `make up` = `make run` + `make deploy-resources` + the session's parts (infra/session_parts.py) in the
+# `make up` = `make run` + `make deploy-resources` + the session's parts (infra/session/parts.py) in the
 # background; UP_BEGAN is when make read this file, so the wait can report the whole time to the map.
 up: UP_BEGAN := $(shell date +%s)
 up: run deploy-resources ## the whole session in the background (stack, resources, trigger, tracker, producer); waits for aircraft on the map
-	@$(PY) -m infra.up start --since $(UP_BEGAN) $(ARGS)
+	@$(PY) -m infra.session.up start --since $(UP_BEGAN) $(ARGS)
 
 ps: ## what `make up` runs: pid, CPU, memory of each part and of the stack; each consumer group's lag
-	@$(PY) -m infra.up ps
+	@$(PY) -m infra.session.up ps
 
 PART ?=
 logs: ## follow the logs of `make up`'s trigger, tracker, producer, or PART=notifications|alerts|kafka|... (commas for several)
-	@$(PY) -m infra.up logs $(if $(PART),--part $(PART))
+	@$(PY) -m infra.session.up logs $(if $(PART),--part $(PART))
 
 down: ## stop everything `make up` started (its parts and the stack); checks no process is left
-	@$(PY) -m infra.up down --stack $(STACK)
+	@$(PY) -m infra.session.up down --stack $(STACK)
 
 stop: ## stop exactly what `make run` started
 	@$(PY) -m infra.stack.servers down --stack $(STACK)

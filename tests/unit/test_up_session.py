@@ -1,4 +1,4 @@
-"""`make up` / `make ps` / `make logs` / `make down` (infra/up.py, infra/session_parts.py) without servers:
+"""`make up` / `make ps` / `make logs` / `make down` (infra/session/up.py, infra/session/parts.py) without servers:
 the parts' commands, the record of what was started, the wait for aircraft on a clock the test moves,
 and the lines `make ps` prints."""
 import os
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from infra import up
-from infra.session_parts import UP_SESSION, command, part_named
+from infra.session import up
+from infra.session.parts import UP_SESSION, command, part_named
 
 
 def test_the_session_is_every_long_running_part_with_the_producer_last():

@@ -1,12 +1,12 @@
 """`make up`, `make ps`, `make logs`, `make down`: the typical session in the background, in one command.
 
-    python -m infra.up start [--timeout 240] [--since EPOCH]   start the parts, wait until the map shows aircraft
-    python -m infra.up ps                                      the processes (pid, CPU, memory) and each group's lag
-    python -m infra.up logs [--part trigger,tracker]           follow the logs (tail -F)
-    python -m infra.up down [--stack native|docker]            stop the parts and the stack; check none is left
+    python -m infra.session.up start [--timeout 240] [--since EPOCH]   start the parts, wait until the map shows aircraft
+    python -m infra.session.up ps                                      the processes (pid, CPU, memory) and each group's lag
+    python -m infra.session.up logs [--part trigger,tracker]           follow the logs (tail -F)
+    python -m infra.session.up down [--stack native|docker]            stop the parts and the stack; check none is left
 
 `make up` runs `make run` (the stack) and `make deploy-resources` first, then `start`: each part of
-infra/session_parts.py in its own session (a Ctrl-C in that terminal does not reach it), its output in
+infra/session/parts.py in its own session (a Ctrl-C in that terminal does not reach it), its output in
 <STACK_STATE_DIR>/logs/<part>.log, and what was started (pid, start time, command) in
 <STACK_STATE_DIR>/session.json, so `ps`, `logs` and `down` work from any later shell.
 """
@@ -31,7 +31,7 @@ import psutil
 from infra import progress
 
 from infra.stack import postgres, processes, servers as stack
-from infra.session_parts import MAPPINGS, UP_SESSION, SessionPart, command
+from infra.session.parts import MAPPINGS, UP_SESSION, SessionPart, command
 from pipeline_common.settings import ConfigError
 
 ROOT = stack.ROOT
@@ -426,7 +426,7 @@ def down(stack_kind: str = "native") -> int:
 # --------------------------------------------------------------------------- command line
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.up", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m infra.session.up", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     p_start = commands.add_parser("start", help="start the session's parts, wait until the map shows aircraft")

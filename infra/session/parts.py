@@ -2,7 +2,7 @@
 
 A part's command is what its make target runs (`make -n <target>`, infra/soak/session.py's
 make_command), so `make up` starts exactly what a user starts in a terminal, with the Makefile's own
-defaults. Kept apart from infra/up.py so another runner of the session (the soak) can share it.
+defaults. Kept apart from infra/session/up.py so another runner of the session (the soak) can share it.
 """
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The typical session in the background: `make up`, `make ps`, `make logs`, `make down`."""
