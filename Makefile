@@ -158,13 +158,13 @@ test-integration: setup ## integration tests against the real broker and endpoin
 	@$(PY) -m pytest tests/integration $(ARGS)
 
 reliability: setup ## refresh docs/RELIABILITY.md from the last fault-test run
-	@$(PY) -m infra.reliability_report
+	@$(PY) -m infra.reports.reliability_report
 
 bench: setup ## benchmarks; writes docs/BENCHMARKS.md
 	@$(PY) -m infra.bench.run $(ARGS)
 
 settings-table: setup ## regenerate docs/CONFIGURATION.md's table from the settings' declarations
-	@$(PY) -m infra.settings_table --write
+	@$(PY) -m infra.reports.settings_table --write
 
 clean: stop ## remove runtime state (broker data, database, logs); keeps the jar cache
 	@$(PY) -c "from infra.stack import postgres; postgres.remove_data()"

@@ -29,7 +29,7 @@ ValueError with the reason. A field whose default is another ``Settings`` class 
 KafkaSettings = field(default_factory=KafkaSettings)``) is read with it, and its flags are added
 too. A setting shared by several components is declared once as a module constant
 (``KAFKA_TOPIC = Setting(...)``) and used as ``topic: str = KAFKA_TOPIC.field()``. The settings table's
-environment table is generated from these declarations (``python -m infra.settings_table``).
+environment table is generated from these declarations (``python -m infra.reports.settings_table``).
 """
 from __future__ import annotations
 

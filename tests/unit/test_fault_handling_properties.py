@@ -13,7 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-from infra import reliability_report
+from infra.reports import reliability_report
 
 from infra.stack import servers as stack
 from pipeline_common.kafka_client import KafkaSettings

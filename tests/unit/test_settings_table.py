@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import pytest
 
-from infra import settings_table
+from infra.reports import settings_table
 from pipeline_common.settings import ConfigError, Settings, setting
 
 

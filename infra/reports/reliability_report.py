@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the results table of docs/RELIABILITY.md from the fault tests' result files.
 
-    python -m infra.reliability_report [--results DIR] [--doc docs/RELIABILITY.md] [--check]
+    python -m infra.reports.reliability_report [--results DIR] [--doc docs/RELIABILITY.md] [--check]
 
 The fault tests (tests/integration/test_faults.py) leave one JSON file per fault in
 .state/reliability/ (RELIABILITY_RESULTS_DIR overrides) and append every run to history.jsonl there.
@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RESULTS = Path(os.environ.get("RELIABILITY_RESULTS_DIR") or ROOT / ".state" / "reliability")
 DEFAULT_DOC = ROOT / "docs" / "RELIABILITY.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -79,7 +79,7 @@ def _cell(text: str) -> str:
 def render_table(results: list[dict], history: dict[str, list[bool]]) -> str:
     if not results:
         return ("_No results yet: run `make test` (or `pytest -m slow tests/integration/test_faults.py`), "
-                "then `python -m infra.reliability_report`._")
+                "then `python -m infra.reports.reliability_report`._")
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in results:
         runs = history.get(r["fault"], [])
