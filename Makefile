@@ -45,8 +45,8 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven), Protobuf code
 	@$(PY) -m infra.stack.servers fetch
-	@$(PY) -m infra.map_assets fetch
-	@$(PY) -m infra.map_assets browser
+	@$(PY) -m infra.web.map_assets fetch
+	@$(PY) -m infra.web.map_assets browser
 	@$(PY) -m infra.deploy.protobuf_codegen
 	@$(PY) -m infra.deploy.lambda_package --fetch-wheels >/dev/null
 

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from urllib.parse import quote
 
-from infra import map_assets
+from infra.web import map_assets
 
 from infra.stack import postgres
 from infra.demo.observe import read_topic

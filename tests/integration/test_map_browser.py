@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import map_assets
+from infra.web import map_assets
 from fault_harness import TcpProxy, free_port, wait_until
 from tracker_support import fresh_topic, isolated_schema, produce, state, tracker_process
 

@@ -1,11 +1,11 @@
 """The offline map's land outlines: TopoJSON (npm world-atlas) to GeoJSON for a flat Leaflet map, and the
-pinned tarball's integrity check (infra/map_assets.py)."""
+pinned tarball's integrity check (infra/web/map_assets.py)."""
 from __future__ import annotations
 
 import base64
 import hashlib
 
-from infra import map_assets
+from infra.web import map_assets
 
 
 def _topology(arcs, geometries, transform=None):

@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 # src/tracker/api/web.py -> the checkout's .cache/web (the project runs from its checkout, `pip install -e`).
 VENDOR_DIR = Path(__file__).resolve().parents[3] / ".cache" / "web"
-VENDOR_LIBRARIES = ("leaflet", "world-atlas")  # world-atlas: the offline land outlines (infra/map_assets.py)
+VENDOR_LIBRARIES = ("leaflet", "world-atlas")  # world-atlas: the offline land outlines (infra/web/map_assets.py)
 
 
 def mount_web(app: FastAPI, web_dir: Path = WEB_DIR, vendor_dir: Path = VENDOR_DIR) -> None:

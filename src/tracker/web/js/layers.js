@@ -7,7 +7,7 @@ const L = window.L;
 export const OSM_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
 const TILE_FAILURES_BEFORE_FALLBACK = 4;
 // Natural Earth 1:110m countries, which `make setup` converts from the pinned npm package world-atlas
-// (infra/map_assets.py) and the tracker serves with the other vendored files: nothing from the internet.
+// (infra/web/map_assets.py) and the tracker serves with the other vendored files: nothing from the internet.
 export const LAND_URL = "/vendor/world-atlas/countries-110m.geojson";
 export const LAND_PANE = "land";
 // Below the tile pane (200): the graticule's lines stay visible over the land; the aircraft canvas, the

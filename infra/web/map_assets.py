@@ -1,10 +1,10 @@
 """Set-up for the tracker's map page: the pinned browser libraries, the land outlines and the headless
 browser for its tests.
 
-    python -m infra.map_assets fetch      resolve infra/web/pom.xml (Leaflet WebJar) into .cache/web, and the
+    python -m infra.web.map_assets fetch      resolve infra/web/pom.xml (Leaflet WebJar) into .cache/web, and the
                                           pinned npm package world-atlas (Natural Earth) into
                                           .cache/web/world-atlas as GeoJSON (both cached)
-    python -m infra.map_assets browser    install Debian's chromium + chromium-driver when missing
+    python -m infra.web.map_assets browser    install Debian's chromium + chromium-driver when missing
 
 The tracker serves .cache/web/<name>/ at /vendor/<name>/ (see tracker/api/web.py).
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 from infra import progress
 from infra.stack.servers import StackError, resolve_pom, say
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 POM = ROOT / "infra" / "web" / "pom.xml"
 VENDOR_DIR = ROOT / ".cache" / "web"
