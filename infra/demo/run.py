@@ -271,7 +271,8 @@ def _print_summary(s: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.demo.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m infra.demo.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60, help="how long the producer runs (default 60)")
     parser.add_argument("--aircraft", type=int, default=1500, help="synthetic fleet size (default 1500)")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between fleet snapshots (default 5)")

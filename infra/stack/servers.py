@@ -546,7 +546,8 @@ def status(cfg: StackConfig) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m infra.stack.servers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["fetch", "up", "down", "status", "stop-part", "start-part",
                                             "pause-part", "resume-part", "database-url"])
     parser.add_argument("part", nargs="?", choices=PARTS, help="for the *-part commands")
