@@ -37,11 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archiver: configuration error: {exc}", file=sys.stderr)
         return 2
 
-    from .archiver import Archiver  # PyIceberg and pyarrow load after the settings are known to be right
-
+    # Before the slow imports: a SIGTERM while starting stops it cleanly (exit 0), not by the default action.
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+
+    from .archiver import Archiver  # PyIceberg and pyarrow load after the settings are known to be right
     try:
         Archiver(config).run(stop)
     except BrokerUnavailable as exc:

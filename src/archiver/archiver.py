@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import pyarrow as pa
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
@@ -82,7 +83,7 @@ class Archiver:
         self._rejects: Table | None = None
         self._stored: dict[int, int] = {}          # the positions table's offsets
         self._rejects_stored: dict[int, int] = {}  # the rejects table's offsets
-        self._previous_keys: set = set()            # keys of the last commit that had rows
+        self._previous_keys: pa.Table | None = None  # keys of the last commit that had rows
         self._pending = Pending()
         self._partitions: list[int] = []
 
@@ -353,19 +354,19 @@ class Archiver:
                              bootstrap_timeout_ms=int(bootstrap_timeout_s * 1000), **self.config.kafka.client_kwargs())
 
 
-def last_commit_keys(table: Table) -> set:
-    """(icao24, time_position) of the rows the table's last archiver commit wrote (empty for a new table)."""
+def last_commit_keys(table: Table) -> pa.Table | None:
+    """(icao24, time_position) of the rows the table's last archiver commit wrote (None for a new table)."""
     when = table.properties.get(INGESTED_AT_PROPERTY)
     current = table.current_snapshot()
     if current is None:
-        return set()
+        return None
     if not when:  # the property removed by another tool: the newest snapshot that has it
         for snapshot in ancestors_of(current, table.metadata):
             when = snapshot.summary.additional_properties.get(INGESTED_AT_PROPERTY) if snapshot.summary else None
             if when:
                 break
     if not when:
-        return set()
+        return None
     rows = table.scan(row_filter=EqualTo("ingested_at", when), selected_fields=("icao24", "time_position")).to_arrow()
     return keys_of(rows)
 

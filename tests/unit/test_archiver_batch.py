@@ -46,6 +46,7 @@ def test_positions_of_the_previous_commit_are_not_stored_again():
     first, _ = positions_table([pos("aaaaaa", 1), pos("aaaaaa", 2)], NOW)
     table, dropped = positions_table([pos("aaaaaa", 2, 0, 9), pos("aaaaaa", 3, 0, 10)], NOW, keys_of(first))
     assert dropped == 1 and table.num_rows == 1 and table.column("kafka_offset").to_pylist() == [10]
+    assert table.schema == POSITIONS_ARROW  # NOT NULL kept through the anti-join
 
 
 def test_an_empty_commit_has_no_rows_and_the_right_schema():
