@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 # download avro otherwise: measured, docs/LAKE.md).
 EXTENSIONS = ("httpfs", "avro", "iceberg")
 EXTENSIONS_PACKAGE = "duckdb_ext"
-SECRET_NAME = "lake_s3"
+S3_CREDENTIALS_NAME = "lake_s3"  # the DuckDB secret (CREATE SECRET) holding the lake's S3 settings
 
 
 class LakeQueryError(RuntimeError):
@@ -64,7 +64,7 @@ def _ident(name: str) -> str:
 
 
 def s3_secret_sql(endpoint: str | None, region: str, key_id: str | None = None, secret: str | None = None,
-                  session_token: str | None = None, name: str = SECRET_NAME) -> str:
+                  session_token: str | None = None, name: str = S3_CREDENTIALS_NAME) -> str:
     """The CREATE SECRET statement for the lake's S3: a local endpoint (AWS_ENDPOINT_URL, e.g.
     http://localhost:4566) is reached path-style, over TLS only when its URL says https; no endpoint
     means AWS itself (virtual-hosted style, TLS)."""
