@@ -45,6 +45,7 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed ## install everything: virtualenv, pinned deps, Kafka broker jars (Maven), Protobuf code
 	@$(PY) -m infra.stack.servers fetch
+	@$(PY) -m infra.lake.spark fetch
 	@$(PY) -m infra.web.map_assets fetch
 	@$(PY) -m infra.web.map_assets browser
 	@$(PY) -m infra.deploy.protobuf_codegen

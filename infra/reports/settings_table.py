@@ -58,8 +58,13 @@ def _function_settings():
 
 
 def table() -> str:
+    from archiver.settings import ArchiverConfig
+    from infra.lake.spark import SparkSettings
+    from lakehouse.maintenance import MaintenanceSettings
+
     components = (KafkaSettings, StackConfig, PostgresConfig, ProducerConfig, OpenSkySettings, TriggerConfig,
-                  TrackerConfig, AwsResourceSettings, _function_settings(), AlertResourceSettings, AlertSettings)
+                  TrackerConfig, AwsResourceSettings, _function_settings(), AlertResourceSettings, AlertSettings,
+                  ArchiverConfig, MaintenanceSettings, SparkSettings)
     extra = ((STACK_STATE_DIR, StackConfig.USED_BY), (LOG_LEVEL, "producer, trigger, tracker"),
              (LOG_FORMAT, "producer, trigger, tracker"), (KAFKA_CLIENT_LOG, "producer, trigger, tracker"),
              *AWS_VARIABLES)

@@ -37,6 +37,7 @@ class SessionPart:
 UP_SESSION = (
     SessionPart("trigger", "trigger", (("MAPPINGS", MAPPINGS),)),
     SessionPart("tracker", "tracker"),
+    SessionPart("archiver", "archiver"),
     SessionPart("notifications", "notifications", stop_signal=signal.SIGINT, prints_data=True),
     SessionPart("alerts", "alerts", stop_signal=signal.SIGINT, prints_data=True),
     SessionPart("producer", "produce"),

@@ -302,7 +302,8 @@ def format_process_rows(rows: list[dict]) -> list[str]:
 
 
 def consumer_groups() -> list[tuple[str, object]]:
-    """(who, config with group_id, topics, kafka) for each mapping of the session's trigger and the tracker."""
+    """(who, config with group_id, topics, kafka) for each mapping of the session's trigger, the tracker and the
+    archiver."""
     from tracker.settings import TrackerConfig
     from trigger.declarations import load_mappings
 
@@ -310,6 +311,12 @@ def consumer_groups() -> list[tuple[str, object]]:
     tracker = TrackerConfig.from_env()
     groups.append(("tracker", SimpleNamespace(group_id=tracker.group_id, topics=(tracker.topic,),
                                               kafka=tracker.kafka)))
+    # The archiver resumes from the offsets in the lake's own snapshots; it commits the group's offsets after
+    # each lake commit as well, so this lag is the lake's (up to one commit interval behind).
+    from archiver.settings import ArchiverConfig
+    archiver = ArchiverConfig.from_env()
+    groups.append(("archiver", SimpleNamespace(group_id=archiver.lake.group_id, topics=(archiver.topic,),
+                                               kafka=archiver.kafka)))
     return groups
 
 

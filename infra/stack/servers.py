@@ -400,8 +400,11 @@ def start_ministack(cfg: StackConfig) -> None:
     # MiniStack hands its own AWS_ENDPOINT_URL to every function it runs: it must be this endpoint, never one
     # inherited from the caller's shell (an AWS_ENDPOINT_URL for another stack would send the functions'
     # SNS, S3 and CloudWatch calls there).
+    # S3 on disk (S3_PERSIST): the lake's data files and metadata must outlive a MiniStack restart or kill -9,
+    # since the lake's catalog (in PostgreSQL) does; it also keeps them out of MiniStack's memory.
     env = dict(os.environ, BIND_HOST="127.0.0.1", GATEWAY_PORT=str(cfg.aws_port), TMPDIR=str(MINISTACK_DIR),
-               LOG_LEVEL=cfg.ministack_log_level, AWS_ENDPOINT_URL=cfg.endpoint)
+               LOG_LEVEL=cfg.ministack_log_level, AWS_ENDPOINT_URL=cfg.endpoint,
+               S3_PERSIST="1", S3_DATA_DIR=str(MINISTACK_DIR / "s3"))
     log = LOG_DIR / "ministack.out"
     pid = _spawn("ministack", [str(exe)], log, env=env)
     say(f"ministack starting (pid {pid}, log {_rel(log)})")

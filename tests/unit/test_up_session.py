@@ -13,7 +13,7 @@ from infra.session.parts import UP_SESSION, command, part_named
 
 
 def test_the_session_is_every_long_running_part_with_the_producer_last():
-    assert [p.name for p in UP_SESSION] == ["trigger", "tracker", "notifications", "alerts", "producer"]
+    assert [p.name for p in UP_SESSION] == ["trigger", "tracker", "archiver", "notifications", "alerts", "producer"]
     assert part_named("notifications").stop_signal == signal.SIGINT  # the printers stop on Ctrl-C
     assert part_named("trigger").stop_signal == signal.SIGTERM
 
@@ -120,7 +120,7 @@ def test_lag_is_summed_over_partitions_as_make_lag_counts_it():
 
 def test_make_logs_follows_the_services_or_the_parts_named():
     # the printers' lines are data (a line per notification): followed when asked for by name only
-    assert [f.name for f in up.logs_to_follow(None)] == ["trigger.log", "tracker.log", "producer.log"]
+    assert [f.name for f in up.logs_to_follow(None)] == ["trigger.log", "tracker.log", "archiver.log", "producer.log"]
     assert [f.name for f in up.logs_to_follow("notifications")] == ["notifications.log"]
     assert [f.name for f in up.logs_to_follow("tracker, kafka")] == ["tracker.log", "kafka.out"]
     with pytest.raises(ValueError, match="no part called tracer; PART is one of trigger, tracker"):
