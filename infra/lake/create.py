@@ -9,6 +9,7 @@ import sys
 import boto3
 from botocore.exceptions import ClientError
 
+from infra.stack.postgres import redact_url
 from lakehouse.catalog import ensure_rejects_table, ensure_table, load_catalog
 from lakehouse.settings import LakeSettings
 from pipeline_common.logs import configure_logging
@@ -34,15 +35,6 @@ def ensure_bucket(settings: LakeSettings) -> None:
     s3.create_bucket(Bucket=bucket, **kwargs)
 
 
-def _shown(url: str) -> str:
-    """The catalog URL without a password."""
-    head, sep, rest = url.partition("://")
-    if "@" in rest and ":" in rest.split("@", 1)[0]:
-        user = rest.split("@", 1)[0].split(":", 1)[0]
-        return f"{head}{sep}{user}:***@{rest.split('@', 1)[1]}"
-    return url
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.lake.create", description=__doc__)
     LakeSettings.add_flags(parser)
@@ -60,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     table = ensure_table(catalog, settings, replace_lost=True)
     rejects = ensure_rejects_table(catalog, settings, replace_lost=True)
     print(f"lake: table {'.'.join(table.name())} and {'.'.join(rejects.name())} in catalog "
-          f"{settings.catalog_name!r} ({_shown(settings.catalog_url)}), warehouse {settings.warehouse}, "
+          f"{settings.catalog_name!r} ({redact_url(settings.catalog_url)}), warehouse {settings.warehouse}, "
           f"data at {table.location()}")
     return 0
 

@@ -315,7 +315,7 @@ def status(cfg: PostgresConfig) -> bool:
     pid = _read_pid()
     if not cfg.external:
         say(f"postgres  process: {'pid ' + str(pid) if pid else 'not started by this project'}")
-    shown = _redact(cfg.url)
+    shown = redact_url(cfg.url)
     reason = ready(cfg.url)
     if reason is None:
         say(f"postgres  {shown}: accepting connections")
@@ -325,7 +325,7 @@ def status(cfg: PostgresConfig) -> bool:
     return False
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL for printing: a password in it becomes *** (the user, host and database stay)."""
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")

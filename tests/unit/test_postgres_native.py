@@ -22,10 +22,10 @@ def test_an_unsupported_machine_is_told_to_use_its_own_server():
 def test_a_password_in_database_url_is_never_printed():
     # Assembled from parts so the repository's own credential scan has nothing to flag.
     password = "".join(["s3", "cr", "et"])
-    printed = postgres._redact("postgresql://app" + ":" + password + "@db.example:5432/tracks")
+    printed = postgres.redact_url("postgresql://app" + ":" + password + "@db.example:5432/tracks")
     assert password not in printed and printed.startswith("postgresql://app:") and printed.endswith(
         "@db.example:5432/tracks")
-    assert postgres._redact("postgresql://flightpipe@127.0.0.1:5432/flightpipe") == \
+    assert postgres.redact_url("postgresql://flightpipe@127.0.0.1:5432/flightpipe") == \
         "postgresql://flightpipe@127.0.0.1:5432/flightpipe"
 
 
