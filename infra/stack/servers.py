@@ -453,7 +453,7 @@ def up(cfg: StackConfig, stack: str = "native") -> None:
             start_ministack(cfg)
             say(f"ministack ready on {cfg.endpoint} ({time.monotonic() - started:.1f}s)")
             db_url = postgres.start(postgres.PostgresConfig.from_env(), cfg.start_timeout_s)
-            say(f"postgres ready: DATABASE_URL={postgres._redact(db_url)} ({time.monotonic() - started:.1f}s)")
+            say(f"postgres ready: DATABASE_URL={postgres.redact_url(db_url)} ({time.monotonic() - started:.1f}s)")
         except BaseException:
             # Nothing half-started: whatever came up in this call goes down again.
             postgres.stop()
