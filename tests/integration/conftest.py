@@ -94,3 +94,14 @@ def database_url():
     finally:
         if not os.environ.get("KEEP_STACK"):
             postgres.stop()
+
+
+@pytest.fixture
+def tracker_procs():
+    """Tracker processes a test started (tracker_support.spawn_tracker); any still running at the end is killed."""
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
@@ -21,7 +21,7 @@ import requests
 from tracker.service import TrackerService
 from tracker.settings import TrackerConfig
 from tracker_support import (committed_offsets, count, free_port, fresh_topic, isolated_schema, keys, produce,
-                             state, topic_positions, wait_for)
+                             spawn_tracker, state, topic_positions, tracker_config, wait_for)
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +38,6 @@ def db(database_url):
 def topic(stack):
     with fresh_topic(stack.bootstrap) as name:
         yield name
-
-
-def config(stack, db: str, topic: str, **extra) -> TrackerConfig:
-    return TrackerConfig.from_env(database_url=db, topic=topic, group_id=f"it-{topic}",
-                                  kafka={"bootstrap_servers": stack.bootstrap}, **extra)
 
 
 @pytest.fixture
@@ -68,7 +63,7 @@ def partition_counts(url: str) -> dict[str, int]:
 def test_each_batch_is_committed_across_many_maintenance_passes(stack, db, topic, service):
     # GIVEN a tracker whose maintenance pass runs every 0.3 s (hourly by default: the pass after which
     # every write used to stay uncommitted)
-    svc = service(config(stack, db, topic, maintenance_interval_s=0.3, retention_days=0, batch_linger_s=0.1),
+    svc = service(tracker_config(stack.bootstrap, db, topic, maintenance_interval_s=0.3, retention_days=0, batch_linger_s=0.1),
                   serve_api=False)
     t0 = float(int(time.time()) - 300)
     expected = 0
@@ -99,30 +94,8 @@ def _replay(stack, topic: str, path: Path) -> None:
                     "--batch-delay", "0"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
 
 
-def _spawn(stack, db: str, topic: str, log_path: Path, api_port: int | None = None, **env_extra) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": db, "KAFKA_TOPIC": topic, "TRACKER_GROUP_ID": f"it-{topic}",
-           "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap, "LOG_FORMAT": "json", "TRACKER_DB_RETRY_MAX_S": "2",
-           **{k: str(v) for k, v in env_extra.items()}}
-    args = ["--no-api"] if api_port is None else []
-    if api_port is not None:
-        env["TRACKER_API_PORT"] = str(api_port)
-    log = open(log_path, "a")
-    return subprocess.Popen([sys.executable, "-m", "tracker", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=log)
-
-
-@pytest.fixture
-def procs():
-    started: list[subprocess.Popen] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-
-
 @pytest.mark.slow
-def test_a_past_day_and_today_then_sigterm_leave_exactly_the_topics_distinct_positions(stack, db, topic, procs,
+def test_a_past_day_and_today_then_sigterm_leave_exactly_the_topics_distinct_positions(stack, db, topic, tracker_procs,
                                                                                          tmp_path):
     # GIVEN 1,000 synthetic aircraft for 6 ticks on 2021-10-07 and 6 ticks today, in the topic
     _replay(stack, topic, _export(tmp_path, "past", PAST_DAY, 1000, 6))
@@ -133,13 +106,13 @@ def test_a_past_day_and_today_then_sigterm_leave_exactly_the_topics_distinct_pos
     # WHEN a tracker keeping every day, with its maintenance pass every 1 s, consumes it while /track is asked
     port = free_port()
     log = tmp_path / "tracker.log"
-    procs.append(_spawn(stack, db, topic, log, api_port=port, TRACKER_RETENTION_DAYS=0,
+    tracker_procs.append(spawn_tracker(stack.bootstrap, db, topic, log, api_port=port, TRACKER_RETENTION_DAYS=0,
                         TRACKER_MAINTENANCE_INTERVAL_S=1, TRACKER_BATCH_SIZE=1000))
     icao_past = next(k[0] for k in distinct if k[1] < PAST_DAY + 86400)
     answers = []
 
     def ask():
-        while procs[0].poll() is None and len(answers) < 400:
+        while tracker_procs[0].poll() is None and len(answers) < 400:
             started = time.monotonic()
             try:
                 r = requests.get(f"http://127.0.0.1:{port}/flights/{icao_past}/track?limit=10000", timeout=5)
@@ -151,8 +124,8 @@ def test_a_past_day_and_today_then_sigterm_leave_exactly_the_topics_distinct_pos
     asker.start()
     wait_for(lambda: count(db) == len(distinct), 120, what=f"{len(distinct)} rows")
     time.sleep(3)  # a few more maintenance passes with nothing to write
-    procs[0].send_signal(signal.SIGTERM)
-    assert procs[0].wait(60) == 0
+    tracker_procs[0].send_signal(signal.SIGTERM)
+    assert tracker_procs[0].wait(60) == 0
     asker.join(10)
     # THEN PostgreSQL holds exactly the distinct positions of the topic, in both days' partitions
     assert keys(db) == distinct
@@ -173,7 +146,7 @@ def test_a_past_day_under_the_default_retention_is_counted_not_stored(stack, db,
     today = [state(n, tick, t0) for tick in range(2) for n in range(100)]
     produce(stack.bootstrap, topic, past + today)
     # WHEN a tracker with the default retention (7 days) consumes them
-    svc = service(config(stack, db, topic, api_port=0))
+    svc = service(tracker_config(stack.bootstrap, db, topic, api_port=0))
     wait_for(lambda: svc.stats.consumer_lag == 0 and svc.stats.consumed == 500, 60, what="all 500 consumed")
     stats = requests.get(f"{svc.url}stats", timeout=5).json()
     # THEN today's positions are stored, the past day's counted as past_retention (not stored, no partition)
@@ -191,7 +164,7 @@ def test_positions_across_utc_midnight_land_in_both_day_partitions(stack, db, to
     states = [state(n, tick, midnight - 30) for tick in range(0, 60, 5) for n in range(50)]
     produce(stack.bootstrap, topic, states)
     # WHEN the tracker stores them
-    service(config(stack, db, topic, batch_linger_s=0.1), serve_api=False)
+    service(tracker_config(stack.bootstrap, db, topic, batch_linger_s=0.1), serve_api=False)
     wait_for(lambda: count(db) == len(states), 60, what=f"{len(states)} rows")
     # THEN each lands in its own day's partition, none lost at the boundary
     before = datetime.fromtimestamp(midnight - 1, timezone.utc).strftime("positions_p%Y%m%d")
@@ -202,7 +175,7 @@ def test_positions_across_utc_midnight_land_in_both_day_partitions(stack, db, to
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_points_leaves_every_committed_offsets_position_stored_once(stack, db, topic, procs,
+def test_kill_9_at_random_points_leaves_every_committed_offsets_position_stored_once(stack, db, topic, tracker_procs,
                                                                                      tmp_path):
     rng = random.Random(20)
     t0 = float(int(time.time()) - 600)
@@ -221,14 +194,14 @@ def test_kill_9_at_random_points_leaves_every_committed_offsets_position_stored_
     try:
         for kill in range(4):
             # GIVEN a tracker (maintenance every 0.5 s) consuming while records keep arriving
-            procs.append(_spawn(stack, db, topic, log, TRACKER_BATCH_SIZE=300, TRACKER_MAINTENANCE_INTERVAL_S=0.5,
+            tracker_procs.append(spawn_tracker(stack.bootstrap, db, topic, log, TRACKER_BATCH_SIZE=300, TRACKER_MAINTENANCE_INTERVAL_S=0.5,
                                 TRACKER_BATCH_LINGER_S=0.2))
             wait_for(lambda: count(db) > 0 and committed_offsets(stack.bootstrap, group, topic), 60,
                      what="a first committed batch")
             # WHEN it is killed with SIGKILL at a random point
             time.sleep(rng.uniform(0.2, 2.5))
-            procs[-1].send_signal(signal.SIGKILL)
-            procs[-1].wait(10)
+            tracker_procs[-1].send_signal(signal.SIGKILL)
+            tracker_procs[-1].wait(10)
             # THEN every position below the committed offsets is in PostgreSQL (committed before its offset)
             committed = committed_offsets(stack.bootstrap, group, topic)
             in_kafka = topic_positions(stack.bootstrap, topic)
@@ -239,17 +212,17 @@ def test_kill_9_at_random_points_leaves_every_committed_offsets_position_stored_
         stop.set()
         producer.join(60)
     # AND a last run brings the rows to exactly the distinct positions of the topic, none doubled
-    procs.append(_spawn(stack, db, topic, log, TRACKER_MAINTENANCE_INTERVAL_S=0.5))
+    tracker_procs.append(spawn_tracker(stack.bootstrap, db, topic, log, TRACKER_MAINTENANCE_INTERVAL_S=0.5))
     distinct = set(topic_positions(stack.bootstrap, topic).values())
     wait_for(lambda: count(db) == len(distinct), 90, what=f"{len(distinct)} rows")
-    procs[-1].send_signal(signal.SIGTERM)
-    assert procs[-1].wait(60) == 0
+    tracker_procs[-1].send_signal(signal.SIGTERM)
+    assert tracker_procs[-1].wait(60) == 0
     assert count(db) == len(distinct) and keys(db) == distinct
 
 
 def test_track_answers_within_a_second_while_the_writer_creates_partitions(stack, db, topic, service):
     # GIVEN a tracker serving the API with an aircraft already stored
-    svc = service(config(stack, db, topic, api_port=0, retention_days=0, batch_size=100, batch_linger_s=0.05))
+    svc = service(tracker_config(stack.bootstrap, db, topic, api_port=0, retention_days=0, batch_size=100, batch_linger_s=0.05))
     now = float(int(time.time()) - 30)
     produce(stack.bootstrap, topic, [state(1, 0, now)])
     wait_for(lambda: count(db) == 1, 30, what="the first row")
@@ -276,7 +249,7 @@ def test_track_answers_within_a_second_while_the_writer_creates_partitions(stack
 
 def test_a_query_stuck_behind_a_lock_answers_503_with_the_reason(stack, db, topic, service):
     # GIVEN a tracker with its API (lock_timeout 0.5 s) and someone holding an exclusive lock on positions
-    svc = service(config(stack, db, topic, api_port=0, api_lock_timeout_s=0.5))
+    svc = service(tracker_config(stack.bootstrap, db, topic, api_port=0, api_lock_timeout_s=0.5))
     wait_for(lambda: svc.consumer._writer is not None, 30, what="the schema")
     with psycopg.connect(db) as locker:
         locker.execute("LOCK TABLE positions IN ACCESS EXCLUSIVE MODE")

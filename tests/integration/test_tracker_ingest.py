@@ -3,13 +3,9 @@ position exactly once, through duplicates, malformed records, a kill -9 and a da
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,10 +14,10 @@ from infra.stack import postgres
 from tracker.consumer import TrackerConsumer
 from tracker.live import LivePicture
 from tracker.settings import TrackerConfig
-from tracker_support import count, fresh_topic, isolated_schema, keys, produce, state, wait_for
+from tracker_support import (count, fresh_topic, isolated_schema, keys, produce, spawn_tracker, state, tracker_config,
+                             wait_for)
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 T0 = float(int(time.time()) - 600)
 
 
@@ -45,11 +41,6 @@ def run_tracker(config: TrackerConfig) -> tuple[TrackerConsumer, threading.Event
     return consumer, stop, thread
 
 
-def config(stack, db: str, topic: str, **extra) -> TrackerConfig:
-    return TrackerConfig.from_env(database_url=db, topic=topic, group_id=f"it-{topic}",
-                                  kafka={"bootstrap_servers": stack.bootstrap}, **extra)
-
-
 def test_rows_equal_the_distinct_records_and_malformed_ones_are_kept_with_their_reason(stack, db, topic):
     # GIVEN 300 aircraft x 5 ticks, every record of tick 4 sent twice, and 3 malformed records
     good = [state(n, tick, T0) for tick in range(5) for n in range(300)]
@@ -58,7 +49,7 @@ def test_rows_equal_the_distinct_records_and_malformed_ones_are_kept_with_their_
     produce(stack.bootstrap, topic, good + bad + resent)
 
     # WHEN the tracker consumes the topic
-    consumer, stop, thread = run_tracker(config(stack, db, topic, batch_size=400))
+    consumer, stop, thread = run_tracker(tracker_config(stack.bootstrap, db, topic, batch_size=400))
     try:
         wait_for(lambda: count(db) >= 1500 and count(db, "tracker_rejects") >= 3, 60, what="rows")
         wait_for(lambda: consumer.stats.consumer_lag == 0, 30, what="lag 0 (offsets committed)")
@@ -78,25 +69,6 @@ def test_rows_equal_the_distinct_records_and_malformed_ones_are_kept_with_their_
     assert len(consumer.live) == 300
 
 
-def _spawn_tracker(stack, db: str, topic: str, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": db, "KAFKA_TOPIC": topic, "TRACKER_GROUP_ID": f"it-{topic}",
-           "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap, "TRACKER_BATCH_SIZE": "200", "LOG_FORMAT": "json",
-           "TRACKER_DB_RETRY_MAX_S": "2"}
-    log = open(log_path, "a")
-    return subprocess.Popen([sys.executable, "-m", "tracker", "--no-api"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=log)
-
-
-@pytest.fixture
-def tracker_procs():
-    procs: list[subprocess.Popen] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-
-
 def _producer_thread(stack, topic: str, ticks: range, aircraft: int, pause_s: float):
     def work():
         for tick in ticks:
@@ -111,13 +83,13 @@ def _producer_thread(stack, topic: str, ticks: range, aircraft: int, pause_s: fl
 def test_a_tracker_killed_mid_run_loses_and_duplicates_nothing(stack, db, topic, tracker_procs, tmp_path):
     # GIVEN a tracker process consuming while records keep arriving
     producing = _producer_thread(stack, topic, range(12), aircraft=200, pause_s=0.2)
-    tracker_procs.append(_spawn_tracker(stack, db, topic, tmp_path / "tracker.log"))
+    tracker_procs.append(spawn_tracker(stack.bootstrap, db, topic, tmp_path / "tracker.log", TRACKER_BATCH_SIZE=200))
     wait_for(lambda: count(db) >= 800, 60, what="the first rows")
     # WHEN it is killed with SIGKILL mid-run (uncommitted batches in flight) and started again
     tracker_procs[0].send_signal(signal.SIGKILL)
     tracker_procs[0].wait(10)
     killed_at = count(db)
-    tracker_procs.append(_spawn_tracker(stack, db, topic, tmp_path / "tracker.log"))
+    tracker_procs.append(spawn_tracker(stack.bootstrap, db, topic, tmp_path / "tracker.log", TRACKER_BATCH_SIZE=200))
     producing.join(60)
     # THEN every distinct position is stored exactly once
     wait_for(lambda: count(db) >= 2400, 90, what="all 2400 rows")
@@ -135,7 +107,7 @@ def test_a_restarted_database_loses_and_duplicates_nothing(stack, database_url, 
         pytest.skip("needs the project's native PostgreSQL (DATABASE_URL points elsewhere)")
     # GIVEN a tracker that has stored the first ticks
     produce(stack.bootstrap, topic, [state(n, tick, T0) for tick in range(3) for n in range(200)])
-    tracker_procs.append(_spawn_tracker(stack, db, topic, tmp_path / "tracker.log"))
+    tracker_procs.append(spawn_tracker(stack.bootstrap, db, topic, tmp_path / "tracker.log", TRACKER_BATCH_SIZE=200))
     wait_for(lambda: count(db) == 600, 60, what="the first 600 rows")
     # WHEN the database is killed, records arrive while it is down, and it comes back 10 s later
     postgres.stop(kill=True)

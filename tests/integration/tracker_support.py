@@ -3,6 +3,7 @@ the real broker, records whose rows are known in advance, and `python -m tracker
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -153,3 +154,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def tracker_config(bootstrap: str, db: str, topic: str, **extra):
+    """The tracker's settings for one test: its schema's URL, its topic, the group it-<topic>."""
+    from tracker.settings import TrackerConfig
+
+    return TrackerConfig.from_env(database_url=db, topic=topic, group_id=f"it-{topic}",
+                                  kafka={"bootstrap_servers": bootstrap}, **extra)
+
+
+def spawn_tracker(bootstrap: str, db: str, topic: str, log_path: Path, api_port: int | None = None,
+                  **env_extra) -> subprocess.Popen:
+    """`python -m tracker` as a process on `topic` (group it-<topic>), serving no API unless `api_port`, its JSON
+    log appended to `log_path`; the test stops it (the `tracker_procs` fixture kills whatever is left)."""
+    env = {**os.environ, "DATABASE_URL": db, "KAFKA_TOPIC": topic, "TRACKER_GROUP_ID": f"it-{topic}",
+           "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "LOG_FORMAT": "json", "TRACKER_DB_RETRY_MAX_S": "2",
+           **{k: str(v) for k, v in env_extra.items()}}
+    if api_port is not None:
+        env["TRACKER_API_PORT"] = str(api_port)
+    with open(log_path, "a") as log:
+        return subprocess.Popen([sys.executable, "-m", "tracker", *(["--no-api"] if api_port is None else [])],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
