@@ -9,17 +9,16 @@ import random
 import re
 import subprocess
 import sys
-import uuid
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from infra.lake.create import ensure_bucket
 from lakehouse import duck, gold
-from lakehouse.catalog import OFFSETS_PROPERTY, POSITIONS_ARROW, encode_offsets, ensure_table, load_catalog
+from lakehouse.catalog import OFFSETS_PROPERTY, POSITIONS_ARROW, encode_offsets
 from lakehouse.settings import LakeSettings
+from lake_support import fresh_lake
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2026, 12, 6)
@@ -82,22 +81,11 @@ def recount(rows: list[dict], day: date) -> dict:
 @pytest.fixture(scope="module")
 def lake(stack, database_url):
     rows = make_rows()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAKE_NAMESPACE", f"test_{uuid.uuid4().hex[:10]}")
-        mp.setenv("DATABASE_URL", database_url)
-        settings = LakeSettings.from_env()
-        ensure_bucket(settings)
-        catalog = load_catalog(settings)
-        table = ensure_table(catalog, settings)
+    with fresh_lake(database_url) as (settings, catalog, table):
         for n, start in enumerate(range(0, len(rows), 20_000)):   # as the archiver would: several commits
             batch = pa.Table.from_pylist(rows[start:start + 20_000], schema=POSITIONS_ARROW)
             table.append(batch, snapshot_properties={OFFSETS_PROPERTY: encode_offsets("aviation-data", {0: n})})
-        try:
-            yield settings, catalog, rows
-        finally:
-            for identifier in catalog.list_tables(settings.namespace):
-                catalog.purge_table(identifier)
-            catalog.drop_namespace(settings.namespace)
+        yield settings, catalog, rows
 
 
 def run_gold(settings: LakeSettings, day: date) -> subprocess.CompletedProcess:

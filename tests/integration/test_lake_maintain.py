@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,12 +15,11 @@ import pyarrow as pa
 import pytest
 from pyiceberg.exceptions import CommitFailedException
 
-from infra.lake.create import ensure_bucket
 from lakehouse import duck
 from lakehouse import maintenance as m
-from lakehouse.catalog import (OFFSETS_PROPERTY, POSITIONS_ARROW, committed_offsets, encode_offsets, ensure_table,
-                               load_catalog)
+from lakehouse.catalog import OFFSETS_PROPERTY, POSITIONS_ARROW, committed_offsets, encode_offsets
 from lakehouse.settings import LakeSettings
+from lake_support import fresh_lake
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 12, 6, 23, 50, tzinfo=timezone.utc)
@@ -49,21 +47,10 @@ def archiver_commit(table, first_offset: int, n: int = ROWS) -> None:
 
 @pytest.fixture
 def lake(stack, database_url):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAKE_NAMESPACE", f"test_{uuid.uuid4().hex[:10]}")
-        mp.setenv("DATABASE_URL", database_url)
-        settings = LakeSettings.from_env()
-        ensure_bucket(settings)
-        catalog = load_catalog(settings)
-        table = ensure_table(catalog, settings)
+    with fresh_lake(database_url) as (settings, catalog, table):
         for i in range(APPENDS):
             archiver_commit(table, i * ROWS)
-        try:
-            yield settings, catalog
-        finally:
-            for identifier in catalog.list_tables(settings.namespace):
-                catalog.purge_table(identifier)
-            catalog.drop_namespace(settings.namespace)
+        yield settings, catalog
 
 
 def s3_keys(settings: LakeSettings, table) -> set[str]:

@@ -7,18 +7,16 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from infra.lake.create import ensure_bucket
 from lakehouse import duck
-from lakehouse.catalog import (OFFSETS_PROPERTY, POSITIONS_ARROW, encode_offsets, ensure_rejects_table, ensure_table,
-                               load_catalog)
-from lakehouse.settings import LakeSettings
+from lakehouse.catalog import (OFFSETS_PROPERTY, POSITIONS_ARROW, encode_offsets,
+                               ensure_rejects_table)
+from lake_support import fresh_lake
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 12, 6, 23, 58, tzinfo=timezone.utc)  # the rows cross UTC midnight: two day partitions
@@ -44,25 +42,14 @@ def positions(n: int, start_offset: int) -> pa.Table:
 def lake(stack, database_url):
     """A fresh namespace with a positions table that got two commits, each carrying its offsets as the
     archiver's do; dropped (files too) at the end."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAKE_NAMESPACE", f"test_{uuid.uuid4().hex[:10]}")
-        mp.setenv("DATABASE_URL", database_url)
-        settings = LakeSettings.from_env()
-        ensure_bucket(settings)
-        catalog = load_catalog(settings)
-        table = ensure_table(catalog, settings)
+    with fresh_lake(database_url) as (settings, catalog, table):
         ensure_rejects_table(catalog, settings)
         offset = 0
         for n in BATCHES:
             table.append(positions(n, offset), snapshot_properties={
                 OFFSETS_PROPERTY: encode_offsets("aviation-data", {0: (offset + n) // 2, 1: (offset + n) // 2})})
             offset += n
-        try:
-            yield settings
-        finally:
-            for identifier in catalog.list_tables(settings.namespace):
-                catalog.purge_table(identifier)
-            catalog.drop_namespace(settings.namespace)
+        yield settings
 
 
 def test_duckdb_counts_every_committed_row(lake):
