@@ -30,7 +30,7 @@ export KAFKA_CLIENT_LOG ?= $(or $(STACK_STATE_DIR),.state)/logs/kafka-client.log
         create-sns-topic deploy-lambda deploy-resources count-messages notifications destroy \
         geofences alerts alerts-trigger \
         produce trigger lag tracker psql demo soak test test-unit test-integration reliability bench settings-table clean \
-        archiver lake-sql lake-maintain lake-gold
+        archiver lake-sql lake-maintain lake-gold lake-quality tracker-maintain
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -137,6 +137,14 @@ DAY ?=
 lake-gold: setup ## silver and gold tables of one UTC day from the lake: make lake-gold DAY=YYYY-MM-DD
 	@test -n "$(DAY)" || { echo 'error: say which UTC day: make lake-gold DAY=YYYY-MM-DD' >&2; exit 2; }
 	@$(PY) -m infra.lake.gold --day $(DAY) $(ARGS)
+
+CHECKS ?=
+lake-quality: setup ## data-quality checks of one UTC day (lake vs PostgreSQL vs Kafka, duplicates, values, freshness): make lake-quality DAY=YYYY-MM-DD [CHECKS=rows,values]
+	@test -n "$(DAY)" || { echo 'error: say which UTC day: make lake-quality DAY=YYYY-MM-DD' >&2; exit 2; }
+	@$(PY) -m lakehouse.quality --day $(DAY) $(if $(CHECKS),--checks $(CHECKS)) $(ARGS)
+
+tracker-maintain: setup ## PostgreSQL retention outside the tracker: drop day partitions past TRACKER_RETENTION_DAYS, create the coming days' (ARGS=--dry-run)
+	@$(PY) -m tracker.maintain $(ARGS)
 
 psql: setup ## a psql shell on the tracker's database (DATABASE_URL, else the native server)
 	@command -v psql >/dev/null || { echo "error: psql not found (Debian: apt-get install postgresql-client; macOS: brew install libpq)" >&2; exit 1; }

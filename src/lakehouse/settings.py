@@ -2,11 +2,13 @@
 archiver batches its commits. Read by the archiver and every lake tool (infra/lake/*)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
+from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.settings import ConfigError, Settings, setting
-from tracker.settings import DATABASE_URL, POSTGRES_PORT, native_database_url
+from pipeline_common.shared_settings import KAFKA_TOPIC
+from tracker.settings import DATABASE_URL, POSTGRES_PORT, TrackerConfig, native_database_url
 
 # SQLAlchemy's driver for psycopg 3, the PostgreSQL driver the project already ships (no psycopg2).
 _SQLALCHEMY_DRIVER = "postgresql+psycopg://"
@@ -95,3 +97,32 @@ class LakeSettings(Settings):
         PostgreSQL restart broke is replaced before use, instead of failing the next commit."""
         return {"uri": self.catalog_url, "warehouse": self.warehouse, "pool_pre_ping": "true",
                 **self.file_io_properties()}
+
+
+# The tracker's retention, reused (not declared again): the quality checks compare with PostgreSQL only the
+# days it still keeps.
+_TRACKER_RETENTION_DAYS = dict(TrackerConfig.settings())["retention_days"]
+
+
+@dataclass(frozen=True)
+class QualitySettings(Settings):
+    """The data-quality checks of one day (src/lakehouse/quality.py, `make lake-quality`): the lake, the
+    tracker's PostgreSQL (the lake's DATABASE_URL), the topic both are fed from, and two bounds of their own."""
+    ENV_PREFIX: ClassVar[str] = "QUALITY_"
+    USED_BY: ClassVar[str] = "lake-quality"
+
+    freshness_s: float = setting("QUALITY_FRESHNESS_S", 900.0, minimum=1, maximum=7 * 86_400, unit="s",
+                                 help="the newest position of today in the lake and in PostgreSQL must be younger "
+                                      "than this; a past day is settled this long after its midnight (then every "
+                                      "position of it must be archived)")
+    kafka_timeout_s: float = setting("QUALITY_KAFKA_TIMEOUT_S", 600.0, minimum=1, maximum=86_400, unit="s",
+                                     help="how long the Kafka recount may take to read the day's records back")
+    retention_days: int = _TRACKER_RETENTION_DAYS.field()
+    topic: str = KAFKA_TOPIC.field()
+    lake: LakeSettings = field(default_factory=LakeSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+
+    @property
+    def database(self) -> str:
+        """The tracker's PostgreSQL as the tracker resolves it: DATABASE_URL, else the native server."""
+        return self.lake.database_url or native_database_url(self.lake.postgres_port)
