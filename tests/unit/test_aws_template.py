@@ -372,3 +372,199 @@ def test_alerts_function_is_the_local_alerts_deployers(template):
                                                         "GEOFENCES_KEY", "ALERT_WATCHLIST", "METRICS_NAMESPACE"}
     table = Stack(template, **MSK_IAM).properties("AlertStateTable")
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+# --- the lake, the archiver and MWAA (issues 22 and 23) ----------------------------------------------------
+
+LAKE_S3TABLES = {**MSK_IAM, "LakeCatalog": "S3TABLES", "DeployArchiver": "true", "Airflow": "ENVIRONMENT",
+                 "ArchiverImageTag": "0123abc", "ArchiverBootstrapServers": "b-1.flights.kafka.example:9098",
+                 "VpcId": "vpc-1", "PrivateSubnetId1": "subnet-aaa", "PrivateSubnetId2": "subnet-bbb",
+                 "TrackerDatabaseSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:tracker-db-AbCdEf"}
+LAKE_GLUE_SCRAM = {**SELF_MANAGED_VPC, **{k: v for k, v in LAKE_S3TABLES.items() if k != "MskClusterArn"},
+                   "LakeCatalog": "GLUE", "ArchiverBootstrapServers": "b-1.example.com:9096"}
+TABLE_BUCKET_ARN = "<LakeTableBucket.TableBucketARN>"
+# Actions whose API has no resource type, so "*" is the only Resource IAM accepts (each one's comment says so).
+UNSCOPABLE = {"ecr:GetAuthorizationToken", "s3:GetAccountPublicAccessBlock", "logs:DescribeLogGroups",
+              "cloudwatch:PutMetricData"}
+NEW_ROLES = ("ArchiverExecutionRole", "ArchiverTaskRole", "AirflowExecutionRole")
+
+
+def _role_statements(stack: Stack, role: str) -> dict[str, dict]:
+    """Sid -> statement of every inline policy of `role`, as CloudFormation would create it."""
+    policies = stack.properties(role)["Policies"]
+    return {s["Sid"]: s for p in policies for s in p["PolicyDocument"]["Statement"]}
+
+
+def _resources(statement: dict) -> list[str]:
+    found = statement.get("Resource", statement.get("NotResource"))
+    return [found] if isinstance(found, str) else found
+
+
+def test_lake_is_off_unless_asked_so_existing_stacks_update_unchanged(template):
+    # GIVEN the parameters' defaults (a stack deployed before the lake existed)
+    stack = Stack(template, **MSK_IAM)
+    new = [name for name, res in template["Resources"].items()
+           if res.get("Condition") and name not in ("AlertsTopic",) and res["Type"].split("::")[1] in
+           ("S3Tables", "Glue", "ECS", "MWAA", "EC2", "Logs")]
+    # THEN none of the lake's resources is created, and the rules hold
+    assert new and not any(stack.condition(template["Resources"][n]["Condition"]) for n in new)
+    assert stack.broken_rules() == []
+
+
+def test_s3_tables_table_is_the_catalogs_positions_table(template):
+    from lakehouse.catalog import POSITIONS_SCHEMA, POSITIONS_SORT, POSITIONS_SPEC, REJECTS_SCHEMA, TABLE_PROPERTIES
+    from lakehouse.settings import LakeSettings
+    stack, lake = Stack(template, **LAKE_S3TABLES), LakeSettings()
+    positions, rejects = stack.properties("PositionsTable"), stack.properties("RejectsTable")
+
+    def fields(schema):
+        return [{"Id": f.field_id, "Name": f.name, "Type": str(f.field_type), "Required": f.required}
+                for f in schema.fields]
+    # THEN the stack's tables have the lake code's schema, day partition, sort order and properties
+    assert (positions["Namespace"], positions["TableName"]) == lake.identifier
+    assert rejects["TableName"] == f"{lake.table}_rejects"
+    meta = positions["IcebergMetadata"]
+    assert meta["IcebergSchema"]["SchemaFieldList"] == fields(POSITIONS_SCHEMA)
+    assert rejects["IcebergMetadata"]["IcebergSchema"]["SchemaFieldList"] == fields(REJECTS_SCHEMA)
+    assert meta["IcebergPartitionSpec"]["Fields"] == [
+        {"SourceId": f.source_id, "FieldId": f.field_id, "Name": f.name, "Transform": str(f.transform)}
+        for f in POSITIONS_SPEC.fields]
+    assert meta["IcebergSortOrder"]["Fields"] == [
+        {"SourceId": f.source_id, "Transform": str(f.transform), "Direction": str(f.direction.value),
+         "NullOrder": f.null_order.value.replace(" ", "-")} for f in POSITIONS_SORT.fields]
+    assert meta["TableProperties"] == TABLE_PROPERTIES == rejects["IcebergMetadata"]["TableProperties"]
+    # AND the data outlives the stack and any update that would replace it
+    for name in ("LakeTableBucket", "LakeNamespaceResource", "PositionsTable", "RejectsTable"):
+        assert template["Resources"][name]["DeletionPolicy"] == "Retain"
+        assert template["Resources"][name]["UpdateReplacePolicy"] == "Retain"
+
+
+@pytest.mark.parametrize("params", [LAKE_S3TABLES, LAKE_GLUE_SCRAM], ids=["s3tables-msk-iam", "glue-scram"])
+def test_every_statement_of_the_new_roles_is_scoped(template, params):
+    # GIVEN the lake, the archiver and MWAA deployed WHEN their roles are resolved
+    stack = Stack(template, **params)
+    assert stack.broken_rules() == []
+    for role in NEW_ROLES:
+        for sid, statement in _role_statements(stack, role).items():
+            actions = _actions(statement)
+            # THEN no action is "*" or "service:*" ...
+            assert all(a != "*" and not a.endswith(":*") for a in actions), (role, sid)
+            # ... and "*" is a resource only for actions that have no resource type
+            for resource in _resources(statement):
+                if resource == "*":
+                    assert set(actions) <= UNSCOPABLE, (role, sid)
+                # AND every other resource is this stack's (a <Resource.Attribute> it creates) or an ARN in
+                # this account; only the Celery queue lives in another (MWAA's) account, scoped by its name
+                elif not resource.startswith("<"):
+                    assert resource.startswith("arn:aws:"), (role, sid, resource)
+                    assert f":{ACCOUNT}:" in resource or sid == "CeleryQueue", (role, sid, resource)
+
+
+def test_archiver_reads_and_commits_only_the_two_lake_tables(template):
+    statements = _role_statements(Stack(template, **LAKE_S3TABLES), "ArchiverTaskRole")
+    # THEN table data and commits are allowed on exactly the positions and rejects tables ...
+    tables = statements["LakeReadWritePositions"]
+    assert tables["Resource"] == ["<PositionsTable.TableARN>", "<RejectsTable.TableARN>"]
+    assert sorted(_actions(tables)) == ["s3tables:GetTable", "s3tables:GetTableData",
+                                        "s3tables:GetTableMetadataLocation", "s3tables:PutTableData",
+                                        "s3tables:UpdateTableMetadataLocation"]
+    # ... creating a table only in the lake's namespace, and nothing that deletes
+    create = statements["LakeCreateTablesInNamespace"]
+    assert create["Resource"] == TABLE_BUCKET_ARN
+    assert create["Condition"] == {"StringEquals": {"s3tables:namespace": "flightpipe"}}
+    granted = {a for s in statements.values() for a in _actions(s)}
+    assert not {a for a in granted if "Delete" in a or a.startswith(("s3tables:Put", "iam:"))} - {
+        "s3tables:PutTableData"}
+    # AND with MSK IAM it reads the topic in its own group, and never writes to Kafka
+    prefix, cluster = f"arn:aws:kafka:{REGION}:{ACCOUNT}", "flights/0a1b2c3d-1111-2222-3333-444455556666-7"
+    assert statements["ReadSourceTopic"]["Resource"] == f"{prefix}:topic/{cluster}/{DEFAULT_TOPIC}"
+    assert statements["UseArchiverGroup"]["Resource"] == f"{prefix}:group/{cluster}/flight-archiver"
+    assert not any("WriteData" in a for a in granted)
+
+
+def test_archiver_with_glue_and_scram_gets_its_secret_and_the_warehouse_prefix_only(template):
+    stack = Stack(template, **LAKE_GLUE_SCRAM)
+    task = _role_statements(stack, "ArchiverTaskRole")
+    execution = _role_statements(stack, "ArchiverExecutionRole")
+    assert "ConnectToMsk" not in task and not any(k.startswith("LakeTable") for k in task)
+    assert task["LakeWarehouseObjects"]["Resource"] == "<LakeWarehouseBucket.Arn>/warehouse/*"
+    assert task["LakeWarehouseList"]["Condition"] == {"StringLike": {"s3:prefix": "warehouse/*"}}
+    assert execution["ReadSaslSecret"]["Resource"] == SECRET_ARN
+    container = stack.properties("ArchiverTaskDefinition")["ContainerDefinitions"][0]
+    assert container["Secrets"] == [{"Name": "KAFKA_SASL_USERNAME", "ValueFrom": f"{SECRET_ARN}:username::"},
+                                    {"Name": "KAFKA_SASL_PASSWORD", "ValueFrom": f"{SECRET_ARN}:password::"}]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert (env["KAFKA_SECURITY_PROTOCOL"], env["KAFKA_SASL_MECHANISM"]) == ("SASL_SSL", "SCRAM-SHA-256")
+    assert (env["LAKE_CATALOG_TYPE"], env["LAKE_WAREHOUSE"]) == ("glue", "s3://<LakeWarehouseBucket>/warehouse")
+
+
+def test_archiver_container_is_configured_with_the_projects_own_settings(template):
+    from archiver.settings import ArchiverConfig
+    from pipeline_common.settings import table_rows
+    stack = Stack(template, **LAKE_S3TABLES)
+    container = stack.properties("ArchiverTaskDefinition")["ContainerDefinitions"][0]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    # THEN it signs in to MSK with the task role and writes through the S3 Tables REST catalog ...
+    assert env["KAFKA_SASL_MECHANISM"] == "AWS_MSK_IAM" and env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["LAKE_CATALOG_URI"] == f"https://s3tables.{REGION}.amazonaws.com/iceberg"
+    assert env["LAKE_WAREHOUSE"] == TABLE_BUCKET_ARN and env["LAKE_CATALOG_TYPE"] == "rest"
+    assert "Secrets" not in container
+    # ... every variable but the catalog type (docs/LAKE.md: pending in the lake code) is a declared setting
+    declared = {v.strip("`") for row in table_rows([ArchiverConfig]) for v in row[0].split(" or ")}
+    assert set(env) - declared - {"AWS_REGION"} <= {"LAKE_CATALOG_TYPE"}, set(env) - declared
+    # AND there is exactly one archiver: a deployment stops the old task before it starts the new one
+    service = stack.properties("ArchiverService")
+    assert service["DesiredCount"] == 1
+    assert (service["DeploymentConfiguration"]["MinimumHealthyPercent"],
+            service["DeploymentConfiguration"]["MaximumPercent"]) == (0, 100)
+    assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
+
+
+def test_mwaa_runs_airflow_3_from_its_own_bucket_in_private_subnets(template):
+    stack = Stack(template, **LAKE_S3TABLES, AirflowRequirementsVersion="v1", AirflowPluginsVersion="v2")
+    env = stack.properties("AirflowEnvironment")
+    assert env["AirflowVersion"].startswith("3.")
+    assert (env["DagS3Path"], env["RequirementsS3Path"], env["PluginsS3Path"]) == ("dags", "requirements.txt",
+                                                                                    "plugins.zip")
+    assert (env["RequirementsS3ObjectVersion"], env["PluginsS3ObjectVersion"]) == ("v1", "v2")
+    assert "StartupScriptS3Path" not in env
+    assert env["NetworkConfiguration"]["SubnetIds"] == ["subnet-aaa", "subnet-bbb"]
+    assert env["WebserverAccessMode"] == "PRIVATE_ONLY"
+    bucket = stack.properties("AirflowBucket")
+    assert bucket["BucketName"].startswith("airflow-") and bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    # AND its role reaches the lake's namespace, the tracker's secret and its own logs, nothing more
+    statements = _role_statements(stack, "AirflowExecutionRole")
+    assert statements["LakeTablesOfNamespace"]["Resource"] == f"{TABLE_BUCKET_ARN}/table/*"
+    assert statements["LakeTablesOfNamespace"]["Condition"] == {"StringEquals": {"s3tables:namespace": "flightpipe"}}
+    assert statements["ReadTrackerDatabaseUrl"]["Resource"] == LAKE_S3TABLES["TrackerDatabaseSecretArn"]
+    assert statements["EnvironmentLogs"]["Resource"] == (
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:airflow-flightpipe-*")
+
+
+@pytest.mark.parametrize("params, rule", [
+    ({**MSK_IAM, "DeployArchiver": "true", "LakeCatalog": "S3TABLES"}, "ArchiverComplete"),
+    ({**LAKE_S3TABLES, "LakeCatalog": "NONE"}, "ArchiverComplete"),
+    ({**LAKE_S3TABLES, "PrivateSubnetId2": "subnet-aaa"}, "AirflowComplete"),
+    ({**LAKE_S3TABLES, "DeployArchiver": "false", "LakeCatalog": "NONE"}, "AirflowComplete"),
+])
+def test_rules_refuse_an_incomplete_lake_deployment(template, params, rule):
+    assert rule in Stack(template, **params).broken_rules()
+
+
+def test_outputs_give_the_catalog_properties_the_code_needs(template):
+    stack = Stack(template, **LAKE_S3TABLES)
+    outputs = {name: stack.resolve(o["Value"]) for name, o in template["Outputs"].items()
+               if "Condition" not in o or stack.condition(o["Condition"])}
+    # THEN uri, warehouse and SigV4 signing are the S3 Tables REST endpoint's (infra.lake.spark.aws_catalog_conf)
+    from infra.lake.spark import aws_catalog_conf
+    spark = aws_catalog_conf("lake", region=REGION, namespace="flightpipe", table_bucket_arn=TABLE_BUCKET_ARN)
+    assert outputs["LakeCatalogUri"] == spark["spark.sql.catalog.lake.uri"]
+    assert outputs["LakeWarehouse"] == spark["spark.sql.catalog.lake.warehouse"]
+    assert outputs["LakeSigningName"] == spark["spark.sql.catalog.lake.rest.signing-name"] == "s3tables"
+    assert outputs["LakeSigningRegion"] == REGION
+    assert outputs["LakeAthenaCatalog"] == "s3tablescatalog/flightpipe-lake"
+    assert {"ArchiverServiceArn", "ArchiverLogGroupName", "AirflowBucketName", "AirflowWebserverUrl"} <= set(outputs)
+    # AND a stack without the lake has none of them
+    bare = Stack(template, **MSK_IAM)
+    assert not [n for n, o in template["Outputs"].items() if n.startswith(("Lake", "Archiver", "Airflow"))
+                and bare.condition(o["Condition"])]
