@@ -16,6 +16,15 @@
 # ALERTS_TABLE, GEOFENCES_KEY, ALERT_WATCHLIST, ALERTS_GROUP_ID, ALERTS_BATCH_SIZE,
 # ALERTS_ON_FAILURE_DESTINATION (kafka://<topic> or an ARN of the same kind as ON_FAILURE_DESTINATION).
 # LAMBDA_ZIP [build/lambda/flight-processor.zip] is where the zip is written; PYTHON [.venv/bin/python].
+# The lake (docs/LAKE.md "On AWS"; all off unless set): LAKE_CATALOG (s3tables | glue | none), LAKE_TABLE_BUCKET,
+# LAKE_NAMESPACE, LAKE_TABLE, VPC_ID and PRIVATE_SUBNET_IDS (comma, 1 or 2; MWAA needs 2). The archiver on ECS:
+# ARCHIVER_IMAGE_TAG (an image already pushed to ARCHIVER_IMAGE_REPOSITORY [flightpipe-archiver]; setting it
+# deploys the service), ARCHIVER_BOOTSTRAP_SERVERS, LAKE_GROUP_ID. MWAA: AIRFLOW (bucket | environment |
+# none), AIRFLOW_ENVIRONMENT_NAME, AIRFLOW_VERSION, TRACKER_DATABASE_SECRET_ARN, AIRFLOW_REQUIREMENTS
+# [infra/airflow/requirements-mwaa.txt], AIRFLOW_STARTUP_SCRIPT (a file; none by default), AIRFLOW_DAGS [dags],
+# AIRFLOW_BUILD_DIR [build/mwaa]. With AIRFLOW=environment the script creates the bucket first (a deploy with
+# Airflow=BUCKET), uploads dags/, the requirements, plugins.zip (the project's wheel) and the startup script,
+# then deploys with their object versions.
 # Refuses to run when AWS_ENDPOINT_URL points at this machine (the local stack) unless FORCE=1.
 set -euo pipefail
 
@@ -170,6 +179,41 @@ case "${ALERTS_ON_FAILURE_DESTINATION:-}" in
   *) add AlertsOnFailureDestination "$ALERTS_ON_FAILURE_DESTINATION" ;;
 esac
 
+# --- the lake, the archiver, MWAA ------------------------------------------------------------
+lake_catalog="$(upper "${LAKE_CATALOG:-}")"
+case "$lake_catalog" in
+  "") ;;
+  S3TABLES|S3_TABLES) add LakeCatalog S3TABLES ;;
+  GLUE|NONE) add LakeCatalog "$lake_catalog" ;;
+  *) die "LAKE_CATALOG=$LAKE_CATALOG is not s3tables, glue or none" ;;
+esac
+add_env TableBucketName LAKE_TABLE_BUCKET
+add_env LakeNamespace LAKE_NAMESPACE
+add_env LakeTable LAKE_TABLE
+add_env VpcId VPC_ID
+if [[ -n "${PRIVATE_SUBNET_IDS:-}" ]]; then
+  IFS=, read -r -a private <<<"$PRIVATE_SUBNET_IDS"
+  (( ${#private[@]} <= 2 )) || die "PRIVATE_SUBNET_IDS lists ${#private[@]} subnets; the template takes 2"
+  first="${private[0]:-}" second="${private[1]:-}"
+  add PrivateSubnetId1 "${first// /}"
+  add PrivateSubnetId2 "${second// /}"
+fi
+if [[ -n "${ARCHIVER_IMAGE_TAG:-}" ]]; then
+  add DeployArchiver true
+  add ArchiverImageTag "$ARCHIVER_IMAGE_TAG"
+fi
+add_env ArchiverImageRepository ARCHIVER_IMAGE_REPOSITORY
+add_env ArchiverBootstrapServers ARCHIVER_BOOTSTRAP_SERVERS
+add_env ArchiverGroupId LAKE_GROUP_ID
+airflow="$(upper "${AIRFLOW:-}")"
+case "$airflow" in
+  ""|NONE|BUCKET|ENVIRONMENT) ;;
+  *) die "AIRFLOW=$AIRFLOW is not bucket, environment or none" ;;
+esac
+add_env AirflowEnvironmentName AIRFLOW_ENVIRONMENT_NAME
+add_env AirflowVersion AIRFLOW_VERSION
+add_env TrackerDatabaseSecretArn TRACKER_DATABASE_SECRET_ARN
+
 # --- who and where ---------------------------------------------------------------------------
 account="$(aws sts get-caller-identity --query Account --output text)" \
   || die "no usable AWS credentials (aws sts get-caller-identity failed)"
@@ -189,13 +233,62 @@ add CodeS3Bucket "$ARTIFACT_BUCKET"
 add CodeS3Key "$key"
 
 # --- deploy ----------------------------------------------------------------------------------
-say "deploying stack $STACK_NAME"
-aws cloudformation deploy \
-  --template-file "$TEMPLATE" \
-  --stack-name "$STACK_NAME" \
-  --capabilities CAPABILITY_NAMED_IAM \
-  --no-fail-on-empty-changeset \
-  --parameter-overrides "${params[@]}"
+deploy() {  # deploy [ParameterKey=value ...]: the collected parameters, the given ones last (they win)
+  say "deploying stack $STACK_NAME"
+  aws cloudformation deploy \
+    --template-file "$TEMPLATE" \
+    --stack-name "$STACK_NAME" \
+    --capabilities CAPABILITY_NAMED_IAM \
+    --no-fail-on-empty-changeset \
+    --parameter-overrides "${params[@]}" "$@"
+}
+
+put_version() {  # put_version <file> <key>: upload to the Airflow bucket, print the new object version
+  local version
+  version="$(aws s3api put-object --bucket "$airflow_bucket" --key "$2" --body "$1" --query VersionId --output text)" \
+    || die "could not upload $1 to s3://$airflow_bucket/$2"
+  [[ -n "$version" && "$version" != "None" && "$version" != "null" ]] \
+    || die "s3://$airflow_bucket/$2 has no version id (MWAA needs a versioned bucket)"
+  echo "$version"
+}
+
+if [[ "$airflow" == "ENVIRONMENT" ]]; then
+  # MWAA will not start without the files it is told to load, and they can only be uploaded once the stack's
+  # bucket exists: make the bucket first, then upload, then create the environment with their versions.
+  aws_region="${AWS_REGION:-${AWS_DEFAULT_REGION:-${region:-}}}"
+  [[ -n "$aws_region" ]] || die "AIRFLOW=environment needs AWS_REGION (the Airflow bucket is named after it)"
+  airflow_bucket="airflow-${AIRFLOW_ENVIRONMENT_NAME:-flightpipe}-$account-$aws_region"
+  if ! aws s3api head-bucket --bucket "$airflow_bucket" >/dev/null 2>&1; then
+    deploy Airflow=BUCKET
+  fi
+  dags="${AIRFLOW_DAGS:-dags}"
+  [[ -d "$dags" ]] || die "$dags/ is missing: MWAA loads its DAGs from there (AIRFLOW_DAGS)"
+  say "uploading $dags/ to s3://$airflow_bucket/dags/"
+  aws s3 sync --only-show-errors --delete --exclude "*__pycache__*" "$dags/" "s3://$airflow_bucket/dags/"
+  requirements="${AIRFLOW_REQUIREMENTS:-infra/airflow/requirements-mwaa.txt}"
+  [[ -f "$requirements" ]] || die "$requirements is missing (AIRFLOW_REQUIREMENTS)"
+  # An assignment carries its command substitution's status: a failed upload stops the script here.
+  version="$(put_version "$requirements" requirements.txt)"
+  add AirflowRequirementsVersion "$version"
+  # The project's own code reaches the workers as a wheel inside plugins.zip; the requirements install it
+  # from there (--find-links /usr/local/airflow/plugins), as MWAA does for packages it cannot download.
+  # --no-build-isolation: built with the virtualenv's setuptools, so no download is needed.
+  build="${AIRFLOW_BUILD_DIR:-build/mwaa}"
+  say "building the project's wheel into $build/plugins.zip"
+  rm -rf "$build" && mkdir -p "$build/plugins"
+  "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$build/plugins" . >&2 \
+    || die "pip wheel of the project failed"
+  "$PYTHON" -m zipfile -c "$build/plugins.zip" "$build"/plugins/*.whl  # each wheel at the zip's root
+  version="$(put_version "$build/plugins.zip" plugins.zip)"
+  add AirflowPluginsVersion "$version"
+  if [[ -n "${AIRFLOW_STARTUP_SCRIPT:-}" ]]; then
+    [[ -f "$AIRFLOW_STARTUP_SCRIPT" ]] || die "AIRFLOW_STARTUP_SCRIPT=$AIRFLOW_STARTUP_SCRIPT is not a file"
+    version="$(put_version "$AIRFLOW_STARTUP_SCRIPT" startup.sh)"
+    add AirflowStartupScriptVersion "$version"
+  fi
+fi
+[[ -z "$airflow" ]] || add Airflow "$airflow"
+deploy
 
 aws cloudformation describe-stacks --stack-name "$STACK_NAME" \
   --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output table

@@ -568,3 +568,57 @@ def test_outputs_give_the_catalog_properties_the_code_needs(template):
     bare = Stack(template, **MSK_IAM)
     assert not [n for n, o in template["Outputs"].items() if n.startswith(("Lake", "Archiver", "Airflow"))
                 and bare.condition(o["Condition"])]
+
+
+def test_deploy_with_mwaa_makes_the_bucket_uploads_then_creates_the_environment(tmp_path):
+    # GIVEN an account where the Airflow bucket does not exist yet, a DAG folder and a requirements file
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "aws"
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "AWS $*" >> "$AWS_CALLS"\n'
+                    'case "$1 $2" in\n'
+                    '  "sts get-caller-identity") echo 123456789012 ;;\n'
+                    '  "s3api head-bucket") exit 254 ;;\n'
+                    '  "s3api put-object") while [[ "$1" != --key ]]; do shift; done; echo "ver-$2" ;;\n'
+                    'esac\nexit 0\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "daily.py").write_text("# a DAG\n")
+    requirements = tmp_path / "requirements-mwaa.txt"
+    requirements.write_text("--find-links /usr/local/airflow/plugins\nflightpipe==0.1.0\n")
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
+           "AWS_CALLS": str(tmp_path / "calls.txt"), "LAMBDA_ZIP": str(tmp_path / "fn.zip"),
+           "AWS_REGION": REGION, "ARTIFACT_BUCKET": "artifacts", "MSK_CLUSTER_ARN": MSK_ARN,
+           "LAKE_CATALOG": "s3tables", "VPC_ID": "vpc-1", "PRIVATE_SUBNET_IDS": "subnet-aaa, subnet-bbb",
+           "ARCHIVER_IMAGE_TAG": "0123abc", "ARCHIVER_BOOTSTRAP_SERVERS": "b-1:9098", "AIRFLOW": "environment",
+           "AIRFLOW_DAGS": str(tmp_path / "dags"), "AIRFLOW_REQUIREMENTS": str(requirements),
+           "AIRFLOW_BUILD_DIR": str(tmp_path / "mwaa")}
+    # WHEN deploy.sh runs
+    result = subprocess.run(["bash", str(DEPLOY)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    deploys = [dict(a.split("=", 1) for a in c.split("--parameter-overrides ", 1)[1].split())
+               for c in calls if c.startswith("AWS cloudformation deploy")]
+    bucket = f"airflow-flightpipe-{ACCOUNT}-{REGION}"
+    # THEN the first deploy makes only the bucket, then the DAGs and files go up, then the environment follows
+    assert [d.get("Airflow") for d in deploys] == ["BUCKET", "ENVIRONMENT"]
+    order = [i for i, c in enumerate(calls) if c.startswith(("AWS cloudformation deploy", "AWS s3 sync",
+                                                             "AWS s3api put-object"))]
+    assert [calls[i].split()[1:3] for i in order] == [["cloudformation", "deploy"], ["s3", "sync"],
+                                                      ["s3api", "put-object"], ["s3api", "put-object"],
+                                                      ["cloudformation", "deploy"]]
+    assert f"s3://{bucket}/dags/" in next(c for c in calls if c.startswith("AWS s3 sync"))
+    final = deploys[-1]
+    assert (final["AirflowRequirementsVersion"], final["AirflowPluginsVersion"]) == ("ver-requirements.txt",
+                                                                                    "ver-plugins.zip")
+    # AND the lake and the archiver are deployed with it, and plugins.zip carries the project's wheel
+    assert (final["LakeCatalog"], final["DeployArchiver"], final["ArchiverImageTag"]) == ("S3TABLES", "true", "0123abc")
+    assert (final["PrivateSubnetId1"], final["PrivateSubnetId2"]) == ("subnet-aaa", "subnet-bbb")
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "mwaa" / "plugins.zip") as plugins:
+        assert [n for n in plugins.namelist() if n.startswith("flightpipe-") and n.endswith(".whl")]
+
+
+def test_deploy_rejects_an_unknown_lake_catalog(tmp_path):
+    result = _run_deploy(tmp_path, ARTIFACT_BUCKET="b", MSK_CLUSTER_ARN=MSK_ARN, LAKE_CATALOG="hive")
+    assert result.returncode == 2 and "LAKE_CATALOG=hive is not s3tables, glue or none" in result.stderr
