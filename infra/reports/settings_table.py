@@ -61,10 +61,11 @@ def table() -> str:
     from archiver.settings import ArchiverConfig
     from infra.lake.spark import SparkSettings
     from lakehouse.maintenance import MaintenanceSettings
+    from lakehouse.settings import QualitySettings
 
     components = (KafkaSettings, StackConfig, PostgresConfig, ProducerConfig, OpenSkySettings, TriggerConfig,
                   TrackerConfig, AwsResourceSettings, _function_settings(), AlertResourceSettings, AlertSettings,
-                  ArchiverConfig, MaintenanceSettings, SparkSettings)
+                  ArchiverConfig, MaintenanceSettings, SparkSettings, QualitySettings)
     extra = ((STACK_STATE_DIR, StackConfig.USED_BY), (LOG_LEVEL, "producer, trigger, tracker"),
              (LOG_FORMAT, "producer, trigger, tracker"), (KAFKA_CLIENT_LOG, "producer, trigger, tracker"),
              *AWS_VARIABLES)
