@@ -118,3 +118,25 @@ def test_a_small_batch_configuration_is_paused_only_by_its_own_full_batch():
                                  now=0.0)
     trigger._flow_control()
     assert trigger._consumer.paused == {full}
+
+
+def test_remembered_header_json_is_exactly_each_records_own_even_past_the_cache_bound():
+    # GIVEN records that all carry the producer's content-type header, records with a header of their
+    # own each (more distinct ones than the builder remembers), and one whose header value is a bytearray
+    from trigger import esm_event
+    builder = EsmEventBuilder("b-1:9092")
+    same = [("content-type", b"application/json")]
+    rows = [(i, 1, 0, b"k", b"{}", same) for i in range(5)]
+    rows += [(5 + i, 1, 0, b"k", b"{}", [("trace-id", str(i).encode())]) for i in range(esm_event._HEADER_CACHE_MAX + 10)]
+    recs = _records("aviation-data", 0, rows)
+    recs.append(ConsumerRecord("aviation-data", 0, -1, 10**6, 1, 0, b"k", b"{}", [("h", bytearray(b"x"))],
+                               None, -1, -1, -1))
+    # WHEN sizes and the event are computed twice (the second time from what was remembered)
+    for _ in range(2):
+        sizes = builder.record_sizes("aviation-data", 0, recs)
+        event = builder.build_dict(recs)["records"]["aviation-data-0"]
+        # THEN every record's headers are its own, and every size is what the uncached writer gives
+        assert [r["headers"] for r in event] == [
+            [{name: list(value)} for name, value in rec.headers] for rec in recs]
+        assert sizes == [len(esm_event.EsmEventBuilder("b-1:9092").record_json(r)) for r in recs]
+    assert len(builder._headers) <= esm_event._HEADER_CACHE_MAX
