@@ -130,6 +130,11 @@ lake-sql: setup ## one SQL query over the lake with DuckDB: make lake-sql SQL="S
 	@$(PY) -m infra.lake.sql "$$LAKE_SQL_TEXT" $(ARGS)
 lake-sql: export LAKE_SQL_TEXT = $(SQL)
 
+.PHONY: lake-athena
+lake-athena: setup ## one SQL query through Athena (StartQueryExecution/GetQueryResults; tables published first locally): make lake-athena SQL="SELECT count(*) AS n FROM positions"
+	@$(PY) -m infra.lake.athena "$$LAKE_SQL_TEXT" $(ARGS)
+lake-athena: export LAKE_SQL_TEXT = $(SQL)
+
 lake-maintain: setup ## the lake's maintenance: compaction of small files, snapshot expiry, orphan-file cleanup
 	@$(PY) -m infra.lake.maintain $(ARGS)
 

@@ -55,6 +55,26 @@ class LakeSettings(Settings):
                                            help="the AWS endpoint; unset for real AWS")
     aws_region: str = setting("AWS_REGION", "us-east-1", flag=None, fallback_env=("AWS_DEFAULT_REGION",),
                               help="region")
+    # Athena (src/lakehouse/athena.py, `make lake-athena`). Locally MiniStack's Athena reads only S3 Tables
+    # tables, so each committed version is published to one; on AWS Athena reads S3 Tables or Glue directly.
+    athena_publish: bool | None = setting(
+        "LAKE_ATHENA_PUBLISH", None,
+        doc_default="on when `AWS_ENDPOINT_URL` is set (a local endpoint), off on AWS",
+        help="after each commit (archiver) and before each `make lake-athena` query, point an S3 Tables table "
+             "of LAKE_ATHENA_TABLE_BUCKET at a copy of each table's committed metadata file")
+    athena_table_bucket: str = setting("LAKE_ATHENA_TABLE_BUCKET", "flightpipe-lake",
+                                       help="the S3 Tables bucket Athena reads the lake's tables from (its Athena "
+                                            "catalog is `s3tablescatalog/<bucket>`)")
+    athena_catalog: str | None = setting("LAKE_ATHENA_CATALOG", None,
+                                         doc_default="`s3tablescatalog/<LAKE_ATHENA_TABLE_BUCKET>`",
+                                         help="Athena's catalog for `make lake-athena` (`AwsDataCatalog` for a "
+                                              "Glue table); the database is LAKE_NAMESPACE")
+    athena_output: str | None = setting("LAKE_ATHENA_OUTPUT", None, metavar="S3_URL",
+                                        doc_default="`s3://<warehouse bucket>/athena-results/`",
+                                        help="where Athena writes query results")
+    athena_workgroup: str = setting("LAKE_ATHENA_WORKGROUP", "primary", help="Athena's workgroup")
+    athena_timeout_s: float = setting("LAKE_ATHENA_TIMEOUT_S", 120.0, minimum=1, maximum=3600, unit="s",
+                                      help="how long `make lake-athena` waits for a query to finish")
 
     def check(self) -> None:
         if not self.warehouse.startswith(("s3://", "s3a://", "file://", "/")):
@@ -69,6 +89,23 @@ class LakeSettings(Settings):
         if self.catalog_uri:
             return self.catalog_uri
         return sqlalchemy_url(self.database_url or native_database_url(self.postgres_port))
+
+    @property
+    def athena_publishing(self) -> bool:
+        """LAKE_ATHENA_PUBLISH, else on for a local endpoint (AWS_ENDPOINT_URL set) and off on AWS."""
+        return self.athena_publish if self.athena_publish is not None else bool(self.aws_endpoint_url)
+
+    @property
+    def athena_query_catalog(self) -> str:
+        return self.athena_catalog or f"s3tablescatalog/{self.athena_table_bucket}"
+
+    @property
+    def athena_output_location(self) -> str | None:
+        """LAKE_ATHENA_OUTPUT, else athena-results/ in the warehouse's bucket (None: the workgroup's own)."""
+        if self.athena_output:
+            return self.athena_output if self.athena_output.endswith("/") else self.athena_output + "/"
+        bucket = self.warehouse_bucket
+        return f"s3://{bucket}/athena-results/" if bucket else None
 
     @property
     def identifier(self) -> tuple[str, str]:
