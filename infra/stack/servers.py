@@ -386,6 +386,11 @@ def endpoint_ready(endpoint: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def _ministack_home() -> Path:
+    from lakehouse.athena import ministack_home  # here, not at the top: only starting MiniStack needs it
+    return ministack_home(MINISTACK_DIR / "home")
+
+
 def start_ministack(cfg: StackConfig) -> None:
     if _read_pid("ministack"):
         say(f"ministack already running (pid {_read_pid('ministack')})")
@@ -402,9 +407,11 @@ def start_ministack(cfg: StackConfig) -> None:
     # SNS, S3 and CloudWatch calls there).
     # S3 on disk (S3_PERSIST): the lake's data files and metadata must outlive a MiniStack restart or kill -9,
     # since the lake's catalog (in PostgreSQL) does; it also keeps them out of MiniStack's memory.
+    # A HOME of its own: MiniStack's Athena runs `INSTALL iceberg` in DuckDB, which finds the pip packages'
+    # extensions through ~/.duckdb/extensions there instead of downloading them (lakehouse/athena.py).
     env = dict(os.environ, BIND_HOST="127.0.0.1", GATEWAY_PORT=str(cfg.aws_port), TMPDIR=str(MINISTACK_DIR),
                LOG_LEVEL=cfg.ministack_log_level, AWS_ENDPOINT_URL=cfg.endpoint,
-               S3_PERSIST="1", S3_DATA_DIR=str(MINISTACK_DIR / "s3"))
+               S3_PERSIST="1", S3_DATA_DIR=str(MINISTACK_DIR / "s3"), HOME=str(_ministack_home()))
     log = LOG_DIR / "ministack.out"
     pid = _spawn("ministack", [str(exe)], log, env=env)
     say(f"ministack starting (pid {pid}, log {_rel(log)})")
