@@ -38,6 +38,7 @@ from pyiceberg.expressions import EqualTo
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import ancestors_of
 
+from lakehouse import athena
 from lakehouse.catalog import (OFFSETS_PROPERTY, committed_offsets, encode_offsets, ensure_rejects_table,
                                ensure_table, load_catalog)
 from pipeline_common.backoff import backoff_delay
@@ -230,6 +231,7 @@ class Archiver:
         self.stats.last_commit_at = time.time()
         self._pending = Pending()
         self._commit_hint(offsets)
+        athena.publish_quietly(self.lake, self._positions, self._rejects)  # LAKE_ATHENA_PUBLISH: never raises
         return True
 
     def _commit_hint(self, offsets: dict[int, int]) -> None:
