@@ -539,6 +539,11 @@ def test_mwaa_runs_airflow_3_from_its_own_bucket_in_private_subnets(template):
     assert statements["ReadTrackerDatabaseUrl"]["Resource"] == LAKE_S3TABLES["TrackerDatabaseSecretArn"]
     assert statements["EnvironmentLogs"]["Resource"] == (
         f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:airflow-flightpipe-*")
+    # AND the quality task may read the topic (no consumer group: it assigns partitions), never write to it
+    assert statements["ReadSourceTopic"]["Resource"] == (
+        f"arn:aws:kafka:{REGION}:{ACCOUNT}:topic/flights/0a1b2c3d-1111-2222-3333-444455556666-7/{DEFAULT_TOPIC}")
+    granted = {a for s in statements.values() for a in _actions(s)}
+    assert not {a for a in granted if a.startswith("kafka-cluster:") and ("Write" in a or "Group" in a)}
 
 
 @pytest.mark.parametrize("params, rule", [
