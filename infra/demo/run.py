@@ -3,11 +3,13 @@
 
     python -m infra.demo.run [--seconds 60] [--aircraft 1500] [--interval 5] [--keep-stack]
 
-Starts the native stack if it is not running, deploys the resources, runs the synthetic producer
-and the trigger, drains the pipeline, then checks every count against an independent recount
-(infra/demo/observe.py): the run's records are read back from Kafka and put through the function's own
-filter, so "in the air" and "expected at the subscriber" are known without trusting the pipeline's
-counters.
+Starts the native stack if it is not running, deploys the resources, runs the synthetic producer,
+the trigger, the tracker and the archiver, drains the pipeline, then checks every count against an
+independent recount (infra/demo/observe.py): the run's records are read back from Kafka and put through
+the function's own filter, so "in the air" and "expected at the subscriber" are known without trusting
+the pipeline's counters; the tracker's rows in PostgreSQL and the archiver's in the Iceberg table are
+checked against the run's distinct positions (infra/demo/tracker_recount.py, lake_recount.py), and the
+gold job's totals against the positions_clean rules recounted over the lake.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from infra.demo import observe
 from infra.deploy import aws_resources
 from infra.stack import servers as stack
 from infra.demo.alerts_recount import DemoAlerts
+from infra.demo.lake_recount import DemoLake
 from infra.demo.tracker_recount import DemoTracker
 from pipeline_common.kafka_client import KafkaSettings
 from pipeline_common.logs import configure_logging
@@ -71,6 +74,7 @@ def run_demo(seconds: float = 60, aircraft: int = 1500, interval: float = 5.0, s
                        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}.items():
         os.environ.setdefault(key, value)
     started_stack = False
+    closers: list = []
     if not (stack.kafka_ready(cfg.bootstrap) and stack.endpoint_ready(cfg.endpoint)):
         say("starting the native stack (Kafka + MiniStack)")
         stack.up(cfg)
@@ -91,15 +95,17 @@ def run_demo(seconds: float = 60, aircraft: int = 1500, interval: float = 5.0, s
         if stale:
             say(f"discarded {stale} notification(s) left in the demo queue by an earlier run")
         return _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, summary_path,
-                    drain_timeout_s, begun)
+                    drain_timeout_s, begun, keep_stack, closers)
     finally:
+        for close in reversed(closers):  # what _run started and stops only after its summary (or a failure)
+            close()
         if started_stack and not keep_stack:
             say("stopping the stack (use --keep-stack to leave it running)")
             stack.down()
 
 
 def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, summary_path, drain_timeout_s,
-         begun) -> dict:
+         begun, keep_stack: bool, closers: list) -> dict:
     kafka = KafkaSettings.from_env(bootstrap_servers=cfg.bootstrap)
     run_id = uuid.uuid4().hex[:8]
     since = datetime.now(timezone.utc)
@@ -124,6 +130,10 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
         f"-> {cfg.topic} -> trigger (group demo-{run_id}) -> {settings.function_name} -> {settings.topic_name}")
     tracker = DemoTracker(cfg.topic, kafka, run_id)
     tracker.start(since)
+    closers.append(lambda: tracker.close(keep_running=keep_stack))
+    lake = DemoLake(cfg.topic, kafka, run_id)
+    closers.append(lake.stop)  # a no-op once finish() has stopped it; otherwise the run failed on the way
+    lake.start()  # after the tracker: it starts PostgreSQL (the lake's catalog is there) when it is not up
     trigger_thread.start()
     alerts.start()
     producer_thread.start()
@@ -151,6 +161,9 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
     tstats = trigger.stats
     progress("done")
     tracked = tracker.finish(produced)
+    say(f"lake: waiting for {lake.name} to hold the run, stopping the archiver (SIGTERM flushes it), "
+        "building gold for the run's day(s)")
+    lake_result = lake.finish(tracked.ranges, tracked.keys, tracked.malformed)
 
     say("counting: subscriber queue, dead-letter topic, function metrics, read-back of the run's records")
     received = drain_queue(clients, queue_url)
@@ -194,6 +207,7 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
         ("make count-messages agrees", counted == published_before + metrics["Published"],
          f"{counted} vs {published_before} before the run + {metrics['Published']}"),
         *tracked.checks,
+        *lake_result.checks,
     ]
     summary = {
         "run_id": run_id,
@@ -222,6 +236,7 @@ def _run(cfg, settings, clients, queue_url, seconds, aircraft, interval, seed, s
         "top_countries": dict(recount.countries.most_common(8)),
         "tracker": {"rows_stored": tracked.rows, "distinct_positions_in_kafka": tracked.distinct_positions,
                     "rejects": tracked.rejects},
+        "lake": lake_result.summary(tracked.ranges),
         "checks": [{"check": c, "ok": ok, "detail": d} for c, ok, d in checks],
         "alerts": alert_summary,
         "reconciled": all(ok for _, ok, _ in checks),
@@ -251,6 +266,9 @@ def _print_summary(s: dict, path: Path) -> None:
         ("  duplicates (re-sent from the outbox)", s["alerts"]["duplicates"]),
         (f"make count-messages mins={s['count_messages']['mins']}", s["count_messages"]["value"]),
         ("positions stored by the tracker (PostgreSQL)", s["tracker"]["rows_stored"]),
+        (f"positions archived in the lake ({s['lake']['table']})", s["lake"]["rows_of_run"] or 0),
+        *((f"  gold positions {g['day']} (whole day, gold_daily_country)", g["gold_positions"])
+          for g in s["lake"]["gold"]),
     ]
     width = max(len(r[0]) for r in rows)
     print()

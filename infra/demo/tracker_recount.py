@@ -40,6 +40,10 @@ class TrackerRecount:
     rows: int = 0
     rejects: int = 0
     checks: list = field(default_factory=list)
+    # The run's distinct (icao24, time_position) and {partition: (first offset, end offset)}: the lake's
+    # reconciliation (infra/demo/lake_recount.py) compares the Iceberg table with this same recount.
+    keys: set = field(default_factory=set, repr=False)
+    ranges: dict = field(default_factory=dict)
 
 
 class DemoTracker:
@@ -83,7 +87,8 @@ class DemoTracker:
             consumer.close()
 
     def finish(self, produced: int, timeout_s: float = 120) -> TrackerRecount:
-        """Wait until the tracker has stored (and committed) everything produced, stop it, reconcile."""
+        """Wait until the tracker has stored (and committed) everything produced, stop it, reconcile.
+        A PostgreSQL this started keeps running until ``close``: the lake's catalog is in it too."""
         stats = self.service.stats
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not (stats.consumed >= produced and stats.consumer_lag == 0):
@@ -100,9 +105,14 @@ class DemoTracker:
             ("the tracker's own count agrees with PostgreSQL", stored_total == recount.rows,
              f"{stored_total} vs {recount.rows}"),
         ]
-        if self.started_postgres:
-            postgres.stop()
         return recount
+
+    def close(self, keep_running: bool = False) -> None:
+        """Stop the PostgreSQL ``start`` started, unless asked to keep it (--keep-stack: `make lake-sql`
+        and `make psql` read it afterwards)."""
+        if self.started_postgres and not keep_running:
+            postgres.stop()
+        self.started_postgres = False
 
     def recount(self, timeout_s: float = 120) -> TrackerRecount:
         """The run's records read back from Kafka (within `timeout_s`) against the rows PostgreSQL holds for them."""
@@ -120,6 +130,8 @@ class DemoTracker:
                 continue
             keys.add((p.icao24, p.time_position))
         recount.distinct_positions = len(keys)
+        recount.keys = keys
+        recount.ranges = {tp.partition: (self.starts[tp], ends[tp]) for tp in tps}
         ranges = [(tp.partition, self.starts[tp], ends[tp]) for tp in tps]
         where = " OR ".join(["(kafka_partition = %s AND kafka_offset >= %s AND kafka_offset < %s)"] * len(ranges))
         params = [v for r in ranges for v in r]

@@ -1,15 +1,31 @@
 """End to end on the real components: synthetic producer -> Kafka -> trigger -> Lambda on MiniStack
--> SNS -> filtered SQS subscriber, reconciled against an independent recount of the run's records."""
+-> SNS -> filtered SQS subscriber, the tracker into PostgreSQL and the archiver into the lake's Iceberg
+table, reconciled against an independent recount of the run's records."""
 import json
+import subprocess
+import sys
 import uuid
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
 from infra.demo import run as demo
-
-
-
+from infra.demo.lake_recount import DemoLake, LakeRecount
 from infra.deploy import aws_resources
+from lakehouse import duck
+from lakehouse.catalog import load_catalog
+from pipeline_common.kafka_client import KafkaSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_where(ranges: dict) -> str:
+    """SQL for the run's rows: its offset range in each partition, as the demo's summary gives them."""
+    return " OR ".join(f"(kafka_partition = {int(p)} AND kafka_offset >= {first} AND kafka_offset < {end})"
+                       for p, (first, end) in ranges.items() if end > first)
+
+
 @pytest.mark.slow
 def test_demo_run_reconciles_on_the_real_pipeline(stack, database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("TRACKER_API_PORT", "0")  # the demo's tracker serves its map on a free port
@@ -41,3 +57,37 @@ def test_demo_run_reconciles_on_the_real_pipeline(stack, database_url, tmp_path,
     assert summary["function_metrics"]["Received"] == summary["trigger"]["invoked_records"]
     # AND the tracker stored each distinct position of the run once in PostgreSQL
     assert summary["tracker"]["rows_stored"] == summary["tracker"]["distinct_positions_in_kafka"] > 0
+    # AND the archiver stored the same positions once in the lake, was stopped by SIGTERM (exit 0), and the
+    # gold job's total for the run's day equals the clean recount of that day, which includes the run
+    lake = summary["lake"]
+    assert lake["error"] is None and lake["archiver"]["exit_code"] == 0
+    assert lake["rows_of_run"] == lake["distinct_positions_in_kafka"] == summary["tracker"]["distinct_positions_in_kafka"]
+    assert lake["missing"] == lake["not_in_run"] == lake["doubled"] == 0
+    assert lake["gold"] and sum(g["run_rows_of_day"] for g in lake["gold"]) == lake["rows_of_run"]
+    for g in lake["gold"]:
+        assert g["gold_positions"] == g["clean_recount"] >= g["run_clean_of_day"] > 0
+    lake_lines = [c for c in summary["checks"] if c["check"].startswith(("lake:", "gold:"))]
+    assert len(lake_lines) == 3 + len(lake["gold"]) and all(c["ok"] for c in lake_lines)
+    # AND `make lake-sql` (another process, DuckDB) counts the run's rows the same
+    where = run_where(lake["kafka_ranges"])
+    answer = subprocess.run([sys.executable, "-m", "infra.lake.sql", "--json",
+                             f"SELECT count(*) AS n FROM positions WHERE {where}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout) == [{"n": lake["rows_of_run"]}]
+
+    # AND the same reconciliation, given one position Kafka has and the lake lacks, fails and says MISMATCH
+    ranges = {int(p): tuple(r) for p, r in lake["kafka_ranges"].items()}
+    demo_lake = DemoLake(summary["settings"]["topic"], KafkaSettings.from_env(), "mismatch-check")
+    catalog = load_catalog(demo_lake.settings)
+    con = duck.connect(demo_lake.settings, catalog=catalog)   # the run's keys, read by another engine
+    keys = set(con.execute(f"SELECT icao24, time_position FROM positions WHERE {where}").fetchall())
+    con.close()
+    assert len(keys) == lake["rows_of_run"]
+    kafka_keys = keys | {("ffffff", datetime(2026, 12, 7, tzinfo=timezone.utc))}
+    result = LakeRecount(table=demo_lake.name, archiver_exit=0)
+    demo_lake.read_run(result, catalog, catalog.load_table(demo_lake.settings.identifier), ranges, kafka_keys)
+    line = next(c for c in demo_lake.checks(result) if c[0].startswith("lake: the run's rows"))
+    assert line[1] is False
+    assert line[2] == (f"MISMATCH: {len(keys):,} rows vs {len(kafka_keys):,} distinct in Kafka; 1 missing, "
+                       "0 not in the run, 0 doubled")
