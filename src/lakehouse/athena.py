@@ -31,8 +31,8 @@ _METADATA_SUFFIX = ".metadata.json"
 _INTEGER_TYPES = {"tinyint", "smallint", "integer", "int", "bigint"}
 _FLOAT_TYPES = {"float", "real", "double", "decimal"}
 # DuckDB's (MiniStack) and Trino's (AWS) words for a table or schema that is not there; a missing column
-# ("Referenced column ... not found") is not one of them.
-_MISSING_TABLE = re.compile(r"TABLE_NOT_FOUND|SCHEMA_NOT_FOUND|\b(table|schema|catalog)\b.*\b(does not exist|not found)",
+# ("Referenced column ... not found") or function ("Catalog Error: Scalar Function ...") is not one of them.
+_MISSING_TABLE = re.compile(r"TABLE_NOT_FOUND|SCHEMA_NOT_FOUND|\b(table|schema)\b[^:]*\b(does not exist|not found)",
                             re.IGNORECASE)
 
 

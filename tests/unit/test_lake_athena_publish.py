@@ -77,6 +77,7 @@ def test_result_rows_keeps_every_row_without_a_header():
     ("Table positions not found", True),
     ('Binder Error: Referenced column "nope" not found in FROM clause!\nCandidate bindings: "source"', False),
     ("Catalog Error: Schema with name test_1 does not exist!", True),
+    ("Catalog Error: Scalar Function with name approx_distinct does not exist!", False),
     ("Parser Error: syntax error at or near \"SELEC\"", False),
 ])
 def test_missing_table(reason, missing):
