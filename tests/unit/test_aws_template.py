@@ -381,11 +381,15 @@ LAKE_S3TABLES = {**MSK_IAM, "LakeCatalog": "S3TABLES", "DeployArchiver": "true",
                  "VpcId": "vpc-1", "PrivateSubnetId1": "subnet-aaa", "PrivateSubnetId2": "subnet-bbb",
                  "TrackerDatabaseSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:tracker-db-AbCdEf"}
 LAKE_GLUE_SCRAM = {**SELF_MANAGED_VPC, **{k: v for k, v in LAKE_S3TABLES.items() if k != "MskClusterArn"},
-                   "LakeCatalog": "GLUE", "ArchiverBootstrapServers": "b-1.example.com:9096"}
+                   "LakeCatalog": "GLUE", "ArchiverBootstrapServers": "b-1.example.com:9096",
+                   "AlertsOnFailureDestination": f"{SQS_ARN}-alerts"}  # of the SQS kind, as the main one
 TABLE_BUCKET_ARN = "<LakeTableBucket.TableBucketARN>"
 # Actions whose API has no resource type, so "*" is the only Resource IAM accepts (each one's comment says so).
 UNSCOPABLE = {"ecr:GetAuthorizationToken", "s3:GetAccountPublicAccessBlock", "logs:DescribeLogGroups",
-              "cloudwatch:PutMetricData"}
+              "cloudwatch:PutMetricData",
+              # the ESM's pollers make ENIs in subnets Lambda picks (as AWSLambdaMSKExecutionRole grants them)
+              "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
+              "ec2:DeleteNetworkInterface", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"}
 NEW_ROLES = ("ArchiverExecutionRole", "ArchiverTaskRole", "AirflowExecutionRole")
 
 
@@ -440,11 +444,13 @@ def test_s3_tables_table_is_the_catalogs_positions_table(template):
 
 
 @pytest.mark.parametrize("params", [LAKE_S3TABLES, LAKE_GLUE_SCRAM], ids=["s3tables-msk-iam", "glue-scram"])
-def test_every_statement_of_the_new_roles_is_scoped(template, params):
-    # GIVEN the lake, the archiver and MWAA deployed WHEN their roles are resolved
+def test_every_statement_of_every_role_is_scoped(template, params):
+    # GIVEN the lake, the archiver and MWAA deployed WHEN every role of the stack is resolved
     stack = Stack(template, **params)
     assert stack.broken_rules() == []
-    for role in NEW_ROLES:
+    roles = stack.resources_of_type("AWS::IAM::Role")
+    assert set(NEW_ROLES) < set(roles)
+    for role in roles:
         for sid, statement in _role_statements(stack, role).items():
             actions = _actions(statement)
             # THEN no action is "*" or "service:*" ...
@@ -453,9 +459,9 @@ def test_every_statement_of_the_new_roles_is_scoped(template, params):
             for resource in _resources(statement):
                 if resource == "*":
                     assert set(actions) <= UNSCOPABLE, (role, sid)
-                # AND every other resource is this stack's (a <Resource.Attribute> it creates) or an ARN in
-                # this account; only the Celery queue lives in another (MWAA's) account, scoped by its name
-                elif not resource.startswith("<"):
+                # AND every other resource is this stack's (it names a <Resource> the stack creates) or an ARN
+                # in this account; only the Celery queue lives in another (MWAA's) account, scoped by its name
+                elif "<" not in resource:
                     assert resource.startswith("arn:aws:"), (role, sid, resource)
                     assert f":{ACCOUNT}:" in resource or sid == "CeleryQueue", (role, sid, resource)
 
