@@ -16,7 +16,7 @@ from typing import Mapping
 
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -131,18 +131,23 @@ class LostTable(RuntimeError):
 
 def _ensure(catalog: SqlCatalog, identifier: tuple[str, str], schema: Schema, replace_lost: bool = False,
             **kwargs) -> Table:
-    try:
-        catalog.create_namespace(identifier[0])
-    except NamespaceAlreadyExistsError:
-        pass
-    try:
-        table = catalog.create_table(identifier, schema=schema, properties=TABLE_PROPERTIES, **kwargs)
-        logger.info("created Iceberg table %s.%s at %s", *identifier, table.location())
-        return table
-    except TableAlreadyExistsError:
-        pass
+    # Look before creating, so that a role without the create permissions (on AWS, the archiver's) can run it.
+    if not catalog.namespace_exists(identifier[0]):
+        try:
+            catalog.create_namespace(identifier[0])
+        except NamespaceAlreadyExistsError:
+            pass
+    # Load first: create_table writes its first metadata file to the warehouse before the catalog refuses a
+    # duplicate, so trying to create an existing table would leave an orphan file at every start.
     try:
         table = catalog.load_table(identifier)
+    except NoSuchTableError:
+        try:
+            table = catalog.create_table(identifier, schema=schema, properties=TABLE_PROPERTIES, **kwargs)
+            logger.info("created Iceberg table %s.%s at %s", *identifier, table.location())
+            return table
+        except TableAlreadyExistsError:
+            table = catalog.load_table(identifier)  # another process created it in between
     except FileNotFoundError as exc:
         # The catalog outlived the files (a local endpoint that keeps S3 in memory was restarted): the
         # table's rows are gone with them. Only a deploy tool replaces such a table, and says so.

@@ -59,6 +59,16 @@ def test_ensure_table_twice_is_the_same_table(settings):
     assert ensure_rejects_table(catalog, settings).name() == ("unit", "positions_rejects")
 
 
+def test_ensuring_an_existing_table_writes_no_file(settings, tmp_path):
+    # create_table writes a metadata file before a duplicate is refused: every archiver start, deploy and
+    # demo used to leave one orphan in the warehouse.
+    ensure_table(load_catalog(settings), settings)
+    before = sorted(tmp_path.joinpath("warehouse").rglob("*"))
+    ensure_table(load_catalog(settings), settings)
+    ensure_table(load_catalog(settings), settings)
+    assert sorted(tmp_path.joinpath("warehouse").rglob("*")) == before
+
+
 def test_offsets_travel_with_the_commit_and_a_fresh_catalog_reads_them_back(settings):
     table = ensure_table(load_catalog(settings), settings)
     assert committed_offsets(table) == {}
