@@ -15,6 +15,8 @@ import logging
 from typing import Mapping
 
 import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.catalog import load_catalog as pyiceberg_load_catalog
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -115,10 +117,13 @@ REJECTS_ARROW = arrow_schema(REJECTS_SCHEMA)
 
 # ------------------------------------------------------------------ catalog and tables
 
-def load_catalog(settings: LakeSettings) -> SqlCatalog:
-    """PyIceberg's SQL catalog in the project's PostgreSQL (or LAKE_CATALOG_URI); it creates its two tables
-    (iceberg_tables, iceberg_namespace_properties) on first use."""
-    return SqlCatalog(settings.catalog_name, **settings.catalog_properties())
+def load_catalog(settings: LakeSettings) -> Catalog:
+    """The catalog LAKE_CATALOG_TYPE names. sql (the default): PyIceberg's SQL catalog in the project's
+    PostgreSQL (or LAKE_CATALOG_URI), which creates its two tables (iceberg_tables,
+    iceberg_namespace_properties) on first use. rest / glue: the same code against S3 Tables or Glue on AWS."""
+    if settings.catalog_type == "sql":
+        return SqlCatalog(settings.catalog_name, **settings.catalog_properties())
+    return pyiceberg_load_catalog(settings.catalog_name, **settings.catalog_properties())
 
 
 def rejects_identifier(settings: LakeSettings) -> tuple[str, str]:

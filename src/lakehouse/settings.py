@@ -28,10 +28,16 @@ class LakeSettings(Settings):
     ENV_PREFIX: ClassVar[str] = "LAKE_"
     USED_BY: ClassVar[str] = "archiver, lake tools"
 
+    catalog_type: str = setting(
+        "LAKE_CATALOG_TYPE", "sql", choices=("sql", "rest", "glue"),
+        help="which Iceberg catalog: `sql` (PyIceberg's SQL catalog; here, the project's PostgreSQL), `rest` (an "
+             "Iceberg REST catalog: on AWS, S3 Tables, signed with SigV4) or `glue` (the AWS Glue Data Catalog)")
     catalog_uri: str | None = setting(
         "LAKE_CATALOG_URI", None, metavar="URL",
-        doc_default="the tracker's PostgreSQL (`DATABASE_URL`, else the native server) as `postgresql+psycopg://...`",
-        help="SQLAlchemy URL of the Iceberg SQL catalog (PyIceberg SqlCatalog; `sqlite:///path` works for a file)")
+        doc_default="sql: the tracker's PostgreSQL (`DATABASE_URL`, else the native server) as "
+                    "`postgresql+psycopg://...`; rest: `https://s3tables.<AWS_REGION>.amazonaws.com/iceberg`",
+        help="the catalog's address: for sql a SQLAlchemy URL (`sqlite:///path` works for a file), for rest the "
+             "REST endpoint; unused by glue")
     catalog_name: str = setting("LAKE_CATALOG_NAME", "lake",
                                 help="the catalog's name (the `catalog_name` column; Spark's catalog must be "
                                      "named the same; not the namespace's name, which Spark's procedures confuse)")
@@ -77,8 +83,12 @@ class LakeSettings(Settings):
                                       help="how long `make lake-athena` waits for a query to finish")
 
     def check(self) -> None:
-        if not self.warehouse.startswith(("s3://", "s3a://", "file://", "/")):
-            raise ConfigError(f"LAKE_WAREHOUSE={self.warehouse!r} is not an s3:// or file:// location")
+        if self.catalog_type == "rest" and self.warehouse.startswith("arn:"):
+            pass  # S3 Tables: the warehouse is the table bucket's ARN
+        elif not self.warehouse.startswith(("s3://", "s3a://", "file://", "/")):
+            raise ConfigError(f"LAKE_WAREHOUSE={self.warehouse!r} is not an s3:// or file:// location"
+                              + (" (or, with LAKE_CATALOG_TYPE=rest, a table bucket ARN)"
+                                 if self.catalog_type != "rest" else " or a table bucket ARN"))
         for name, value in (("LAKE_NAMESPACE", self.namespace), ("LAKE_TABLE", self.table)):
             if not value or "." in value:
                 raise ConfigError(f"{name}={value!r} must be one non-empty name without dots")
@@ -130,8 +140,19 @@ class LakeSettings(Settings):
         return props
 
     def catalog_properties(self) -> dict[str, str]:
-        """Everything SqlCatalog(name, **properties) needs. pool_pre_ping: a pooled connection that a
-        PostgreSQL restart broke is replaced before use, instead of failing the next commit."""
+        """Everything PyIceberg's catalog of LAKE_CATALOG_TYPE needs (lakehouse.catalog.load_catalog).
+        sql: pool_pre_ping, so that a pooled connection a PostgreSQL restart broke is replaced before use
+        instead of failing the next commit. rest: S3 Tables' endpoint, every request signed with SigV4 for the
+        `s3tables` service. glue: the region (and the local endpoint, when one is set)."""
+        if self.catalog_type == "rest":
+            return {"type": "rest", "warehouse": self.warehouse,
+                    "uri": self.catalog_uri or f"https://s3tables.{self.aws_region}.amazonaws.com/iceberg",
+                    "rest.sigv4-enabled": "true", "rest.signing-name": "s3tables",
+                    "rest.signing-region": self.aws_region, **self.file_io_properties()}
+        if self.catalog_type == "glue":
+            glue = {"glue.endpoint": self.aws_endpoint_url} if self.aws_endpoint_url else {}
+            return {"type": "glue", "warehouse": self.warehouse, "glue.region": self.aws_region, **glue,
+                    **self.file_io_properties()}
         return {"uri": self.catalog_url, "warehouse": self.warehouse, "pool_pre_ping": "true",
                 **self.file_io_properties()}
 

@@ -118,6 +118,23 @@ def test_settings_default_to_the_trackers_database_for_sqlalchemy_and_path_style
     assert "s3.endpoint" not in LakeSettings.from_env({}).catalog_properties()  # real AWS: the SDK's own endpoint
 
 
+def test_on_aws_the_same_code_speaks_to_s3_tables_signed_or_to_glue():
+    arn = "arn:aws:s3tables:eu-west-1:123456789012:bucket/flightpipe-lake"
+    rest = LakeSettings.from_env({"LAKE_CATALOG_TYPE": "rest", "LAKE_WAREHOUSE": arn, "AWS_REGION": "eu-west-1"})
+    assert rest.catalog_properties() == {
+        "type": "rest", "warehouse": arn, "uri": "https://s3tables.eu-west-1.amazonaws.com/iceberg",
+        "rest.sigv4-enabled": "true", "rest.signing-name": "s3tables", "rest.signing-region": "eu-west-1",
+        "s3.region": "eu-west-1"}
+    glue = LakeSettings.from_env({"LAKE_CATALOG_TYPE": "glue", "LAKE_WAREHOUSE": "s3://b/w", "AWS_REGION": "eu-west-1"})
+    assert glue.catalog_properties() == {"type": "glue", "warehouse": "s3://b/w", "glue.region": "eu-west-1",
+                                         "s3.region": "eu-west-1"}
+    # A table bucket ARN is a warehouse only for the REST catalog.
+    with pytest.raises(ConfigError, match="LAKE_WAREHOUSE"):
+        LakeSettings.from_env({"LAKE_WAREHOUSE": arn})
+    with pytest.raises(ConfigError, match="LAKE_CATALOG_TYPE"):
+        LakeSettings.from_env({"LAKE_CATALOG_TYPE": "hive"})
+
+
 def test_settings_refuse_a_dotted_table_name_and_a_non_positive_commit_size():
     with pytest.raises(ConfigError, match="LAKE_TABLE"):
         LakeSettings.from_env({"LAKE_TABLE": "a.b"})
