@@ -515,9 +515,9 @@ def test_archiver_container_is_configured_with_the_projects_own_settings(templat
     assert env["LAKE_CATALOG_URI"] == f"https://s3tables.{REGION}.amazonaws.com/iceberg"
     assert env["LAKE_WAREHOUSE"] == TABLE_BUCKET_ARN and env["LAKE_CATALOG_TYPE"] == "rest"
     assert "Secrets" not in container
-    # ... every variable but the catalog type (docs/LAKE.md: pending in the lake code) is a declared setting
+    # ... every variable is a declared setting
     declared = {v.strip("`") for row in table_rows([ArchiverConfig]) for v in row[0].split(" or ")}
-    assert set(env) - declared - {"AWS_REGION"} <= {"LAKE_CATALOG_TYPE"}, set(env) - declared
+    assert set(env) - declared - {"AWS_REGION"} == set(), set(env) - declared
     # AND there is exactly one archiver: a deployment stops the old task before it starts the new one
     service = stack.properties("ArchiverService")
     assert service["DesiredCount"] == 1
