@@ -2,7 +2,8 @@
 and the independent recount the demo, the fault tests and the benchmarks check the pipeline against.
 
   python -m infra.demo.observe count-messages --mins 5     # the function's Published metric, last N minutes
-  python -m infra.demo.observe notifications [--max N] [--seconds S]   # tail the demo subscriber queue
+  python -m infra.demo.observe notifications [--max N] [--seconds S] [--pollers N]
+                               [--lines-per-s N | --all | --sample N]   # read the demo subscriber queue
 
 The recount does not trust any of the pipeline's counters: it reads the run's records back from Kafka
 (``read_topic``) and puts each through the function's own filter (flight_transform.evaluate), which
@@ -23,6 +24,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from flight_domain.flight_transform import InvalidState, evaluate  # the function's own filter
+from infra.demo import queue_reader
 from infra.deploy.aws_resources import AwsClients, AwsResourceSettings, run_command
 from infra.progress import Say, printer
 from pipeline_common.kafka_client import KafkaSettings
@@ -76,42 +78,42 @@ def notification_text(body: str) -> str:
 
 def notifications(max_messages: int | None = None, seconds: float | None = None,
                   settings: AwsResourceSettings | None = None, clients: AwsClients | None = None,
-                  on_message: Callable[[str], None] = print, say: Say = _say_stderr) -> int:
-    """Long-poll the demo queue; hand each notification (one line) to on_message, then delete it.
+                  on_message: Callable[[str], None] | None = None, say: Say = _say_stderr, *,
+                  pollers: int = queue_reader.DEFAULT_POLLERS, feed: queue_reader.FeedPrinter | None = None,
+                  quiet_s: float | None = None) -> int:
+    """Read the demo queue with several pollers; each notification (one line) goes to on_message, or
+    else to ``feed`` (a FeedPrinter on stdout by default), then it is deleted.
 
-    Stops after max_messages notifications or after ``seconds``; with neither it runs until interrupted.
-    Returns how many notifications were printed.
+    Stops after max_messages notifications, after ``seconds``, once the queue was empty for ``quiet_s``,
+    or on Ctrl-C; with none of them it runs until interrupted. Ends with a line of totals (received,
+    deleted, shown). Returns how many notifications were handed over (printed or passed to on_message).
     """
     settings, clients = settings or AwsResourceSettings.from_env(), clients or AwsClients()
     queue_url = clients.sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
-    deadline = None if seconds is None else time.monotonic() + seconds
-    say(f"waiting for notifications on {settings.queue_name} "
-        f"({', '.join(settings.notify_countries)}); Ctrl-C to stop")
-    shown = 0
+    if on_message is None:
+        feed = feed or queue_reader.FeedPrinter("notification")
+
+        def handle(bodies: list[str]) -> int:
+            return feed.show(bodies, notification_text)
+    else:
+        feed = None
+
+        def handle(bodies: list[str]) -> int:
+            for body in bodies:
+                on_message(notification_text(body))
+            return len(bodies)
+    say(f"waiting for notifications on {settings.queue_name} ({', '.join(settings.notify_countries)}) with "
+        f"{pollers} poller(s); {feed.describe() if feed else 'each one handed on'}; Ctrl-C to stop")
+    reader = queue_reader.QueueReader(clients.sqs, queue_url, handle, pollers=pollers, max_messages=max_messages,
+                                      seconds=seconds, quiet_s=quiet_s, tick=feed.tick if feed else lambda: None)
     try:
-        while max_messages is None or shown < max_messages:
-            wait = 20
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                wait = max(0, min(20, int(remaining)))
-            batch = 10 if max_messages is None else max(1, min(10, max_messages - shown))
-            messages = clients.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch,
-                                                   WaitTimeSeconds=wait, MessageAttributeNames=["All"]
-                                                   ).get("Messages", [])
-            for message in messages:
-                on_message(notification_text(message.get("Body", "")))
-                shown += 1
-            if messages:
-                clients.sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
-            elif wait == 0:
-                break
-    except KeyboardInterrupt:
-        pass
-    say(f"{shown} notification(s) received")
-    return shown
+        totals = reader.run()
+    finally:
+        if feed is not None:
+            feed.close()
+    handed = reader.accepted
+    say(queue_reader.totals_line("notification", totals, handed, reader.interrupted, reader.abandoned))
+    return handed
 
 
 # --- reading a topic back ----------------------------------------------------------------------------------
@@ -256,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch = commands.add_parser("notifications", help="print each notification the demo subscriber receives")
     watch.add_argument("--max", type=_positive(int), default=None, help="stop after N notifications")
     watch.add_argument("--seconds", type=_positive(float), default=None, help="stop after S seconds")
+    queue_reader.add_reader_flags(watch)
     return parser
 
 
@@ -268,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
               f"(CloudWatch {settings.metrics_namespace}/{PUBLISHED_METRIC}, FunctionName={settings.function_name})")
 
     def tail(settings: AwsResourceSettings) -> None:
-        notifications(args.max, args.seconds, settings)
+        notifications(args.max, args.seconds, settings, pollers=args.pollers,
+                      feed=queue_reader.feed_from_args("notification", args))
 
     command = {"count-messages": count, "notifications": tail}[args.command]
     return run_command(lambda: command(AwsResourceSettings.from_args(args)))

@@ -2,7 +2,8 @@
 
   python -m infra.deploy.alerts_resources deploy                # topic, table, bucket + fences, role, function, queue
   python -m infra.deploy.alerts_resources geofences FILE        # validate, then replace the fences (no redeploy)
-  python -m infra.deploy.alerts_resources alerts [--type EMERGENCY] [--max N] [--seconds S]
+  python -m infra.deploy.alerts_resources alerts [--type EMERGENCY] [--max N] [--seconds S] [--pollers N]
+                                                [--lines-per-s N | --all | --sample N]
   python -m infra.deploy.alerts_resources destroy
 
 Same conventions as aws_resources.py (whose clients, IAM templating and Lambda helpers it reuses):
@@ -16,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Mapping
@@ -27,6 +27,7 @@ from flight_domain.alert_declarations import (ALERT_WATCHLIST, ALERTS_TABLE, ALE
                                               GEOFENCES_KEY, default_geofences_bucket)
 from flight_domain.alert_rules import Watchlist, WatchlistError, alert_body  # the function's own parsers
 from flight_domain.geofence import GeofenceError, parse_fences
+from infra.demo import queue_reader
 from infra.deploy import aws_resources as base
 from infra.deploy.lambda_package import DEFAULT_SRC, build_zip_bytes, lambda_code_sha256
 from infra.progress import Say, printer
@@ -277,36 +278,77 @@ def format_alert(body: dict) -> str:
             f"{body.get('latitude')},{body.get('longitude')} {body.get('altitude_feet')} ft")
 
 
-def receive_alerts(settings: AlertResourceSettings, clients: base.AwsClients, *, types: set[str] | None = None,
-                   max_messages: int | None = None, seconds: float | None = None, quiet_s: float | None = None,
-                   on_alert: Callable[[dict], None] = lambda body: print(format_alert(body), flush=True)) -> list[dict]:
-    """Receive (and delete) alerts from the demo queue; those of `types` (all if None) go to on_alert.
-    Stops after max_messages, after `seconds`, or once the queue was empty for `quiet_s`."""
+def _parse_alert(text: str) -> dict:
+    try:
+        return alert_body(text)
+    except ValueError:
+        return {"alert_type": "?", "raw": text}
+
+
+def read_alerts(settings: AlertResourceSettings, clients: base.AwsClients, on_alert: Callable[[dict], object], *,
+                types: set[str] | None = None, max_messages: int | None = None, seconds: float | None = None,
+                quiet_s: float | None = None, pollers: int = queue_reader.DEFAULT_POLLERS,
+                tick: Callable[[], None] = lambda: None) -> queue_reader.QueueReader:
+    """Receive (and delete) alerts from the demo queue with several pollers; those of `types` (all if
+    None) go to on_alert, in receive order. Stops after max_messages of them, after `seconds`, once the
+    queue was empty for `quiet_s`, or on Ctrl-C. Returns the reader (its totals, how many were shown)."""
     queue_url = clients.sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
-    started = last = time.monotonic()
-    shown: list[dict] = []
-    while max_messages is None or len(shown) < max_messages:
-        now = time.monotonic()
-        if seconds is not None and now - started >= seconds:
-            break
-        if quiet_s is not None and now - last >= quiet_s:
-            break
-        wait = 1 if quiet_s is not None or seconds is not None else 20
-        messages = clients.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait,
-                                               MessageAttributeNames=["All"]).get("Messages", [])
-        for message in messages:
-            try:
-                body = alert_body(message["Body"])
-            except ValueError:
-                body = {"alert_type": "?", "raw": message["Body"]}
+
+    def handle(texts: list[str]) -> int:
+        shown = 0
+        for text in texts:
+            body = _parse_alert(text)
             if types is None or body.get("alert_type") in types:
                 on_alert(body)
-                shown.append(body)
-        if messages:
-            last = time.monotonic()
-            clients.sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+                shown += 1
+        return shown
+
+    reader = queue_reader.QueueReader(clients.sqs, queue_url, handle, pollers=pollers, max_messages=max_messages,
+                                      seconds=seconds, quiet_s=quiet_s, tick=tick)
+    reader.run()
+    return reader
+
+
+def receive_alerts(settings: AlertResourceSettings, clients: base.AwsClients, *, types: set[str] | None = None,
+                   max_messages: int | None = None, seconds: float | None = None, quiet_s: float | None = None,
+                   on_alert: Callable[[dict], None] = lambda body: print(format_alert(body), flush=True),
+                   pollers: int = queue_reader.DEFAULT_POLLERS) -> list[dict]:
+    """Receive (and delete) alerts from the demo queue; those of `types` (all if None) go to on_alert and
+    are returned (the recounts compare them). Stops after max_messages, after `seconds`, or once the
+    queue was empty for `quiet_s`."""
+    shown: list[dict] = []
+
+    def keep(body: dict) -> None:
+        on_alert(body)
+        shown.append(body)
+
+    read_alerts(settings, clients, keep, types=types, max_messages=max_messages, seconds=seconds, quiet_s=quiet_s,
+                pollers=pollers)
     return shown
+
+
+def watch_alerts(settings: AlertResourceSettings, clients: base.AwsClients, feed: queue_reader.FeedPrinter, *,
+                 types: set[str] | None = None, max_messages: int | None = None, seconds: float | None = None,
+                 pollers: int = queue_reader.DEFAULT_POLLERS) -> str:
+    """`make alerts`: the alerts as lines through `feed` (nothing kept in memory: it runs for hours);
+    returns the totals line."""
+    kinds = f" of type {', '.join(sorted(types))}" if types else ""
+    print(f"==> alerts from {settings.queue}{kinds} with {pollers} poller(s); {feed.describe()}; Ctrl-C to stop",
+          file=sys.stderr, flush=True)
+
+    def handle_batch(texts: list[str]) -> int:
+        bodies = (_parse_alert(text) for text in texts)
+        return feed.show([b for b in bodies if types is None or b.get("alert_type") in types], format_alert)
+
+    queue_url = clients.sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
+    reader = queue_reader.QueueReader(clients.sqs, queue_url, handle_batch, pollers=pollers,
+                                      max_messages=max_messages, seconds=seconds, tick=feed.tick)
+    try:
+        totals = reader.run()
+    finally:
+        feed.close()
+    return queue_reader.totals_line("alert", totals, reader.accepted, reader.interrupted, reader.abandoned,
+                                    shown_note=f" ({', '.join(sorted(types))} only)" if types else "")
 
 
 # --- teardown ----------------------------------------------------------------------------------------------
@@ -342,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--type", action="append", choices=ALERT_TYPES, help="only this kind (repeatable)")
     watch.add_argument("--max", type=int, default=None, help="stop after N alerts")
     watch.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
+    queue_reader.add_reader_flags(watch)
     commands.add_parser("destroy", help="delete function, role, topic, queue and table (keeps the fences bucket)")
     return parser
 
@@ -356,14 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "geofences":
             put_geofences(args.file, settings, base.AwsClients())
         elif args.command == "alerts":
-            print(f"==> alerts from {settings.queue}" + (f" of type {', '.join(args.type)}" if args.type else "")
-                  + "; Ctrl-C to stop", file=sys.stderr)
-            try:
-                shown = receive_alerts(settings, base.AwsClients(), types=set(args.type) if args.type else None,
-                                       max_messages=args.max, seconds=args.seconds)
-                print(f"==> {len(shown)} alert(s)", file=sys.stderr)
-            except KeyboardInterrupt:
-                pass
+            line = watch_alerts(settings, base.AwsClients(), queue_reader.feed_from_args("alert", args),
+                                types=set(args.type) if args.type else None, max_messages=args.max,
+                                seconds=args.seconds, pollers=args.pollers)
+            print(f"==> {line}", file=sys.stderr, flush=True)
         elif args.command == "destroy":
             destroy(settings)
 
