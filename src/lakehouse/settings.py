@@ -65,7 +65,7 @@ class LakeSettings(Settings):
     # tables, so each committed version is published to one; on AWS Athena reads S3 Tables or Glue directly.
     athena_publish: bool | None = setting(
         "LAKE_ATHENA_PUBLISH", None,
-        doc_default="on when `AWS_ENDPOINT_URL` is set (a local endpoint), off on AWS",
+        doc_default="on when `AWS_ENDPOINT_URL` is set (a local endpoint) and LAKE_CATALOG_TYPE is `sql`, else off",
         help="after each commit (archiver) and before each `make lake-athena` query, point an S3 Tables table "
              "of LAKE_ATHENA_TABLE_BUCKET at a copy of each table's committed metadata file")
     athena_table_bucket: str = setting("LAKE_ATHENA_TABLE_BUCKET", "flightpipe-lake",
@@ -102,8 +102,11 @@ class LakeSettings(Settings):
 
     @property
     def athena_publishing(self) -> bool:
-        """LAKE_ATHENA_PUBLISH, else on for a local endpoint (AWS_ENDPOINT_URL set) and off on AWS."""
-        return self.athena_publish if self.athena_publish is not None else bool(self.aws_endpoint_url)
+        """LAKE_ATHENA_PUBLISH, else on for the SQL catalog on a local endpoint (AWS_ENDPOINT_URL set); off on
+        AWS and for an S3 Tables or Glue catalog, whose tables Athena reads as they are."""
+        if self.athena_publish is not None:
+            return self.athena_publish
+        return bool(self.aws_endpoint_url) and self.catalog_type == "sql"
 
     @property
     def athena_query_catalog(self) -> str:

@@ -90,6 +90,9 @@ def test_publishing_defaults_to_on_for_a_local_endpoint_only():
     assert LakeSettings.from_env({"AWS_ENDPOINT_URL": "http://localhost:4566",
                                   "LAKE_ATHENA_PUBLISH": "false"}).athena_publishing is False
     assert LakeSettings.from_env({"LAKE_ATHENA_PUBLISH": "yes"}).athena_publishing is True
+    # An S3 Tables (REST) or Glue catalog: Athena reads its tables as they are, nothing to publish.
+    assert LakeSettings.from_env({"AWS_ENDPOINT_URL": "http://localhost:4566", "LAKE_CATALOG_TYPE": "glue"}
+                                 ).athena_publishing is False
 
 
 def test_query_catalog_and_output_defaults():
