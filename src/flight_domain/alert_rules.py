@@ -13,9 +13,16 @@ Alert kinds:
                   ends when the aircraft has not been seen for watch_gap_s)
 
 Ordering: every transition is keyed on the position time (whole epoch seconds). A position that is
-not newer than the last one applied (a redelivered record, or one that arrives out of order) is
-ignored, so redelivery can never make an aircraft enter twice and an old position can never move an
-aircraft back. A fence that no longer exists raises no EXIT.
+not newer than the state it is judged against (a redelivered record, or one that arrives out of
+order) is ignored, so redelivery can never make an aircraft enter twice. A fence that no longer
+exists raises no EXIT.
+
+What is stored (must_store): the state is written only when the next position would be judged
+differently from the stored one: an alert, a change of fences, squawk or watchlist flag, every
+position of a watched aircraft (the appearance gap needs its exact last position time), and
+otherwise at least every refresh_s of position time (the state's TTL). Between two writes every
+position left the state as it was, so a redelivered one that is newer than the stored time is judged
+against the same state, fences and watchlist as the first time, and again raises nothing.
 """
 from __future__ import annotations
 
@@ -218,3 +225,18 @@ def fold(state: AircraftState | None, observations: list[Observation], fences: t
         current, applied = nxt, True
         alerts.extend(raised)
     return (current if applied else None), alerts, ignored
+
+
+def must_store(stored: AircraftState | None, final: AircraftState, alerts: list[Alert], refresh_s: int) -> bool:
+    """Whether the state `final` (folded from `stored`) has to be written before its alerts go out.
+
+    Not written, the stored state still judges every later position the same way `final` would: same
+    fences, squawk and watchlist flag, and a position time that matters only for the appearance gap,
+    which is only read while the aircraft is watched (those are written at every position). The
+    position time is refreshed at least every refresh_s so that the state of an aircraft in flight
+    never reaches its TTL (0: written at every position)."""
+    if stored is None or alerts:
+        return True
+    if final.inside != stored.inside or final.squawk != stored.squawk or final.watched != stored.watched:
+        return True
+    return final.watched or final.t - stored.t >= refresh_s

@@ -42,6 +42,9 @@ class AlertSettings(Settings):
                                     "appearance (WATCHLIST again)")
     state_ttl_s: int = setting("ALERT_STATE_TTL_S", 86400, minimum=3600, maximum=365 * 86400, unit="s",
                                help="alert state of aircraft not seen for this long expires (DynamoDB TTL)")
+    state_refresh_s: int = setting("ALERT_STATE_REFRESH_S", 300, minimum=0, maximum=43200, unit="s",
+                                   help="an aircraft whose alert state did not change has it rewritten (last "
+                                        "seen, TTL) at most this often in position time; 0: at every position")
 
     def check(self) -> None:
         if not self.geofences_bucket.strip():
@@ -51,6 +54,12 @@ class AlertSettings(Settings):
             # in between would be "first seen" and raise WATCHLIST earlier than WATCH_GAP_S says.
             raise ConfigError(f"WATCH_GAP_S={self.watch_gap_s} is longer than ALERT_STATE_TTL_S={self.state_ttl_s}: "
                               "the alert state would expire before an appearance ends; raise ALERT_STATE_TTL_S")
+        if 2 * self.state_refresh_s > self.state_ttl_s:
+            # Its TTL renewed only every ALERT_STATE_REFRESH_S of position time, the state of an aircraft in
+            # flight could expire between two writes (sooner still when positions lag the wall clock).
+            raise ConfigError(f"ALERT_STATE_REFRESH_S={self.state_refresh_s} is more than half of "
+                              f"ALERT_STATE_TTL_S={self.state_ttl_s}: the state of an aircraft in flight could "
+                              "expire between two writes; lower ALERT_STATE_REFRESH_S")
 
     @property
     def fifo(self) -> bool:

@@ -1,7 +1,8 @@
 """Per-aircraft alert state in DynamoDB, written with conditions on the position time.
 
 Item (table keyed on ``icao24``):
-  t           N     position time of the last position applied (the condition key)
+  t           N     position time of the last position written (the condition key; positions that
+                    change nothing are not written: alert_rules.must_store)
   inside      L<S>  fences the aircraft was in at that position
   squawk      S     last squawk seen (absent when none was ever seen)
   watched     BOOL  WATCHLIST already raised in this appearance
@@ -31,6 +32,11 @@ logger = logging.getLogger(__name__)
 
 BATCH_GET_LIMIT = 100
 _MAX_UNPROCESSED_ROUNDS = 8
+# What a read needs: not expires_at, which only DynamoDB's TTL reads (botocore parses every attribute
+# of every item: one attribute less is a fifth less parsing per state read).
+_READ = {"ProjectionExpression": "#k, #t, #i, #s, #w, #p",
+         "ExpressionAttributeNames": {"#k": "icao24", "#t": "t", "#i": "inside", "#s": "squawk", "#w": "watched",
+                                      "#p": "pending"}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +82,7 @@ class StateStore:
         found: dict[str, StoredState] = {}
         for start in range(0, len(icao24s), BATCH_GET_LIMIT):
             keys = [{"icao24": {"S": icao24}} for icao24 in icao24s[start:start + BATCH_GET_LIMIT]]
-            request = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            request = {self._table: {"Keys": keys, "ConsistentRead": True, **_READ}}
             for _round in range(_MAX_UNPROCESSED_ROUNDS):
                 response = self._client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self._table, []):
@@ -91,7 +97,7 @@ class StateStore:
 
     def get(self, icao24: str) -> StoredState | None:
         item = self._client.get_item(TableName=self._table, Key={"icao24": {"S": icao24}},
-                                     ConsistentRead=True).get("Item")
+                                     ConsistentRead=True, **_READ).get("Item")
         return from_item(item) if item else None
 
     def save(self, icao24: str, state: AircraftState, pending: tuple[dict, ...], expected_t: int | None) -> bool:

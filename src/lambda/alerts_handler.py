@@ -4,8 +4,10 @@ Handler: ``alerts_handler.lambda_handler``. Records are read by the same code as
 (kafka_esm.read_event) and filtered by the same rules (flight_transform via alert_rules.observe).
 Returns
   {"received", "in_air", "filtered", "stale", "alerts", "republished", "published", "failed",
-   "batchItemFailures": [...], "failureReasons": [...]}
+   "state_writes", "batchItemFailures": [...], "failureReasons": [...]}
   stale        positions not newer than the aircraft's stored state (redelivered or out of order)
+  state_writes conditional writes of aircraft state: only where it changed or was due a refresh
+               (alert_rules.must_store); most positions write nothing
   alerts       alerts raised by this batch's positions
   republished  alerts of an earlier, interrupted invocation published again (possible duplicates)
 A record is a failure when it cannot be read, is malformed, or its aircraft's state could not be
@@ -24,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from alert_settings import AlertSettings
 from alert_state import StateStore, StoredState
-from flight_domain.alert_rules import Observation, fold, observe
+from flight_domain.alert_rules import AircraftState, Observation, fold, must_store, observe
 from flight_domain.flight_transform import judge_records
 from flight_domain.geofence import GeofenceError
 from flight_domain.geofence_source import GeofenceSource
@@ -97,21 +99,50 @@ def _outbox_entry(alert, fifo: bool) -> dict:
     return entry
 
 
-def _apply(runtime: AlertsRuntime, icao24: str, stored: StoredState | None,
-           items: list[tuple[int, Observation]], fences) -> tuple[int | None, tuple[dict, ...], int, int]:
-    """Fold the aircraft's positions and write its new state with its outbox, retrying on a concurrent
-    write. Returns (state time the outbox belongs to, outbox, new alerts, stale positions)."""
-    s = runtime.settings
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    t: int | None               # state time the outbox belongs to (None: nothing to publish)
+    outbox: tuple[dict, ...]
+    new_alerts: int
+    stale: int
+    written: bool               # a conditional write of the state was made
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    final: AircraftState
+    outbox: tuple[dict, ...]
+    new_alerts: int
+    stale: int
+    expected_t: int | None
+
+
+def _judge(settings: AlertSettings, stored: StoredState | None, items: list[tuple[int, Observation]],
+           fences) -> _Outcome | _Write:
+    """Fold the aircraft's positions onto its stored state: the outcome when nothing has to be written,
+    else the conditional write to make (must_store: only when the state changes, or is refreshed)."""
+    state = stored.state if stored else None
+    carried = stored.pending if stored else ()
+    final, alerts, stale = fold(state, [obs for _, obs in items], fences, settings.watchlist, settings.watch_gap_s)
+    if final is None or not must_store(state, final, alerts, settings.state_refresh_s):
+        # Old news, or nothing the next position would be judged by changed: no write. An outbox an
+        # interrupted invocation left still goes out, and is cleared under the stored state's time.
+        return _Outcome((state.t if carried else None), carried, 0, stale, False)
+    outbox = carried + tuple(_outbox_entry(a, settings.fifo) for a in alerts)
+    return _Write(final, outbox, len(alerts), stale, state.t if stored else None)
+
+
+def _apply(runtime: AlertsRuntime, icao24: str, decision: _Write, items: list[tuple[int, Observation]],
+           fences) -> _Outcome:
+    """Write the aircraft's new state with its outbox; on a concurrent write, judge its positions again
+    from the state that writer left."""
     for _attempt in range(SAVE_ATTEMPTS):
-        state = stored.state if stored else None
-        carried = stored.pending if stored else ()
-        final, alerts, stale = fold(state, [obs for _, obs in items], fences, s.watchlist, s.watch_gap_s)
-        if final is None:  # every position was old news; only an earlier outbox may be left to send
-            return (state.t if carried else None), carried, 0, stale
-        outbox = carried + tuple(_outbox_entry(a, s.fifo) for a in alerts)
-        if runtime.store.save(icao24, final, outbox, state.t if stored else None):
-            return final.t, outbox, len(alerts), stale
-        stored = runtime.store.get(icao24)  # another writer got there first: start again from its state
+        if runtime.store.save(icao24, decision.final, decision.outbox, decision.expected_t):
+            return _Outcome(decision.final.t, decision.outbox, decision.new_alerts, decision.stale, True)
+        judged = _judge(runtime.settings, runtime.store.get(icao24), items, fences)
+        if isinstance(judged, _Outcome):
+            return judged
+        decision = judged
     raise RuntimeError(f"state of {icao24} kept changing under {SAVE_ATTEMPTS} conditional writes")
 
 
@@ -124,7 +155,7 @@ def process_event(event: object, runtime: AlertsRuntime) -> dict:
         by_aircraft.setdefault(obs.icao24, []).append((index, obs))
 
     in_air = sum(len(items) for items in by_aircraft.values())
-    stale = raised = republished = 0
+    stale = raised = republished = state_writes = 0
     outgoing: list[Notification] = []
     written: dict[str, tuple[int, int]] = {}  # icao24 -> (state time, notifications sent)
     if by_aircraft:
@@ -137,27 +168,38 @@ def process_event(event: object, runtime: AlertsRuntime) -> dict:
                 failures.update({index: reason for index, _ in items})
             by_aircraft, fences, stored = {}, (), {}
 
-        def apply(entry):
-            icao24, items = entry
-            try:
-                return _apply(runtime, icao24, stored.get(icao24), items, fences), None
-            except (ClientError, BotoCoreError, RuntimeError) as exc:
-                return None, exc
+        # Judged here; only the aircraft whose state changes (or is due a refresh) are written.
+        outcomes: dict[str, _Outcome | Exception] = {}
+        writes: list[tuple[str, _Write]] = []
+        for icao24, items in by_aircraft.items():
+            judged = _judge(runtime.settings, stored.get(icao24), items, fences)
+            if isinstance(judged, _Write):
+                writes.append((icao24, judged))
+            else:
+                outcomes[icao24] = judged
 
-        # One conditional write per aircraft: concurrently, as the publishes are (different items).
-        for (icao24, items), (applied, error) in zip(by_aircraft.items(),
-                                                      runtime.executor.map(apply, by_aircraft.items())):
-            if error is not None:
-                failures.update({index: f"alert state not written: {error}" for index, _ in items})
+        def apply(entry):
+            icao24, decision = entry
+            try:
+                return icao24, _apply(runtime, icao24, decision, by_aircraft[icao24], fences)
+            except (ClientError, BotoCoreError, RuntimeError) as exc:
+                return icao24, exc
+
+        # One conditional write per such aircraft: concurrently, as the publishes are (different items).
+        outcomes.update(runtime.executor.map(apply, writes) if len(writes) > 1 else map(apply, writes))
+        for icao24, items in by_aircraft.items():
+            outcome = outcomes[icao24]
+            if isinstance(outcome, Exception):
+                failures.update({index: f"alert state not written: {outcome}" for index, _ in items})
                 continue
-            t, outbox, new_alerts, old = applied
-            stale += old
-            raised += new_alerts
-            republished += len(outbox) - new_alerts
-            if t is not None and outbox:
-                written[icao24] = (t, len(outbox))
+            stale += outcome.stale
+            raised += outcome.new_alerts
+            republished += len(outcome.outbox) - outcome.new_alerts
+            state_writes += outcome.written
+            if outcome.t is not None and outcome.outbox:
+                written[icao24] = (outcome.t, len(outcome.outbox))
                 outgoing.extend(Notification(items[0][0], e["message"], e["attributes"], e.get("extra"))
-                                for e in outbox)
+                                for e in outcome.outbox)
 
     failed_aircraft = set()
     for failure in runtime.publisher().publish(outgoing):
@@ -175,13 +217,14 @@ def process_event(event: object, runtime: AlertsRuntime) -> dict:
 
     response = failure_response(records, failures)
     counts = {"received": len(records), "in_air": in_air, "filtered": filtered, "stale": stale,
-              "alerts": raised, "republished": republished, "published": published, "failed": len(failures)}
+              "alerts": raised, "republished": republished, "published": published, "failed": len(failures),
+              "state_writes": state_writes}
     f = runtime.settings.function
     if f.metrics_enabled:
         emit_invocation_metrics(runtime.cloudwatch, f.metrics_namespace, f.function_name, counts, METRICS)
-    logger.info("processed %d records: %d in the air, %d stale, %d alerts raised, %d republished, "
-                "%d published, %d failed", counts["received"], in_air, stale, raised, republished, published,
-                counts["failed"], extra={**counts, "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+    logger.info("processed %d records: %d in the air, %d stale, %d state writes, %d alerts raised, "
+                "%d republished, %d published, %d failed", counts["received"], in_air, stale, state_writes, raised,
+                republished, published, counts["failed"], extra={**counts, "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
     return {**counts, **response}
 
 

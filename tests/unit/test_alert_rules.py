@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flight_domain.alert_rules import (EMERGENCY, GEOFENCE_ENTER, GEOFENCE_EXIT, WATCHLIST, AircraftState, Watchlist,
-                         WatchlistError, fold, observe, read_squawk, step)
+                         WatchlistError, fold, must_store, observe, read_squawk, step)
 from flight_domain.geofence import parse_fences
 
 FENCES = parse_fences({"type": "FeatureCollection", "features": [
@@ -135,3 +135,40 @@ def test_alert_ids_are_deterministic_and_fifo_dedup_ids_fit():
     b = fold(AircraftState(), [obs(1, 1, 100)], FENCES, NOBODY, 1800)[1][0]
     assert a.alert_id == b.alert_id == "abc123:100:GEOFENCE_ENTER:Box"
     assert len(a.dedup_id) <= 128
+
+
+def test_only_a_change_an_alert_a_watched_aircraft_or_a_due_refresh_must_be_stored():
+    # GIVEN an aircraft inside Box squawking 1000, stored at t=100
+    stored, _, _ = run([obs(1, 1, 100)])
+
+    def judged(*track, watch=NOBODY):
+        final, alerts, _ = fold(stored, list(track), FENCES, watch, 1800)
+        return must_store(stored, final, alerts, 300)
+
+    # THEN the next positions that change nothing are not written, until 300 s of position time passed
+    assert not judged(obs(1.5, 1, 110))
+    assert not judged(obs(1.5, 1, 399), obs(1.2, 1.2, 399))  # the second: not newer, ignored
+    assert judged(obs(1.5, 1, 400))                                   # refresh due: exactly 300 s
+    # AND every change is written: leaving the fence, a new squawk (not only emergencies), a watchlist hit
+    assert judged(obs(3, 1, 110))
+    assert judged(obs(1.5, 1, 110, squawk="2200"))
+    assert judged(obs(1.5, 1, 110, callsign="DLH400"), watch=Watchlist.parse("callsign=DLH*"))
+    # AND a position without a squawk keeps the stored one: nothing changed
+    assert not judged(obs(1.5, 1, 110, squawk=None))
+    # AND a first-seen aircraft is always written, as is a fence removed since (its name leaves the state)
+    final, alerts, _ = fold(None, [obs(5, 5, 100)], FENCES, NOBODY, 1800)
+    assert must_store(None, final, alerts, 300)
+    final, alerts, _ = fold(stored, [obs(1, 1, 110)], (), NOBODY, 1800)
+    assert alerts == [] and must_store(stored, final, alerts, 300)
+
+
+def test_a_watched_aircraft_is_stored_at_every_position_and_refresh_zero_stores_all():
+    watch = Watchlist.parse("callsign=DLH*")
+    stored, alerts, _ = run([obs(5, 5, 100, callsign="DLH400")], watch)
+    assert alerts == [(WATCHLIST, "callsign=DLH*")] and stored.watched
+    final, alerts, _ = fold(stored, [obs(5, 5, 110, callsign="DLH400")], FENCES, watch, 1800)
+    # the appearance gap is measured from its exact last position: so that one is stored
+    assert alerts == [] and must_store(stored, final, alerts, 300)
+    quiet, _, _ = run([obs(5, 5, 100)])
+    final, alerts, _ = fold(quiet, [obs(5, 5, 101)], FENCES, NOBODY, 1800)
+    assert must_store(quiet, final, alerts, 0) and not must_store(quiet, final, alerts, 300)

@@ -13,6 +13,7 @@ from moto import mock_aws
 
 import alerts_handler
 from alert_settings import AlertSettings
+from flight_domain.flight_transform import epoch_to_iso
 from flight_settings import FunctionConfigError, FunctionSettings  # FunctionConfigError is ConfigError
 
 BOX = {"type": "FeatureCollection", "features": [
@@ -23,8 +24,8 @@ FAR_BOX = {"type": "FeatureCollection", "features": [
      "geometry": {"type": "Polygon", "coordinates": [[[10, 10], [12, 10], [12, 12], [10, 12], [10, 10]]]}}]}
 
 
-def state(lon, lat, t, squawk="1000", icao24="abc123"):
-    return {"icao24": icao24, "callsign": "TEST1", "origin_country": "Germany", "time_position": t,
+def state(lon, lat, t, squawk="1000", icao24="abc123", callsign="TEST1"):
+    return {"icao24": icao24, "callsign": callsign, "origin_country": "Germany", "time_position": t,
             "last_contact": t, "longitude": lon, "latitude": lat, "baro_altitude": 3000.0, "geo_altitude": None,
             "on_ground": False, "velocity": 200.0, "squawk": squawk}
 
@@ -60,12 +61,16 @@ class Aws:
     def put_fences(self, doc):
         self.s3.put_object(Bucket="flight-alerts-geofences", Key="geofences.geojson", Body=json.dumps(doc).encode())
 
-    def runtime(self, refresh_s=0, watchlist=""):
+    def runtime(self, refresh_s=0, watchlist="", **env):
         settings = AlertSettings.from_env({"GEOFENCES_BUCKET": "flight-alerts-geofences",
-                                           "GEOFENCE_REFRESH_S": str(refresh_s), "ALERT_WATCHLIST": watchlist},
+                                           "GEOFENCE_REFRESH_S": str(refresh_s), "ALERT_WATCHLIST": watchlist, **env},
                                           function=FunctionSettings(sns_topic_arn=self.topic_arn, metrics_enabled=False))
         return alerts_handler.configure(settings, sns_client=self.sns, dynamodb_client=self.dynamodb,
                                         s3_client=self.s3, cloudwatch_client=mock.Mock())
+
+    def stored_t(self, icao24="abc123"):
+        item = self.dynamodb.get_item(TableName="FlightAlertState", Key={"icao24": {"S": icao24}})["Item"]
+        return int(item["t"]["N"]), int(item["expires_at"]["N"])
 
     def received(self):
         out = []
@@ -200,3 +205,71 @@ def test_a_concurrent_writer_is_detected_by_the_condition_and_nothing_is_raised_
         result = alerts_handler.process_event(esm_event([state(1.5, 1, 120)], 1), runtime)
     # THEN its conditional write fails, it starts again from the stored state, and raises no second ENTER
     assert aws.received() == [] and result["alerts"] == 0 and result["failed"] == 0
+
+
+def run_one_by_one(runtime, states, first_offset=0):
+    """Each state in its own invocation, as a steady stream delivers an aircraft every 10 s."""
+    return [alerts_handler.process_event(esm_event([s], first_offset + i), runtime) for i, s in enumerate(states)]
+
+
+def test_positions_that_change_nothing_are_not_written_until_the_refresh_is_due(aws):
+    runtime = aws.runtime(ALERT_STATE_REFRESH_S="300")
+    # GIVEN an aircraft outside every fence, heard every 10 s for 5 minutes
+    results = run_one_by_one(runtime, [state(5, 5, 100 + 10 * n) for n in range(30)])
+    # THEN only its first position was written (the state is still the one of t=100)
+    assert [r["state_writes"] for r in results] == [1] + [0] * 29
+    assert aws.stored_t()[0] == 100
+    # WHEN 300 s of position time have passed since the stored one, the state (and its TTL) is refreshed
+    before = aws.stored_t()[1]
+    assert run_one_by_one(runtime, [state(5, 5, 400)], 30)[0]["state_writes"] == 1
+    assert aws.stored_t()[0] == 400 and aws.stored_t()[1] >= before
+    # AND a change is written at once: entering the fence
+    entered = run_one_by_one(runtime, [state(1, 1, 410)], 31)[0]
+    assert (entered["state_writes"], entered["alerts"]) == (1, 1) and aws.stored_t()[0] == 410
+
+
+def test_a_redelivered_position_newer_than_the_stored_state_raises_nothing_again(aws):
+    runtime = aws.runtime(ALERT_STATE_REFRESH_S="300")
+    # GIVEN a track that entered Box at 110 and stayed inside (120 and 130 wrote nothing)
+    track = [state(-1, 1, 100), state(1, 1, 110), state(1.2, 1, 120), state(1.4, 1, 130)]
+    run_one_by_one(runtime, track)
+    assert [b["alert_type"] for b, _ in aws.received()] == ["GEOFENCE_ENTER"] and aws.stored_t()[0] == 110
+    # WHEN 120 and 130 are delivered again (newer than the stored state: they are judged again)
+    again = alerts_handler.process_event(esm_event(track[2:], 2), runtime)
+    # THEN they are judged against the state they left unchanged the first time: nothing is raised
+    assert (again["alerts"], again["state_writes"], again["failed"]) == (0, 0, 0) and aws.received() == []
+    # AND the exit is raised once, and the whole track delivered again raises nothing
+    run_one_by_one(runtime, [state(3, 1, 140)], 4)
+    assert [b["alert_type"] for b, _ in aws.received()] == ["GEOFENCE_EXIT"]
+    alerts_handler.process_event(esm_event(track + [state(3, 1, 140)]), runtime)
+    assert aws.received() == []
+
+
+def test_an_outbox_left_by_a_failed_publish_goes_out_with_the_next_position_that_writes_nothing(aws):
+    runtime = aws.runtime(ALERT_STATE_REFRESH_S="300")
+    # GIVEN the ENTER of t=110 stored in the outbox, and SNS refusing it
+    refused = aws.sns.exceptions.InvalidParameterException({"Error": {"Code": "InvalidParameter", "Message": "no"}},
+                                                           "PublishBatch")
+    with mock.patch.object(runtime.sns, "publish_batch", side_effect=refused):
+        first = alerts_handler.process_event(esm_event([state(1, 1, 110)]), runtime)
+    assert first["batchItemFailures"] and aws.received() == []
+    # WHEN the aircraft's next position changes nothing (no write of its own)
+    second = alerts_handler.process_event(esm_event([state(1.2, 1, 120)], 1), runtime)
+    # THEN the outbox is published and cleared: nothing is lost, and nothing is sent a third time
+    assert [b["alert_type"] for b, _ in aws.received()] == ["GEOFENCE_ENTER"]
+    assert (second["republished"], second["state_writes"], second["batchItemFailures"]) == (1, 0, [])
+    alerts_handler.process_event(esm_event([state(1.4, 1, 130)], 2), runtime)
+    assert aws.received() == []
+
+
+def test_the_watch_gap_is_exact_at_its_boundary_although_quiet_positions_are_not_written(aws):
+    # GIVEN a gap of 60 s, far below the 300 s between refreshes of a state that does not change
+    runtime = aws.runtime(ALERT_STATE_REFRESH_S="300", WATCH_GAP_S="60", ALERT_WATCHLIST="callsign=DLH*")
+    watched = lambda t: state(5, 5, t, icao24="3c6444", callsign="DLH400")  # noqa: E731
+    # WHEN it is heard every 10 s, then after exactly 60 s, then after 61 s
+    times = [100, 110, 120, 130, 190, 251, 261]
+    run_one_by_one(runtime, [watched(t) for t in times])
+    # THEN WATCHLIST at its first position and at the one 61 s after the previous: not at the 60 s one
+    assert [b["time_position"] for b, _ in aws.received() if b["alert_type"] == "WATCHLIST"] == \
+        [epoch_to_iso(100), epoch_to_iso(251)]
+    assert aws.stored_t("3c6444")[0] == 261  # a watched aircraft's last position is always stored

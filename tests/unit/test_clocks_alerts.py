@@ -1,13 +1,14 @@
-"""The alert rules' time boundaries: WATCH_GAP_S (a new appearance) at its edge, the alert state's
-TTL (ALERT_STATE_TTL_S) counted so that a replayed past day's state is not born expired, and never
-shorter than the gap it has to remember."""
+"""The alert rules' time boundaries: WATCH_GAP_S (a new appearance) at its edge, also when only the
+states that must be stored are (ALERT_STATE_REFRESH_S), the alert state's TTL (ALERT_STATE_TTL_S)
+counted so that a replayed past day's state is not born expired, and never shorter than the gap it
+has to remember nor than twice the refresh that renews it."""
 from __future__ import annotations
 
 import pytest
 
 from alert_settings import AlertSettings
 from alert_state import StateStore, to_item
-from flight_domain.alert_rules import AircraftState, Watchlist, fold, observe
+from flight_domain.alert_rules import AircraftState, Watchlist, fold, must_store, observe
 from pipeline_common.settings import ConfigError
 
 WATCH = Watchlist.parse("callsign=DLH4*")
@@ -40,6 +41,41 @@ def test_the_gap_is_the_setting_not_a_constant():
     # WATCH_GAP_S's minimum, 60 s: a position every 60 s is one appearance, a 61 s pause a new one
     assert watch_alerts([DAY + 60 * n for n in range(10)], 60) == [DAY]
     assert watch_alerts([DAY, DAY + 60, DAY + 121, DAY + 181], 60) == [DAY, DAY + 121]
+
+
+def watch_alerts_as_stored(times, gap_s, refresh_s):
+    """As the function judges them: one position per invocation, against what the table holds (a state is
+    written only when must_store says so)."""
+    stored, raised = None, []
+    for t in times:
+        final, alerts, _ = fold(stored, [seen(t)], (), WATCH, gap_s)
+        raised += [a.t for a in alerts if a.alert_type == "WATCHLIST"]
+        if final is not None and must_store(stored, final, alerts, refresh_s):
+            stored = final
+    return raised
+
+
+def test_the_gap_boundary_holds_when_quiet_positions_are_not_stored():
+    # GIVEN a refresh of the stored state every 300 s (or 3,600), far longer than a gap of 60 s
+    for refresh_s in (300, 3600):
+        heard = [DAY + 10 * n for n in range(12)]              # every 10 s for two minutes
+        last = heard[-1]
+        # THEN unseen for exactly the gap is the same appearance, a second more a new one
+        assert watch_alerts_as_stored(heard + [last + 60], 60, refresh_s) == [DAY]
+        assert watch_alerts_as_stored(heard + [last + 61], 60, refresh_s) == [DAY, last + 61]
+        # AND so at the default gap, after the aircraft was heard for longer than a refresh
+        heard = [DAY + 10 * n for n in range(400)]
+        last = heard[-1]
+        assert watch_alerts_as_stored(heard + [last + 1800, last + 3601], 1800, refresh_s) == [DAY, last + 3601]
+
+
+def test_a_refresh_longer_than_half_the_state_ttl_is_refused_naming_both():
+    env = {"GEOFENCES_BUCKET": "fences", "SNS_TOPIC_ARN": "arn:aws:sns:us-east-1:000000000000:FlightAlerts",
+           "ALERT_STATE_REFRESH_S": "3600", "ALERT_STATE_TTL_S": "7199", "WATCH_GAP_S": "60"}
+    with pytest.raises(ConfigError, match="ALERT_STATE_REFRESH_S=3600 is more than half of ALERT_STATE_TTL_S=7199"):
+        AlertSettings.from_env(env)
+    assert AlertSettings.from_env({**env, "ALERT_STATE_TTL_S": "7200"}).state_refresh_s == 3600
+    assert AlertSettings.from_env({**env, "ALERT_STATE_REFRESH_S": "0"}).state_refresh_s == 0
 
 
 def test_live_state_expires_ttl_after_its_position_time():
