@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lake: table {'.'.join(table.name())} and {'.'.join(rejects.name())} in catalog "
           f"{settings.catalog_name!r} ({redact_url(settings.catalog_url)}), warehouse {settings.warehouse}, "
           f"data at {table.location()}")
+    # Athena on the local endpoint reads a published copy (src/lakehouse/athena.py); a no-op on AWS.
+    from lakehouse.athena import publish_quietly
+    publish_quietly(settings, table, rejects)
     return 0
 
 

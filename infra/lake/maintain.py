@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--day", type=day_argument, metavar="YYYY-MM-DD",
                         help="compact this UTC day only (default: every day with small files)")
-    parser.add_argument("--steps", type=steps_argument, default=STEPS, metavar="STEP[,STEP]",
+    parser.add_argument("--steps", type=steps_argument, default=None, metavar="STEP[,STEP]",
                         help=f"which steps, in their fixed order (default {','.join(STEPS)})")
     parser.add_argument("--tables", type=lambda t: [n.strip() for n in t.split(",") if n.strip()],
                         metavar="NAME[,NAME]", help="the tables of LAKE_NAMESPACE to maintain (default LAKE_TABLE)")
@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     from lakehouse.catalog import load_catalog
     from lakehouse.maintenance import maintain
 
+    if lake.maintained_by_s3_tables and args.steps is None:
+        print("lake-maintain: S3 Tables maintains this table itself (compaction, snapshot expiry, unreferenced-file "
+              "removal: its table bucket's maintenance configuration); nothing to do. --steps runs a step anyway.")
+        return 0
+    steps = args.steps or STEPS
     failed = False
     try:
         catalog = load_catalog(lake)
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.tables or [lake.table]:
         try:
             table = catalog.load_table((lake.namespace, name))
-            report = maintain(table, settings, day=args.day, steps=args.steps, dry_run=args.dry_run)
+            report = maintain(table, settings, day=args.day, steps=steps, dry_run=args.dry_run)
         except Exception as exc:  # one table's trouble is reported and the next table still gets its turn
             logger.exception("maintenance of %s.%s failed", lake.namespace, name)
             print(f"lake-maintain: {lake.namespace}.{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -78,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for line in report.lines():
             print(f"lake-maintain: {line}")
+        # Compaction and the sweep replace and delete files: Athena's published copy must name the new ones.
+        from lakehouse.athena import publish_quietly
+        publish_quietly(lake, catalog.load_table((lake.namespace, name)))
         failed = failed or any(r.error for r in (report.compaction or [])) or bool(
             report.expiry and report.expiry.error)
     return 1 if failed else 0

@@ -121,6 +121,12 @@ class LakeSettings(Settings):
         return f"s3://{bucket}/athena-results/" if bucket else None
 
     @property
+    def maintained_by_s3_tables(self) -> bool:
+        """An S3 Tables table: AWS compacts it, expires its snapshots and removes unreferenced files itself
+        (and its bucket cannot be listed, which an orphan sweep needs), so make lake-maintain leaves it be."""
+        return self.catalog_type == "rest" and self.warehouse.startswith("arn:aws:s3tables:")
+
+    @property
     def identifier(self) -> tuple[str, str]:
         return (self.namespace, self.table)
 

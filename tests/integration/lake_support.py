@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import pytest
 
 from infra.lake.create import ensure_bucket
+from lakehouse import athena
 from lakehouse.catalog import ensure_table, load_catalog
 from lakehouse.settings import LakeSettings
 
@@ -26,6 +27,9 @@ def fresh_lake(database_url: str):
         try:
             yield settings, catalog, ensure_table(catalog, settings)
         finally:
-            for identifier in catalog.list_tables(settings.namespace):
+            identifiers = catalog.list_tables(settings.namespace)
+            for identifier in identifiers:
                 catalog.purge_table(identifier)
             catalog.drop_namespace(settings.namespace)
+            # The archiver publishes each commit for Athena (an S3 Tables table in the endpoint's memory).
+            athena.unpublish(settings, [name for _, name in identifiers])

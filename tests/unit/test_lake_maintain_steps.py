@@ -266,3 +266,18 @@ def test_the_command_refuses_an_unknown_step(capsys):
         cli.main(["--steps", "compact,vacuum"])
     assert exit_.value.code == 2
     assert "say some of compact,expire,sweep" in capsys.readouterr().err
+
+
+def test_an_s3_tables_table_is_left_to_s3_tables_unless_a_step_is_named(capsys, monkeypatch):
+    from infra.lake import maintain as cli
+    arn = "arn:aws:s3tables:eu-west-1:123456789012:bucket/flightpipe-lake"
+    monkeypatch.setenv("LAKE_CATALOG_TYPE", "rest")
+    monkeypatch.setenv("LAKE_WAREHOUSE", arn)
+    opened = []
+    monkeypatch.setattr("lakehouse.catalog.load_catalog", lambda lake: opened.append(lake) or (_ for _ in ()).throw(
+        RuntimeError("no AWS here")))
+    assert cli.main([]) == 0
+    assert "S3 Tables maintains this table itself" in capsys.readouterr().out and not opened
+    # Asked for explicitly, the step runs (and here fails to reach AWS, which it says).
+    assert cli.main(["--steps", "expire"]) == 1 and opened
+    assert not LakeSettings.from_env({"LAKE_CATALOG_TYPE": "rest", "LAKE_WAREHOUSE": "s3://b/w"}).maintained_by_s3_tables
