@@ -113,7 +113,7 @@ def render(result: dict, plots: dict[str, Path], report_path: Path, command: str
               f"{rec['function_metrics']['Published']:,}; received by the demo subscriber "
               f"{rec['received_by_subscriber'] if rec['received_by_subscriber'] is not None else '-'}; "
               f"dead-lettered {rec['dead_lettered']:,}; re-invoked (at-least-once) {rec['duplicates_invoked']:,}."
-              + _tracker_sentence(rec.get("tracker")), ""]
+              + _tracker_sentence(rec.get("tracker")) + _lake_sentence(rec.get("lake")), ""]
     lines += ["## Plots", ""]
     for name in ("lag", "throughput", "memory"):
         if name in rel:
@@ -132,6 +132,16 @@ def _maintenance_line(result: dict) -> list[str]:
     return [f"* the tracker's maintenance pass (retention, partitions) every {m['interval_s']:g} s "
             f"(`TRACKER_MAINTENANCE_INTERVAL_S`; the tracker's default is hourly): {m['passes_due']} passes due in "
             f"its {m['tracker_ran_s'] / 60:.1f} minutes, its history counted after them"]
+
+
+def _lake_sentence(lake: dict | None) -> str:
+    if not lake:
+        return ""
+    if "error" in lake:
+        return f" Lake: no recount ({lake['error']})."
+    return (f" Lake: {lake['rows']:,} rows in {lake['table']} for {lake['distinct_positions']:,} distinct positions "
+            f"({lake['missing']:,} missing, {lake['doubled']:,} doubled); {lake['rejects']:,} rejects for "
+            f"{lake['malformed']:,} malformed.")
 
 
 def _tracker_sentence(tracker: dict | None) -> str:

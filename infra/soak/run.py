@@ -28,7 +28,7 @@ from infra.deploy import aws_resources
 from infra.bench import machine
 from infra.bench.session import producer_summary
 from infra.progress import printer
-from infra.soak import gates, sampler, tracker_rows
+from infra.soak import gates, lake_rows, sampler, tracker_rows
 from infra.soak.session import ROOT, Part, child_env, discover
 from pipeline_common.kafka_client import KafkaSettings
 
@@ -328,16 +328,21 @@ def reconcile(cfg: SoakConfig, kafka: KafkaSettings, settings, clients, parts: l
                        f"{received} vs {expected}" if received is not None else
                        f"the notification printer reported no count (it did not stop on Ctrl-C); {expected} expected"))
     tracker = next((p for p in parts if p.name == "tracker"), None)
-    stored = None
+    stored = archived = None
     if tracker is not None:
         say("reconciling the tracker: its rows in PostgreSQL against the distinct positions in Kafka")
-        stored, tracker_checks = tracker_rows.reconcile(kafka, cfg.topic, start_offsets, since, tracker.log_path)
+        stored, tracker_checks, found = tracker_rows.reconcile(kafka, cfg.topic, start_offsets, since,
+                                                               tracker.log_path)
         checks += tracker_checks
+        if found is not None and any(p.name == "archiver" for p in parts):
+            say("reconciling the lake: the run's rows in the Iceberg table against the same distinct positions")
+            archived, lake_checks = lake_rows.reconcile(found, cfg.topic)
+            checks += lake_checks
     return {
         "produced": produced, "in_kafka": recount.records, "in_air_by_recount": recount.in_air,
         "invalid": invalid, "expected_at_subscriber": expected,
         "received_by_subscriber": received, "dead_lettered": dead, "function_metrics": metrics,
-        "duplicates_invoked": duplicates, "committed": final.committed, "tracker": stored,
+        "duplicates_invoked": duplicates, "committed": final.committed, "tracker": stored, "lake": archived,
         "checks": [{"check": c, "ok": ok, "detail": d} for c, ok, d in checks],
         "reconciled": all(ok for _, ok, _ in checks),
     }

@@ -72,8 +72,9 @@ def checks(found: TrackerRecount, summary: dict) -> list[tuple[str, bool, str]]:
 
 
 def reconcile(kafka: KafkaSettings, topic: str, start_offsets: dict[int, int], since: datetime,
-              tracker_log: Path) -> tuple[dict, list[tuple[str, bool, str]]]:
-    """The figures for the report and the checks; a recount that cannot be made is a failed check."""
+              tracker_log: Path) -> tuple[dict, list[tuple[str, bool, str]], TrackerRecount | None]:
+    """The figures for the report, the checks, and the recount itself (its keys and offset ranges are what the
+    lake is compared with, infra/soak/lake_rows.py); a recount that cannot be made is a failed check."""
     summary = tracker_summary(tracker_log)
     began = time.monotonic()
     try:
@@ -81,9 +82,9 @@ def reconcile(kafka: KafkaSettings, topic: str, start_offsets: dict[int, int], s
     except Exception as exc:  # noqa: BLE001 - an unreadable topic or database fails the check, with the reason
         logger.warning("tracker recount failed: %s", exc)
         return ({"error": f"{type(exc).__name__}: {exc}", "tracker_log": summary},
-                [(ROWS_CHECK, False, f"could not recount: {type(exc).__name__}: {exc}")])
+                [(ROWS_CHECK, False, f"could not recount: {type(exc).__name__}: {exc}")], None)
     # How long the read-back took: the demo's recount gives it 120 s, which bounds the soak's length.
     figures = {"records": found.records, "distinct_positions": found.distinct_positions, "rows": found.rows,
                "malformed": found.malformed, "rejects": found.rejects, "tracker_log": summary,
                "recount_s": round(time.monotonic() - began, 1)}
-    return figures, checks(found, summary)
+    return figures, checks(found, summary), found

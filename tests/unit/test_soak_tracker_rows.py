@@ -96,11 +96,11 @@ def test_a_recount_that_cannot_be_made_is_a_failed_check_with_the_reason(tmp_pat
     def unreachable(*args):
         raise OSError("connection refused")
     monkeypatch.setattr(tracker_rows, "recount", unreachable)
-    figures, checks = tracker_rows.reconcile(None, "aviation-data", {0: 0}, datetime.now(timezone.utc),
-                                             tmp_path / "tracker.log")
+    figures, checks, found = tracker_rows.reconcile(None, "aviation-data", {0: 0}, datetime.now(timezone.utc),
+                                                    tmp_path / "tracker.log")
     # THEN the run does not pass silently: the rows check fails and names the error
     assert checks == [(tracker_rows.ROWS_CHECK, False, "could not recount: OSError: connection refused")]
-    assert figures["error"] == "OSError: connection refused"
+    assert figures["error"] == "OSError: connection refused" and found is None
 
 
 def test_reconcile_passes_the_soak_range_to_the_recount(tmp_path, monkeypatch):
@@ -112,9 +112,9 @@ def test_reconcile_passes_the_soak_range_to_the_recount(tmp_path, monkeypatch):
     monkeypatch.setattr(tracker_rows, "recount", fake)
     since = datetime(2026, 12, 6, 23, 59, tzinfo=timezone.utc)
     log = write_tracker_log(tmp_path / "tracker.log", (STOPPED, (4, 4, 0, 0, 0)))
-    figures, checks = tracker_rows.reconcile(None, "aviation-data", {0: 7, 1: 0}, since, log)
+    figures, checks, found = tracker_rows.reconcile(None, "aviation-data", {0: 7, 1: 0}, since, log)
     assert seen == {"topic": "aviation-data", "start_offsets": {0: 7, 1: 0}, "since": since}
-    assert figures["rows"] == 4 and figures["tracker_log"]["stored"] == 4
+    assert figures["rows"] == 4 and figures["tracker_log"]["stored"] == 4 and found.rows == 4
     assert all(ok for _, ok, _ in checks)
 
 
