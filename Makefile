@@ -180,6 +180,40 @@ bench: setup ## benchmarks; writes docs/BENCHMARKS.md
 settings-table: setup ## regenerate docs/CONFIGURATION.md's table from the settings' declarations
 	@$(PY) -m infra.reports.settings_table --write
 
+# ------------------------------------------------------------------ Airflow (issue 23, docs/AIRFLOW.md)
+# Airflow 3 gets a virtualenv of its own: its API server pins a FastAPI older than the tracker's. The exact
+# package set is infra/airflow/requirements-lock.txt (bash infra/airflow/lock.sh makes it); the project is
+# installed into it without dependencies (the lock has them), editable, so the DAGs' tasks run this tree.
+# Every airflow command goes through infra/airflow/airflow.sh (home under .state/airflow, DAGs from dags/).
+.PHONY: setup-airflow airflow dags-test
+AIRFLOW_VENV := .venv-airflow
+
+$(AIRFLOW_VENV)/.installed: infra/airflow/requirements-lock.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python >= 3.11" >&2; exit 1; }
+	@echo "==> installing Airflow into $(AIRFLOW_VENV) (infra/airflow/requirements-lock.txt)"
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	@$(AIRFLOW_VENV)/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PYTHON) infra/airflow/project_requirements.py > $(AIRFLOW_VENV)/project-requirements.txt
+	@$(AIRFLOW_VENV)/bin/python -m pip install -q --disable-pip-version-check -r infra/airflow/requirements-lock.txt \
+	    -r $(AIRFLOW_VENV)/project-requirements.txt || { echo "error: pyproject.toml's pins and the lock disagree? \
+	    bash infra/airflow/lock.sh renews the lock" >&2; exit 1; }
+	@$(AIRFLOW_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	@# The one mismatch expected: the project's fastapi pin (infra/airflow/project_requirements.py says why).
+	@problems=$$($(AIRFLOW_VENV)/bin/python -m pip check | grep -v -E '^flightpipe .* fastapi==' | grep -v '^No broken'); \
+	test -z "$$problems" || { echo "$$problems" >&2; exit 1; }
+	@touch $@
+
+setup-airflow: ## Airflow 3 in its own virtualenv .venv-airflow with the project (prints its size and the time taken)
+	@start=$$($(PYTHON) -c 'import time; print(time.time())'); \
+	$(MAKE) --no-print-directory -s $(AIRFLOW_VENV)/.installed || exit 1; \
+	echo "==> $(AIRFLOW_VENV): apache-airflow $$($(AIRFLOW_VENV)/bin/python -c 'from importlib.metadata import version; print(version("apache-airflow"))'), $$(du -sh $(AIRFLOW_VENV) | cut -f1), ready in $$($(PYTHON) -c "import time; print(f'{time.time() - $$start:.1f}')") s"
+
+airflow: setup-airflow ## Airflow standalone on 127.0.0.1 with the DAGs of dags/ (prints the UI and login); ARGS="backfill create ..." runs another airflow command
+	@bash infra/airflow/airflow.sh $(or $(ARGS),standalone)
+
+dags-test: setup-airflow ## run each DAG once with `airflow dags test` against the running stack (DAY=YYYY-MM-DD, default today UTC); exit 1 when a task fails
+	@bash infra/airflow/dags_test.sh $(DAY)
+
 clean: stop ## remove runtime state (broker data, database, logs); keeps the jar cache
 	@$(PY) -c "from infra.stack import postgres; postgres.remove_data()"
 	rm -rf .state
