@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from infra.bench import history_ingest as tracker_section
+from infra.bench import lake as lake_section
 from infra.bench import wire_format
 
 # Each target is a ratio or an absolute figure measured in the same run.
@@ -19,6 +20,8 @@ LIMITS = {"e2e_vs_sink": 0.9, "e2e_vs_seed": 50.0, "capacity": 50_000.0, "p99_at
           "map_p99": 1500.0}
 TARGETS.update(tracker_section.TARGETS)
 LIMITS.update(tracker_section.LIMITS)
+TARGETS.update(lake_section.TARGETS)
+LIMITS.update(lake_section.LIMITS)
 
 PROCESS_ORDER = ("MiniStack", "function workers", "trigger", "producer", "Kafka broker", "sink clients",
                  "bench harness")
@@ -163,6 +166,7 @@ def evaluate_targets(results: dict) -> list[dict]:
     else:
         add("map_p99", None, "not run", None)
     tracker_section.evaluate(results, add, _n)
+    lake_section.evaluate(results, add, _n)
     return out
 
 
@@ -205,6 +209,7 @@ def render(results: dict) -> str:
     lines += tracker_section.render(results.get("tracker"), _n)
     lines += map_section(results.get("map"))
     lines += wire_format.render(results.get("format"), _n)
+    lines += lake_section.render(results.get("archive"), results.get("lakequery"), results.get("tracker"), _n)
     lines += _method(results)
     return "\n".join(lines) + "\n"
 

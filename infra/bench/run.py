@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
 """Benchmarks of the whole pipeline on the native stack, in one go; writes docs/BENCHMARKS.md.
 
-    make bench                                   # everything, about 6 minutes on 2 cores
+    make bench                                   # everything, about 6 minutes on 2 cores + the lake's ~10
+    python -m infra.bench.run --sections tracker,archive,lakequery --lake-rows 100000   # the lake's, small
     python -m infra.bench.run --sections sink,e2e --loads 500,1000 --out /tmp/b.md
 
 Sections: sink (PublishBatch ceiling, 1 and 4 threads), e2e (producer -> Kafka -> trigger -> Lambda
 -> SNS -> subscriber at rising loads until saturation, with latency), capacity (no sink: every
 record filtered out), seed (one invoke per message), growth (partitions x concurrency, batch
 size, peak RSS), map (Kafka record -> tracker -> live map in headless Chromium latency, redraw time),
-format (JSON vs Protobuf records: bytes per record and capacity, in the same run).
+format (JSON vs Protobuf records: bytes per record and capacity, in the same run), archive (Kafka -> archiver
+-> Iceberg: positions/s, CPU per position beside the tracker's ingest, bytes per position in Parquet vs JSON vs
+Protobuf), lakequery (a day of synthetic positions in Iceberg: distinct aircraft per country per hour with
+DuckDB and with Spark, answers compared).
 Starts the stack if it is not running and stops it afterwards only then; every
 topic, group, function and queue it creates carries the run id and is deleted at the end.
 """
@@ -28,13 +32,14 @@ from pathlib import Path
 from infra.stack import servers as stack
 from infra.bench import capacity, end_to_end, growth, machine, map_latency, procstat, report, seed_design, sink_ceiling
 from infra.bench import history_ingest as tracker_section
+from infra.bench import lake as lake_section
 from infra.bench import wire_format
 from infra.bench.session import STATE_DIR, Session
 from infra.progress import printer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
-SECTIONS = ("sink", "e2e", "capacity", "seed", "growth", "map", "tracker", "format")
+SECTIONS = ("sink", "e2e", "capacity", "seed", "growth", "map", "tracker", "format", "archive", "lakequery")
 DEFAULT_OUT = ROOT / "docs" / "BENCHMARKS.md"
 
 
@@ -85,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
       help="positions per aircraft pre-filled for the tracker's ingest (default 20)")
     a("--format-records", type=int, default=100_000,
       help="format: records per wire format (JSON, then Protobuf) for the capacity comparison (default 100000)")
+    a("--archive-aircraft", type=int, default=10_000,
+      help="archive: aircraft of the synthetic fleet pre-filled for the archiver (default 10000, as the tracker's)")
+    a("--archive-ticks", type=int, default=20,
+      help="archive: positions per aircraft, 10 s apart (default 20: the tracker section's record count)")
+    a("--lake-rows", type=int, default=10_000_000,
+      help="lakequery: synthetic positions of one UTC day in the Iceberg table (default 10000000)")
+    a("--lake-aircraft", type=int, default=10_000, help="lakequery: aircraft in that day (default 10000)")
+    a("--lake-appends", type=int, default=4, help="lakequery: appends (commits) writing the day (default 4)")
     a("--keep-stack", action="store_true", help="leave a stack this command started running")
     a("--from-json", type=Path, metavar="RESULTS",
       help="run nothing: write the report (--out, default docs/BENCHMARKS.md) from a saved results file")
@@ -136,6 +149,10 @@ def run_sections(args: argparse.Namespace, session: Session, results: dict) -> N
         results["tracker"] = tracker_section.run(session, args.tracker_aircraft, args.tracker_ticks)
     if "format" in wanted:
         results["format"] = wire_format.run(session, args.format_records, args.capacity_batch_size)
+    if "archive" in wanted:
+        results["archive"] = lake_section.run_archive(session, args.archive_aircraft, args.archive_ticks)
+    if "lakequery" in wanted:
+        results["lakequery"] = lake_section.run_query(session, args.lake_rows, args.lake_aircraft, args.lake_appends)
 
 
 def main(argv: list[str] | None = None) -> int:
