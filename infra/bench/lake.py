@@ -170,7 +170,6 @@ def data_files(table) -> dict:
 
 
 def run_archive(session: Session, aircraft: int = 10_000, ticks: int = 20, timeout_s: float = 600) -> dict:
-    from lakehouse.catalog import POSITIONS_ARROW  # noqa: F401 - fail here, not in the child, if pyiceberg is missing
     from lakehouse.settings import LakeSettings
     from pipeline_common.state_codec import JSON, PROTOBUF, encode_state
 
