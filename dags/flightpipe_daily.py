@@ -2,42 +2,57 @@
 
 A run's logical date is the UTC day it works on (its data interval: [midnight, next midnight)); a scheduled
 run starts once that day is over. `airflow dags test flightpipe_daily 2026-12-06` and `airflow backfill
-create` with dates work on those days. In order:
+create` work on the days they are given. In order:
 
-    compact_day         the day's small files of the positions table merged (lakehouse.maintenance.compact)
-    build_gold          positions_clean and the gold_* tables of the day (lakehouse.gold.build_day)
-    quality_checks      lake vs PostgreSQL vs Kafka, duplicates, values, freshness (lakehouse.quality.run_checks)
-    expire_snapshots    old snapshots of the lake's tables expired, then the files only they held swept
-    drop_old_partitions the tracker's PostgreSQL partitions past TRACKER_RETENTION_DAYS dropped (tracker.maintain)
+    compact_day         the day's small files of the positions table merged      make lake-maintain ARGS="--day D --steps compact"
+    build_gold          positions_clean and the gold_* tables of the day          make lake-gold DAY=D
+    quality_checks      lake vs PostgreSQL vs Kafka, duplicates, values, freshness  make lake-quality DAY=D
+    expire_snapshots    old snapshots of the lake's tables expired, unreferenced files swept   make lake-maintain
+    drop_old_partitions the tracker's PostgreSQL partitions past TRACKER_RETENTION_DAYS dropped  make tracker-maintain
 
-Each task calls the project's own code, the same as `make lake-maintain`, `make lake-gold`, `make
-lake-quality` and `make tracker-maintain`, and each is idempotent: a rerun of a day replaces that day's
-tables with the same rows, compacts nothing new, expires and drops only what is past its limit. Settings come
-from the environment as for those commands (LAKE_*, DATABASE_URL, AWS_*, KAFKA_*, TRACKER_RETENTION_DAYS).
-The imports of the project sit inside the tasks, so parsing this file (every 30 s) stays cheap.
+Each task runs exactly the project's command that the make target runs, so a task fails when the command
+does (exit code) and its log is the command's output; each is idempotent: a rerun of a day replaces that
+day's tables with the same rows, compacts nothing new, expires and drops only what is past its limit.
+Settings come from the environment as for those commands (LAKE_*, DATABASE_URL, AWS_*, KAFKA_*, TRACKER_*).
+
+The commands run with the Python of the Airflow Variable `flightpipe_python`, by default the interpreter that
+parses this file: locally .venv-airflow, into which `make setup-airflow` installs the project. On Amazon MWAA,
+whose Airflow pins older SQLAlchemy and FastAPI than the project, the project lives in a virtualenv of its own
+and the variable points there (docs/AIRFLOW.md). This file imports nothing of the project, so it parses
+anywhere Airflow 3 does.
 """
 from __future__ import annotations
 
-import logging
-from datetime import date, datetime, timedelta, timezone
+import shlex
+import sys
+from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import dag
 
 try:  # Airflow >= 3.1 exports the timetables from its SDK; 3.0 (MWAA's 3.0.6) has them in core only
     from airflow.sdk import CronDataIntervalTimetable
 except ImportError:  # pragma: no cover - Airflow 3.0
     from airflow.timetables.interval import CronDataIntervalTimetable
 
-# Airflow imports a DAG file under a made-up module name; this one reads well in the task log.
-logger = logging.getLogger("flightpipe.dags.daily")
-
 DAG_ID = "flightpipe_daily"
-# Catchup starts this many days back, not at a date written here: a fresh clone (or a new MWAA environment)
-# builds the last few days, what a session's lake and PostgreSQL's retention hold, instead of every day since
-# the code was written. The start moves once a day, at midnight UTC; older days: `airflow backfill create`.
-CATCHUP_DAYS = 3
-START_DATE = pendulum.today("UTC").subtract(days=CATCHUP_DAYS)
+# A fixed start, as Airflow wants it: a start computed at parse time (pendulum.today() - N days) moves every
+# midnight, which makes a new DAG version each day and a "runtime varying value" warning in the UI. Catchup
+# (once the DAG is unpaused) runs every day from here on, one at a time; a day without positions takes a few
+# seconds per task. Days before it: `airflow backfill create` (docs/AIRFLOW.md).
+START_DATE = pendulum.datetime(2026, 12, 4, tz="UTC")
+
+# The interpreter of the project's commands, looked up when a task runs (Airflow Variable, or the environment
+# variable AIRFLOW_VAR_FLIGHTPIPE_PYTHON as MWAA's startup script can set it).
+PYTHON = "{{ var.value.get('flightpipe_python', %s) }}" % repr(shlex.quote(sys.executable))
+# The run's UTC day: its logical date; a manual run without one (Airflow 3 allows it) gets the interval Airflow
+# infers for it, the last whole day.
+DAY = "{{ (logical_date or data_interval_start).in_timezone('UTC').strftime('%Y-%m-%d') }}"
+# The silver and gold tables lakehouse.gold writes (tests/unit/test_dags_commands.py keeps this list equal to
+# lakehouse.gold.SCHEMAS); their snapshots are expired beside the positions table's.
+SILVER_AND_GOLD = ("positions_clean", "gold_daily_country", "gold_daily_airline", "gold_daily_category",
+                   "gold_hourly", "gold_top_categories_per_country")
 
 DEFAULT_ARGS = {
     "owner": "flightpipe",
@@ -50,19 +65,9 @@ DEFAULT_ARGS = {
 }
 
 
-def utc_day(logical_date: datetime | None, data_interval_start: datetime) -> date:
-    """The UTC day a run works on: its logical date (a scheduled or backfilled run's equals its data interval's
-    start; `airflow dags test DAG DAY` gives DAY). A manual run without a logical date (Airflow 3 allows it)
-    gets the interval Airflow infers for it: the last whole day."""
-    return (logical_date or data_interval_start).astimezone(timezone.utc).date()
-
-
-def _lake():
-    from lakehouse.catalog import load_catalog
-    from lakehouse.settings import LakeSettings
-
-    settings = LakeSettings.from_env()
-    return settings, load_catalog(settings)
+def command(*args: str) -> str:
+    """`<python> -m <module> <args>`: one of the project's commands, as its make target runs it."""
+    return " ".join([PYTHON, "-m", *args])
 
 
 @dag(
@@ -80,86 +85,25 @@ def _lake():
     doc_md=__doc__,
 )
 def flightpipe_daily():
-    @task(task_id="compact_day")
-    def compact_day(logical_date=None, data_interval_start=None) -> int:
-        """Merge the day's small files of the positions table first, so the gold job reads a few files."""
-        from lakehouse.maintenance import MaintenanceSettings, compact
+    # The day's small files merged first, so the gold job reads a few large files.
+    compact_day = BashOperator(task_id="compact_day",
+                               bash_command=command("infra.lake.maintain", "--day", DAY, "--steps", "compact"))
+    build_gold = BashOperator(task_id="build_gold", bash_command=command("infra.lake.gold", "--day", DAY))
+    # Bad data stays bad on a second try: no retry. The command prints every check (ok, FAILED, skipped) with
+    # expected and found, and exits 1 naming each failing one; that is the task's log.
+    quality_checks = BashOperator(task_id="quality_checks", retries=0,
+                                  bash_command=command("lakehouse.quality", "--day", DAY))
+    # Expiry alone deletes no file; the sweep removes what only the expired snapshots referenced.
+    expire_snapshots = BashOperator(
+        task_id="expire_snapshots",
+        bash_command=command("infra.lake.maintain", "--steps", "expire,sweep") + " && " +
+        command("infra.lake.maintain", "--steps", "expire,sweep", "--tables", ",".join(SILVER_AND_GOLD)))
+    # Retention as of now, not of the run's day: the pass the tracker itself runs every few minutes.
+    drop_old_partitions = BashOperator(task_id="drop_old_partitions", bash_command=command("tracker.maintain"))
 
-        day = utc_day(logical_date, data_interval_start)
-        lake, catalog = _lake()
-        reports = compact(catalog.load_table(lake.identifier), MaintenanceSettings.from_env(), day)
-        for report in reports:
-            logger.info("%s: %s", lake.table, report.line())
-        if not reports:
-            logger.info("%s: no small files to merge on %s", lake.table, day)
-        failed = [r.line() for r in reports if r.error]
-        if failed:
-            raise RuntimeError("compaction not done: " + "; ".join(failed))
-        return sum(r.files_before for r in reports)
-
-    @task(task_id="build_gold")
-    def build_gold(logical_date=None, data_interval_start=None) -> dict[str, int]:
-        from lakehouse.gold import build_day
-
-        day = utc_day(logical_date, data_interval_start)
-        lake, catalog = _lake()
-        writes = build_day(lake, day, catalog=catalog)
-        for write in writes:
-            logger.info("%s %s.%s: %d rows (snapshot %s)", day, lake.namespace, write.table, write.rows,
-                        write.snapshot_id)
-        return {write.table: write.rows for write in writes}
-
-    # Bad data stays bad on a second try: the task fails at once, with every failing check's name, expected
-    # and found values in its log and in the exception the UI shows.
-    @task(task_id="quality_checks", retries=0)
-    def quality_checks(logical_date=None, data_interval_start=None) -> dict[str, bool]:
-        from lakehouse.quality import require_ok, run_checks
-
-        day = utc_day(logical_date, data_interval_start)
-        results = run_checks(day)
-        for result in results:
-            logger.info("quality %s: %s", day, result.line())
-        require_ok(results, day)  # QualityCheckFailed naming each failing check
-        return {result.name: result.ok for result in results}
-
-    @task(task_id="expire_snapshots")
-    def expire_snapshots() -> dict[str, int]:
-        """Expiry of the positions table's and the silver/gold tables' old snapshots, then the sweep of the
-        files no live snapshot references any more (expiry alone deletes no file)."""
-        from lakehouse.gold import SCHEMAS
-        from lakehouse.maintenance import MaintenanceSettings, maintain
-
-        lake, catalog = _lake()
-        settings = MaintenanceSettings.from_env()
-        existing = {name for _, name in catalog.list_tables(lake.namespace)}
-        expired, problems = {}, []
-        for name in [lake.table, *(n for n in SCHEMAS if n in existing)]:
-            report = maintain(catalog.load_table((lake.namespace, name)), settings, steps=("expire", "sweep"))
-            for line in report.lines():
-                logger.info("%s", line)
-            if report.expiry and report.expiry.error:
-                problems.append(f"{name}: {report.expiry.error}")
-            expired[name] = report.expiry.expired if report.expiry else 0
-        if problems:
-            raise RuntimeError("snapshot expiry not done: " + "; ".join(problems))
-        return expired
-
-    @task(task_id="drop_old_partitions")
-    def drop_old_partitions() -> list[str]:
-        """PostgreSQL retention as of now (not of the run's day): what the tracker's own maintenance pass does."""
-        from tracker import maintain
-        from tracker.settings import TrackerConfig
-
-        config = TrackerConfig.from_env()
-        plan = maintain.run(config)
-        for line in plan.lines(config.retention_days, dry_run=False):
-            logger.info("tracker-maintain: %s", line)
-        return plan.drop
-
-    # Expiry and retention wait for the checks: a day whose lake and PostgreSQL disagree keeps its
-    # PostgreSQL partition and the lake's time travel while someone looks.
-    checked = compact_day() >> build_gold() >> quality_checks()
-    checked >> [expire_snapshots(), drop_old_partitions()]
+    # Expiry and retention wait for the checks: a day whose lake and PostgreSQL disagree keeps its PostgreSQL
+    # partition and the lake's time travel while someone looks.
+    compact_day >> build_gold >> quality_checks >> [expire_snapshots, drop_old_partitions]
 
 
 flightpipe_daily()

@@ -12,6 +12,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 AIRFLOW_BIN="$ROOT/.venv-airflow/bin/airflow"
 [[ -x "$AIRFLOW_BIN" ]] || { echo "error: $AIRFLOW_BIN missing: run make setup-airflow" >&2; exit 1; }
 
+# `airflow standalone` starts its parts as `airflow <part>`, found on PATH.
+export PATH="$ROOT/.venv-airflow/bin:$PATH"
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$ROOT/.state/airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$ROOT/dags}"
 export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
@@ -19,6 +21,9 @@ export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
 # Task processes report to the API server's execution API: the same host and port, or they cannot start.
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://$AIRFLOW__API__HOST:$AIRFLOW__API__PORT/execution/}"
+# Standalone's LocalExecutor starts one worker process per slot (32 by default): 4 is plenty for one DAG that
+# runs at most two tasks at once, on a 2-core machine shared with the stack.
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
 # New DAG files show up within 30 s rather than Airflow's default 5 minutes.
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="${AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL:-30}"
 # The tasks' own log lines (the project's loggers) reach the task log as they are; the tasks run in the
