@@ -87,9 +87,10 @@ def bench_catalog(settings):
     than a byte in 3 s (its default request_timeout), which MiniStack on a loaded machine does now and then
     while it stores a part (measured: UploadPart and HeadObject "Operation too slow")."""
     from pyiceberg.catalog.sql import SqlCatalog
-    return SqlCatalog(settings.catalog_name, **{**settings.catalog_properties(), **BENCH_S3_TIMEOUTS})
+    return SqlCatalog(settings.catalog_name, **{**settings.catalog_properties(), **BENCH_S3_TIMEOUTS})  # see below
 
 
+# Longer than LAKE_S3_REQUEST_TIMEOUT_S's default: the 10-million-row appends store ~90 MB files.
 BENCH_S3_TIMEOUTS = {"s3.request-timeout": "120", "s3.connect-timeout": "30"}
 
 

@@ -113,7 +113,7 @@ def _uptime_min(pid: int | None) -> float | None:
 say = printer("[bench]")
 
 
-_STACK_VARIABLES = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "AWS_PORT", "STACK_STATE_DIR")
+_STACK_VARIABLES = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "AWS_PORT", "POSTGRES_PORT", "STACK_STATE_DIR")
 
 
 def command_line(argv: list[str]) -> str:

@@ -79,6 +79,12 @@ class LakeSettings(Settings):
                                         doc_default="`s3://<warehouse bucket>/athena-results/`",
                                         help="where Athena writes query results")
     athena_workgroup: str = setting("LAKE_ATHENA_WORKGROUP", "primary", help="Athena's workgroup")
+    s3_request_timeout_s: float = setting(
+        "LAKE_S3_REQUEST_TIMEOUT_S", 60.0, minimum=1, maximum=3600, unit="s",
+        help="how long one S3 request of the lake's files may go without progress (PyArrow's own default, 3 s, "
+             "fails UploadPart and HeadObject on a loaded machine: measured, \"Operation too slow\")")
+    s3_connect_timeout_s: float = setting("LAKE_S3_CONNECT_TIMEOUT_S", 30.0, minimum=1, maximum=600, unit="s",
+                                          help="how long connecting to S3 for the lake's files may take")
     athena_timeout_s: float = setting("LAKE_ATHENA_TIMEOUT_S", 120.0, minimum=1, maximum=3600, unit="s",
                                       help="how long `make lake-athena` waits for a query to finish")
 
@@ -140,7 +146,8 @@ class LakeSettings(Settings):
     def file_io_properties(self) -> dict[str, str]:
         """PyIceberg's S3 properties. Credentials are left to the default AWS chain (AWS_ACCESS_KEY_ID...);
         a local endpoint (MiniStack) gets path-style addressing, since it serves no bucket subdomains."""
-        props = {"s3.region": self.aws_region}
+        props = {"s3.region": self.aws_region, "s3.request-timeout": f"{self.s3_request_timeout_s:g}",
+                 "s3.connect-timeout": f"{self.s3_connect_timeout_s:g}"}
         if self.aws_endpoint_url:
             props["s3.endpoint"] = self.aws_endpoint_url
             host = self.aws_endpoint_url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]

@@ -12,6 +12,7 @@ from lakehouse import athena
 from lakehouse.settings import LakeSettings
 
 WAREHOUSE = "s3://flightpipe-lake/warehouse"
+VERSION = "v-2"   # S3 Tables' version token of the table (optimistic concurrency)
 
 
 def test_published_location_is_one_folder_per_table_named_by_version():
@@ -120,7 +121,7 @@ class _FakeS3Tables:
         self.calls.append("get")
         if self.location is None:
             raise _ClientError("NotFoundException")
-        return {"metadataLocation": self.location, "versionToken": "tok"}
+        return {"metadataLocation": self.location, "versionToken": VERSION}
 
     def create_table_bucket(self, **kw):
         self.calls.append("create_bucket")
@@ -135,7 +136,7 @@ class _FakeS3Tables:
 
     def update_table_metadata_location(self, **kw):
         self.calls.append("update")
-        assert kw["versionToken"] == "tok"
+        assert kw["versionToken"] == VERSION
         self.location = kw["metadataLocation"]
 
 

@@ -124,10 +124,11 @@ def test_on_aws_the_same_code_speaks_to_s3_tables_signed_or_to_glue():
     assert rest.catalog_properties() == {
         "type": "rest", "warehouse": arn, "uri": "https://s3tables.eu-west-1.amazonaws.com/iceberg",
         "rest.sigv4-enabled": "true", "rest.signing-name": "s3tables", "rest.signing-region": "eu-west-1",
-        "s3.region": "eu-west-1"}
+        "s3.region": "eu-west-1", "s3.request-timeout": "60", "s3.connect-timeout": "30"}
     glue = LakeSettings.from_env({"LAKE_CATALOG_TYPE": "glue", "LAKE_WAREHOUSE": "s3://b/w", "AWS_REGION": "eu-west-1"})
     assert glue.catalog_properties() == {"type": "glue", "warehouse": "s3://b/w", "glue.region": "eu-west-1",
-                                         "s3.region": "eu-west-1"}
+                                         "s3.region": "eu-west-1", "s3.request-timeout": "60",
+                                         "s3.connect-timeout": "30"}
     # A table bucket ARN is a warehouse only for the REST catalog.
     with pytest.raises(ConfigError, match="LAKE_WAREHOUSE"):
         LakeSettings.from_env({"LAKE_WAREHOUSE": arn})
