@@ -52,6 +52,13 @@ def interruptible() -> None:
     could not be stopped. A handled signal is reset to the default in a child, so handle it here."""
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # SIGTERM (kill, a CI timeout) stops the soak as Ctrl-C does, through its clean-up: Python's default for
+    # SIGTERM exits at once, leaving the session's parts running and the soak's own stack up.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:

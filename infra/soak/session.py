@@ -36,6 +36,7 @@ SESSION = (
     PartSpec("trigger", "trigger", required=True),
     PartSpec("alerts trigger", "alerts-trigger"),
     PartSpec("tracker", "tracker"),
+    PartSpec("archiver", "archiver"),
     PartSpec("notifications", "notifications", stdout_is_data=True, stop_signal=signal.SIGINT),
     PartSpec("alerts printer", "alerts", stdout_is_data=True, stop_signal=signal.SIGINT),
     PartSpec("producer", "produce", required=True),

@@ -21,3 +21,15 @@ def test_a_child_of_a_soak_started_with_sigint_ignored_turns_ctrl_c_into_keyboar
     # THEN without the soak's fix its child ignores Ctrl-C, and with it the child gets KeyboardInterrupt
     assert without.stdout.strip() == "False"
     assert with_fix.stdout.strip() == "True"
+
+
+def test_sigterm_runs_the_soaks_clean_up_as_ctrl_c_does(tmp_path):
+    # GIVEN a soak that is stopped with SIGTERM (kill, a CI timeout) while it runs
+    marker = tmp_path / "cleaned"
+    code = ("import os, signal, time; from infra.soak.__main__ import interruptible; interruptible()\n"
+            "try:\n    os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+            f"finally:\n    open({str(marker)!r}, 'w').write('yes')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # THEN its finally blocks ran (parts and stack stopped) and it ended as an interrupted run
+    assert marker.read_text() == "yes"
+    assert "KeyboardInterrupt" in proc.stderr
