@@ -197,7 +197,9 @@ $(AIRFLOW_VENV)/.installed: infra/airflow/requirements-lock.txt pyproject.toml
 	@$(AIRFLOW_VENV)/bin/python -m pip install -q --disable-pip-version-check -r infra/airflow/requirements-lock.txt \
 	    -r $(AIRFLOW_VENV)/project-requirements.txt || { echo "error: pyproject.toml's pins and the lock disagree? \
 	    bash infra/airflow/lock.sh renews the lock" >&2; exit 1; }
-	@$(AIRFLOW_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	@# setuptools' editable build warns at length about package data; its output is kept for a failure only.
+	@$(AIRFLOW_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . \
+	    >$(AIRFLOW_VENV)/project-install.log 2>&1 || { cat $(AIRFLOW_VENV)/project-install.log >&2; exit 1; }
 	@# The one mismatch expected: the project's fastapi pin (infra/airflow/project_requirements.py says why).
 	@problems=$$($(AIRFLOW_VENV)/bin/python -m pip check | grep -v -E '^flightpipe .* fastapi==' | grep -v '^No broken'); \
 	test -z "$$problems" || { echo "$$problems" >&2; exit 1; }
