@@ -4,11 +4,12 @@ as a subprocess (infra/airflow/airflow.sh) with a home of the test's own, so a r
 alone.
 
 - every DAG file imports, with the intended schedule, catchup and tasks (Airflow's own DagBag);
-- `airflow dags test flightpipe_daily DAY` for a day whose positions are in a fresh Kafka topic, PostgreSQL (an
+- `make dags-test DAY=...`'s script (infra/airflow/dags_test.sh: `airflow dags test` of each DAG) for a day whose positions are in a fresh Kafka topic, PostgreSQL (an
   isolated schema) and a fresh lake namespace (the stack's catalog and S3) runs every task to success, and the
   gold tables then hold that day;
 - a duplicate row planted in the lake fails quality_checks, and the run, with the check, expected and found in
-  the task's log; the tasks after it do not run."""
+  the task's log; the tasks after it do not run, and the script exits 1;
+- a DAG file that does not import stops the script with exit 1 and the error, before any run."""
 from __future__ import annotations
 
 import json
@@ -33,6 +34,7 @@ from tracker_support import fresh_topic, isolated_schema, produce, state
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_SH = ROOT / "infra" / "airflow" / "airflow.sh"
 AIRFLOW_PY = ROOT / ".venv-airflow" / "bin" / "python"
+DAGS_TEST = ROOT / "infra" / "airflow" / "dags_test.sh"   # what `make dags-test DAY=...` runs
 DAILY_TASKS = {"compact_day", "build_gold", "quality_checks", "expire_snapshots", "drop_old_partitions"}
 # Yesterday (UTC): a past day, inside PostgreSQL's retention, so every check of the day applies.
 DAY = datetime.now(timezone.utc).date() - timedelta(days=1)
@@ -45,6 +47,11 @@ pytestmark = pytest.mark.skipif(not AIRFLOW_PY.exists(),
 def airflow(env: dict, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(AIRFLOW_SH), *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def dags_test(env: dict, day: date) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(DAGS_TEST), day.isoformat()], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -139,11 +146,12 @@ def test_daily_dag_runs_a_day_then_fails_its_quality_task_on_a_planted_duplicate
     env, lake, catalog, positions = day_sources
     env = dict(env, AIRFLOW_HOME=str(airflow_home))
 
-    # WHEN the daily DAG runs for DAY, as `make dags-test DAY=...` runs it
-    ok = airflow(env, "dags", "test", "flightpipe_daily", DAY.isoformat())
+    # WHEN the DAGs run for DAY, as `make dags-test DAY=...` runs them
+    ok = dags_test(env, DAY)
 
     # THEN every task succeeded, and the lake's gold tables hold the day's positions
     assert ok.returncode == 0, ok.stdout[-6000:] + ok.stderr[-3000:]
+    assert f"dags-test: every DAG ran for {DAY}: flightpipe_daily" in ok.stdout
     assert task_states(airflow_home, DAY) == {t: "success" for t in DAILY_TASKS}
     daily = catalog.load_table((lake.namespace, "gold_daily_country")).scan().to_arrow().to_pylist()
     assert {r["day"] for r in daily} == {DAY}
@@ -157,11 +165,11 @@ def test_daily_dag_runs_a_day_then_fails_its_quality_task_on_a_planted_duplicate
     catalog.load_table(lake.identifier).append(rows)
 
     # WHEN the day runs again
-    bad = airflow(env, "dags", "test", "flightpipe_daily", DAY.isoformat())
+    bad = dags_test(env, DAY)
 
-    # THEN the run fails at quality_checks, whose log names the check with expected and found; what waits for the
+    # THEN make dags-test fails, the run failed at quality_checks, whose log names the check with expected and found; what waits for the
     # checks (snapshot expiry, PostgreSQL retention) did not run
-    assert bad.returncode != 0
+    assert bad.returncode == 1 and "dags-test: failed: flightpipe_daily" in bad.stderr
     states = task_states(airflow_home, DAY)
     assert states["quality_checks"] == "failed", states
     assert states["expire_snapshots"] == states["drop_old_partitions"] == "upstream_failed", states
@@ -170,3 +178,15 @@ def test_daily_dag_runs_a_day_then_fails_its_quality_task_on_a_planted_duplicate
     assert "duplicates.lake: expected 0, found 1" in log
     key = f"{first.icao24} {first.time_position.isoformat().replace('+00:00', 'Z')} x2"
     assert key in log
+
+
+def test_dags_test_fails_on_a_dag_file_that_does_not_import(airflow_home, tmp_path):
+    # GIVEN a DAGs folder with a file that raises on import
+    (tmp_path / "broken_dag.py").write_text("from airflow.sdk import dag\nraise RuntimeError('broken on purpose')\n")
+    env = dict(os.environ, AIRFLOW_HOME=str(airflow_home), AIRFLOW__CORE__DAGS_FOLDER=str(tmp_path))
+    # WHEN make dags-test's script runs
+    done = dags_test(env, DAY)
+    # THEN it stops with exit 1, showing the file and the error, before running anything
+    assert done.returncode == 1
+    assert "broken on purpose" in done.stderr and "does not import" in done.stderr
+    assert "airflow dags test" not in done.stdout
