@@ -4,9 +4,9 @@ as a subprocess (infra/airflow/airflow.sh) with a home of the test's own, so a r
 alone.
 
 - every DAG file imports, with the intended schedule, catchup and tasks (Airflow's own DagBag);
-- `make dags-test DAY=...`'s script (infra/airflow/dags_test.sh: `airflow dags test` of each DAG) for a day whose positions are in a fresh Kafka topic, PostgreSQL (an
-  isolated schema) and a fresh lake namespace (the stack's catalog and S3) runs every task to success, and the
-  gold tables then hold that day;
+- `make dags-test DAY=...`'s script (infra/airflow/dags_test.sh: `airflow dags test` of each DAG) for a day
+  whose positions are in a fresh Kafka topic, PostgreSQL (an isolated schema) and a fresh lake namespace (the
+  stack's catalog and S3) runs every task to success, and the gold tables then hold that day;
 - a duplicate row planted in the lake fails quality_checks, and the run, with the check, expected and found in
   the task's log; the tasks after it do not run, and the script exits 1;
 - a DAG file that does not import stops the script with exit 1 and the error, before any run."""
