@@ -2,9 +2,11 @@
 in-memory queue with SQS's receive/delete semantics, and a clock the tests move."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import threading
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -35,6 +37,10 @@ class MemoryQueue:
             self.calls["receive"] += 1
             self.max_asked = max(self.max_asked, MaxNumberOfMessages)
             taken, self.visible = self.visible[:MaxNumberOfMessages], self.visible[MaxNumberOfMessages:]
+        if not taken:  # long polling: an empty queue answers after a wait (kept short here)
+            time.sleep(min(WaitTimeSeconds, 0.002))
+        with self._lock:
+            self.calls["with messages"] = self.calls.get("with messages", 0) + bool(taken)
             messages = []
             for body in taken:
                 handle = f"rh-{len(self.in_flight)}-{body}"
@@ -72,7 +78,7 @@ def test_every_message_is_handed_over_once_and_deleted_by_several_pollers():
     totals = reader.run()
     # THEN each was handled once and deleted, 10 per call, and the totals say so
     assert sorted(got) == _bodies(253) and queue.deleted and sorted(queue.deleted) == _bodies(253)
-    assert totals == Totals(received=253, handled=253, deleted=253)
+    assert dataclasses.replace(totals, receive_calls=0) == Totals(received=253, handled=253, deleted=253)
     assert queue.max_asked == 10 and queue.calls["delete"] == 26 and not queue.in_flight
 
 
@@ -183,3 +189,25 @@ def test_all_shows_every_line_and_zero_lines_per_second_only_counts():
     assert counts_only.show(range(40)) == 0
     counts_only.close()
     assert out.getvalue() == "" and "40 notification(s)" in notes[0] and "0 shown, 40 not shown" in notes[0]
+
+
+def test_after_a_short_batch_a_poller_waits_so_a_steady_feed_is_read_in_full_batches():
+    # GIVEN a queue fed 5 messages every 10 ms (500/s) for half a second
+    def read(pause_s):
+        queue = MemoryQueue([])
+
+        def feed():
+            for i in range(50):
+                with queue._lock:
+                    queue.visible.extend(f"m{i:02d}-{j}" for j in range(5))
+                time.sleep(0.01)
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        totals = QueueReader(queue, "url", len, pollers=1, quiet_s=0.4, partial_pause_s=pause_s).run()
+        feeder.join()
+        return totals, queue.calls["with messages"]
+    # WHEN one poller reads it without, then with, a pause after a short batch
+    (eager, eager_calls), (patient, patient_calls) = read(0), read(0.2)
+    # THEN both read all 250, the patient one in nearly full batches (~10 a call, not ~5)
+    assert eager.received == patient.received == eager.deleted == patient.deleted == 250
+    assert patient_calls <= 32 and patient_calls * 1.4 < eager_calls, (patient_calls, eager_calls)
