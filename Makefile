@@ -93,7 +93,7 @@ FILE ?= infra/deploy/geofences/default.geojson
 geofences: setup ## validate a GeoJSON file and replace the alert geofences: make geofences FILE=my.geojson
 	@$(PY) -m infra.deploy.alerts_resources geofences $(FILE)
 
-alerts: setup ## print alerts as a subscriber receives them: make alerts ARGS="--type EMERGENCY"
+alerts: setup ## read the demo alerts queue; print alerts (up to 100 lines/s, then a count): make alerts ARGS="--type EMERGENCY"
 	@$(PY) -m infra.deploy.alerts_resources alerts $(ARGS)
 
 ALERTS_TRIGGER_ARGS ?= --function-name flight-alerts --group-id flight-alerts --dlq-topic aviation-data-alerts-dlq --batch-size 500
@@ -103,7 +103,7 @@ alerts-trigger: setup ## run the second event source mapping: aviation-data -> f
 count-messages: setup ## notifications published in the last $(mins) minute(s): make count-messages mins=5
 	@$(PY) -m infra.demo.observe count-messages --mins $(mins)
 
-notifications: setup ## print each notification as the demo subscriber receives it
+notifications: setup ## read the demo subscriber's queue as fast as it fills; print notifications (up to 100 lines/s, then a count; ARGS=--all)
 	@$(PY) -m infra.demo.observe notifications $(ARGS)
 
 destroy: setup ## delete the functions, roles, topics, subscriber queues and the alert state table
