@@ -154,6 +154,21 @@ def caught_up(table_offsets: Mapping[int, int], ranges: Mapping[int, tuple[int, 
     return all(table_offsets.get(p, 0) >= end for p, (first, end) in ranges.items() if end > first)
 
 
+def read_run(catalog, table, settings: LakeSettings, topic: str, ranges: Mapping[int, tuple[int, int]],
+             kafka_keys: set, columns: tuple[str, ...] = ("icao24", "time_position"),
+             ) -> tuple[pa.Table, KeyComparison, int]:
+    """The rows of ``table`` in the run's offset ranges (``columns`` of them), compared key for key with the
+    run's distinct positions in Kafka, and how many of the run's records the rejects table holds. Shared by
+    `make demo` and the soak (infra/soak/lake_rows.py)."""
+    rows = table.scan(row_filter=offsets_filter(ranges), selected_fields=columns).to_arrow()
+    comparison = compare_keys(zip(rows.column("icao24").to_pylist(), rows.column("time_position").to_pylist()),
+                              kafka_keys)
+    rejects = catalog.load_table(rejects_identifier(settings)).scan(
+        row_filter=And(EqualTo("topic", topic), offsets_filter(ranges, "partition", "offset")),
+        selected_fields=("offset",)).to_arrow().num_rows
+    return rows, comparison, rejects
+
+
 # ------------------------------------------------------------------ the archiver process and the read-back
 
 @dataclass
@@ -275,13 +290,8 @@ class DemoLake:
     def read_run(self, result: LakeRecount, catalog, table, ranges: Mapping[int, tuple[int, int]],
                  kafka_keys: set) -> pa.Table:
         """The run's rows of ``table`` against ``kafka_keys``, and the run's rejects; returns the rows."""
-        run_rows = table.scan(row_filter=offsets_filter(ranges), selected_fields=CLEAN_COLUMNS).to_arrow()
-        result.comparison = compare_keys(zip(run_rows.column("icao24").to_pylist(),
-                                             run_rows.column("time_position").to_pylist()), kafka_keys)
-        rejects = catalog.load_table(rejects_identifier(self.settings)).scan(
-            row_filter=And(EqualTo("topic", self.topic), offsets_filter(ranges, "partition", "offset")),
-            selected_fields=("offset",)).to_arrow()
-        result.rejects = rejects.num_rows
+        run_rows, result.comparison, result.rejects = read_run(catalog, table, self.settings, self.topic, ranges,
+                                                               kafka_keys, CLEAN_COLUMNS)
         return run_rows
 
     def build_gold(self, result: LakeRecount, catalog, table, run_rows: pa.Table) -> None:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 import time
 
-from infra.demo.lake_recount import caught_up, compare_keys, equal_detail, offsets_filter
+from infra.demo.lake_recount import caught_up, equal_detail, read_run
 from infra.demo.tracker_recount import TrackerRecount
-from lakehouse.catalog import committed_offsets, load_catalog, rejects_identifier
+from lakehouse.catalog import committed_offsets, load_catalog
 from lakehouse.settings import LakeSettings
-from pyiceberg.expressions import And, EqualTo
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +31,7 @@ def reconcile(found: TrackerRecount, topic: str,
         catalog = load_catalog(settings)
         table = catalog.load_table(settings.identifier)
         offsets = committed_offsets(table, topic)
-        rows = table.scan(row_filter=offsets_filter(found.ranges),
-                          selected_fields=("icao24", "time_position")).to_arrow()
-        comparison = compare_keys(zip(rows.column("icao24").to_pylist(), rows.column("time_position").to_pylist()),
-                                  found.keys)
-        rejects = catalog.load_table(rejects_identifier(settings)).scan(
-            row_filter=And(EqualTo("topic", topic), offsets_filter(found.ranges, "partition", "offset")),
-            selected_fields=("offset",)).to_arrow().num_rows
+        _, comparison, rejects = read_run(catalog, table, settings, topic, found.ranges, found.keys)
     except Exception as exc:  # noqa: BLE001 - an unreadable lake fails the check with the reason
         logger.warning("lake recount failed: %s", exc)
         return ({"table": name, "error": f"{type(exc).__name__}: {exc}"},
