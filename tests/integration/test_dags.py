@@ -22,14 +22,10 @@ from pathlib import Path
 import pytest
 
 from archiver.batch import positions_table
-from infra.demo.observe import read_topic
 from lake_support import fresh_lake
 from lakehouse.catalog import OFFSETS_PROPERTY, encode_offsets
 from lakehouse.settings import sqlalchemy_url
-from pipeline_common.kafka_client import KafkaSettings
-from tracker import store
-from tracker.records import decode
-from tracker_support import fresh_topic, isolated_schema, produce, state
+from tracker_support import fresh_topic, isolated_schema, state, stored_positions
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_SH = ROOT / "infra" / "airflow" / "airflow.sh"
@@ -113,13 +109,7 @@ def day_sources(stack, database_url):
     values = [state(n, tick, t0) for n in range(AIRCRAFT) for tick in range(TICKS)]
     with fresh_topic(stack.bootstrap, partitions=2) as topic, isolated_schema(database_url) as db, \
             fresh_lake(database_url) as (lake, catalog, table):
-        produce(stack.bootstrap, topic, values)
-        records = list(read_topic(KafkaSettings.from_env(bootstrap_servers=stack.bootstrap), topic))
-        positions = [decode(r.value, r.partition, r.offset, r.headers) for r in records]
-        assert len(positions) == len(values)
-        with store.connect(db, "it-dags") as conn:
-            store.migrate(conn)
-            store.PositionWriter(conn).write(positions)
+        positions = stored_positions(stack.bootstrap, topic, db, values, "it-dags")
         rows, _ = positions_table(positions, datetime.now(timezone.utc))
         ends: dict[int, int] = {}
         for p in positions:

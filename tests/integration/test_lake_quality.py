@@ -17,16 +17,13 @@ import pyarrow as pa
 import pytest
 
 from archiver.batch import positions_table
-from infra.demo.observe import read_topic
 from lake_support import fresh_lake
 from lakehouse import gold
 from lakehouse.catalog import OFFSETS_PROPERTY, encode_offsets
 from lakehouse.quality import QualityCheckFailed, require_ok, run_checks
 from lakehouse.settings import QualitySettings, sqlalchemy_url
-from pipeline_common.kafka_client import KafkaSettings
 from tracker import store
-from tracker.records import decode
-from tracker_support import fresh_topic, isolated_schema, produce, state
+from tracker_support import fresh_topic, isolated_schema, state, stored_positions
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2026, 11, 20)
@@ -41,13 +38,7 @@ def sources(stack, database_url):
     values = [state(n, tick, T0.timestamp()) for n in range(AIRCRAFT) for tick in range(TICKS)]
     values += [state(n, 0, (T0 + timedelta(days=1)).timestamp()) for n in range(5)]   # another day: not counted
     with fresh_topic(stack.bootstrap, partitions=2) as topic, isolated_schema(database_url) as db:
-        produce(stack.bootstrap, topic, values)
-        records = list(read_topic(KafkaSettings.from_env(bootstrap_servers=stack.bootstrap), topic))
-        positions = [decode(r.value, r.partition, r.offset, r.headers) for r in records]
-        assert len(positions) == len(values)
-        with store.connect(db, "it-quality") as conn:
-            store.migrate(conn)
-            store.PositionWriter(conn).write(positions)
+        positions = stored_positions(stack.bootstrap, topic, db, values, "it-quality")
         yield topic, db, positions
 
 

@@ -74,6 +74,24 @@ def produce(bootstrap: str, topic: str, values: list[bytes | dict]) -> None:
         producer.close()
 
 
+def stored_positions(bootstrap: str, topic: str, url: str, values: list, application: str) -> list:
+    """``values`` produced to ``topic``, read back from the broker and decoded with the tracker's decoder, then
+    written into the PostgreSQL at ``url`` with the tracker's writer: the same positions in Kafka and the database."""
+    from infra.demo.observe import read_topic
+    from pipeline_common.kafka_client import KafkaSettings
+    from tracker import store
+    from tracker.records import decode
+
+    produce(bootstrap, topic, values)
+    records = list(read_topic(KafkaSettings.from_env(bootstrap_servers=bootstrap), topic))
+    positions = [decode(r.value, r.partition, r.offset, r.headers) for r in records]
+    assert len(positions) == len(values)
+    with store.connect(url, application) as conn:
+        store.migrate(conn)
+        store.PositionWriter(conn).write(positions)
+    return positions
+
+
 def count(url: str, table: str = "positions") -> int:
     """Rows as another connection sees them (committed only)."""
     with psycopg.connect(url, autocommit=True) as conn:
