@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"lake-maintain: configuration error: {exc}", file=sys.stderr)
         return 2
+    from lakehouse.athena import publish_quietly
     from lakehouse.catalog import load_catalog
     from lakehouse.maintenance import maintain
 
@@ -84,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         for line in report.lines():
             print(f"lake-maintain: {line}")
         # Compaction and the sweep replace and delete files: Athena's published copy must name the new ones.
-        from lakehouse.athena import publish_quietly
         publish_quietly(lake, catalog.load_table((lake.namespace, name)))
         failed = failed or any(r.error for r in (report.compaction or [])) or bool(
             report.expiry and report.expiry.error)
