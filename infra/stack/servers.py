@@ -19,6 +19,7 @@ import argparse
 import base64
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -398,8 +399,7 @@ def start_ministack(cfg: StackConfig) -> None:
     if _port_open(cfg.aws_port):
         raise StackError(f"port {cfg.aws_port} is already in use, so MiniStack cannot bind it (a LocalStack "
                          "container? `make stop STACK=docker`). Stop that process or set AWS_PORT.")
-    exe = Path(sys.executable).parent / "ministack"
-    if not exe.exists():
+    if importlib.util.find_spec("ministack") is None:
         raise StackError("MiniStack is not installed in this virtualenv; run `make setup`.")
     MINISTACK_DIR.mkdir(parents=True, exist_ok=True)
     # MiniStack hands its own AWS_ENDPOINT_URL to every function it runs: it must be this endpoint, never one
@@ -413,7 +413,8 @@ def start_ministack(cfg: StackConfig) -> None:
                LOG_LEVEL=cfg.ministack_log_level, AWS_ENDPOINT_URL=cfg.endpoint,
                S3_PERSIST="1", S3_DATA_DIR=str(MINISTACK_DIR / "s3"), HOME=str(_ministack_home()))
     log = LOG_DIR / "ministack.out"
-    pid = _spawn("ministack", [str(exe)], log, env=env)
+    # Through infra/stack/ministack_main.py: MiniStack with its fixes for costs that grow with a backlog.
+    pid = _spawn("ministack", [sys.executable, "-m", "infra.stack.ministack_main"], log, env=env)
     say(f"ministack starting (pid {pid}, log {_rel(log)})")
     _wait_until_usable("ministack", "MiniStack", pid, log, cfg.start_timeout_s, poll_s=0.3,
                        usable=lambda: _port_open(cfg.aws_port) and endpoint_ready(cfg.endpoint))

@@ -1,0 +1,161 @@
+"""MiniStack, started with four fixes for costs that grow with its own state (`make run` starts it this way).
+
+MiniStack (pinned in pyproject) keeps each SQS queue as one Python list and each metric as a list of
+points. Three of its hot paths walk the whole of that state on every request, so a backlog or a long
+session makes every later request slower, and a queue that falls behind can never catch up (measured in
+a soak at 1,000 positions/s: SQS receive + delete grew from 34 % to 55 % of MiniStack's time in one minute
+while the demo subscriber's queue grew past 26,000):
+
+* DeleteMessageBatch rebuilt the queue's list once per entry (10 passes per call). Here: the received
+  messages are found from the head of the queue (where receiving takes them) and deleted in place.
+* ReceiveMessage (standard queues) filled the field defaults of every message and listed every visible
+  one to return the first ten. Here: it stops at the tenth, having filled those it looked at (every
+  writer of a queue sets the two fields the queue's counters read).
+* ReceiveMessage and GetQueueAttributes first walked the whole queue for messages past their retention
+  period. Here: at most once a second per queue (retention is at least 60 s).
+* Every CloudWatch request first walked every stored datapoint to drop those older than two weeks.
+  Here: at most once a minute.
+
+Behaviour is otherwise MiniStack's: the same responses, receipt-handle checks and errors
+(tests/unit/test_ministack_main.py runs them against the patched functions). Each fix checks that the
+function it replaces is the one it was written for, so an upgrade of MiniStack that changes them fails at
+start, naming the fix to revisit, instead of running a stale copy.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+import time
+
+# The source digests (sha256 of the source, first 16 hex digits) of the functions replaced, in the pinned release.
+EXPECTED = {
+    "sqs._act_delete_message_batch": "877517c32f0fe636",
+    "sqs._collect_msgs": "308a6eb1b3d4c8ad",
+    "sqs._expire_retained": "c0da3361632bea27",
+    "cloudwatch._evict_old_metrics": "cf47bc1522ad839b",
+}
+EVICT_EVERY_S = 60.0
+EXPIRE_EVERY_S = 1.0
+
+
+class StalePatch(RuntimeError):
+    pass
+
+
+def _digest(fn) -> str:
+    return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()[:16]
+
+
+def _check(name: str, fn) -> None:
+    if _digest(fn) != EXPECTED[name]:
+        raise StalePatch(f"MiniStack's {name} changed since infra/stack/ministack_main.py was written "
+                         f"(source digest {_digest(fn)}, expected {EXPECTED[name]}): check whether the fix is "
+                         "still needed, then update or drop it")
+
+
+def patch_sqs(sqs, clock=time.monotonic) -> None:
+    for name in ("_act_delete_message_batch", "_collect_msgs", "_expire_retained"):
+        _check(f"sqs.{name}", getattr(sqs, name))
+
+    def delete_message_batch(data: dict, qurl: str) -> dict:
+        url = data.get("QueueUrl", qurl)
+        q = sqs._get_q(url, "sqs:DeleteMessage")
+        entries = data.get("Entries", [])
+        sqs._validate_batch_entries(entries, "DeleteMessageBatchRequestEntry")
+        wanted = {rh for e in entries if (rh := e.get("ReceiptHandle"))}
+        deleted: set = set()
+        if wanted:
+            # Received messages are the first visible ones, near the head: stop once every handle is found.
+            messages = q["messages"]
+            found = []
+            for i, m in enumerate(messages):
+                rh = m["receipt_handle"]
+                if rh is not None and rh in wanted and rh not in deleted:
+                    found.append(i)   # as MiniStack: a FIFO dedup entry stays for its 5-minute window
+                    deleted.add(rh)
+                    if len(deleted) == len(wanted):
+                        break
+            for i in reversed(found):
+                del messages[i]
+        ok: list = []
+        fail: list = []
+        for e in entries:
+            eid = e.get("Id", "")
+            rh = e.get("ReceiptHandle", "")
+            if rh in deleted:
+                deleted.discard(rh)   # a second entry with the same handle finds nothing left, as before
+                ok.append({"Id": eid})
+            else:
+                fail.append({"Id": eid, "Code": "ReceiptHandleIsInvalid",
+                             "Message": "The input receipt handle is invalid.", "SenderFault": True})
+        return {"Successful": ok, "Failed": fail}
+
+    original_collect = sqs._collect_msgs
+
+    def collect_msgs(q: dict, max_n: int, vis_timeout: int) -> list:
+        if q["is_fifo"]:
+            return original_collect(q, max_n, vis_timeout)
+        now = time.time()
+        result = []
+        # Every writer of a queue sets visible_at and receive_count (all _refresh_counts reads); the other
+        # fields are filled where a reader needs them: here, for the messages looked at.
+        for m in q["messages"]:
+            if "seq" not in m or "sys" not in m or "md5_body" not in m:
+                sqs._ensure_msg_fields(m)
+            if m["visible_at"] <= now:
+                result.append(m)
+                if len(result) >= max_n:
+                    break
+        for m in result:
+            m["receipt_handle"] = sqs.new_uuid()
+            m["visible_at"] = now + vis_timeout
+            m["receive_count"] += 1
+            if m.get("first_receive_at") is None:
+                m["first_receive_at"] = now
+        return result
+
+    original_expire = sqs._expire_retained
+    checked: dict[int, float] = {}
+
+    def expire_retained(q: dict) -> None:
+        now = clock()
+        if now - checked.get(id(q), -EXPIRE_EVERY_S) >= EXPIRE_EVERY_S:
+            checked[id(q)] = now
+            original_expire(q)
+
+    sqs._act_delete_message_batch = delete_message_batch
+    sqs._HANDLERS["DeleteMessageBatch"] = delete_message_batch
+    sqs._collect_msgs = collect_msgs
+    sqs._expire_retained = expire_retained
+
+
+def patch_cloudwatch(cloudwatch, clock=time.monotonic) -> None:
+    _check("cloudwatch._evict_old_metrics", cloudwatch._evict_old_metrics)
+    original = cloudwatch._evict_old_metrics
+    last = [None]
+
+    def evict_old_metrics() -> None:
+        now = clock()
+        if last[0] is None or now - last[0] >= EVICT_EVERY_S:
+            last[0] = now
+            original()
+
+    cloudwatch._evict_old_metrics = evict_old_metrics
+
+
+def apply() -> None:
+    from ministack.services import cloudwatch, sqs
+    patch_sqs(sqs)
+    patch_cloudwatch(cloudwatch)
+
+
+def main() -> int:
+    apply()
+    from ministack.app import main as ministack_main
+    sys.argv[0] = "ministack"
+    return ministack_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

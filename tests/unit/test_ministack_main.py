@@ -1,0 +1,171 @@
+"""infra/stack/ministack_main.py: MiniStack's replaced SQS and CloudWatch functions answer as the originals do.
+
+Each test drives MiniStack's own SQS code in this process on one queue, then the same calls through the
+original and the patched function on copies of that queue, and compares responses and what is left.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import time
+import types
+
+import pytest
+from ministack.services import cloudwatch, sqs
+
+from infra.stack import ministack_main
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def patched():
+    """Patched copies of sqs's functions on a stand-in module; the real module is left as it was."""
+    saved = (sqs._act_delete_message_batch, sqs._collect_msgs, sqs._expire_retained,
+             sqs._HANDLERS["DeleteMessageBatch"])
+    now = [1000.0]
+    ministack_main.patch_sqs(sqs, clock=lambda: now[0])
+    fixed = types.SimpleNamespace(delete=sqs._act_delete_message_batch, collect=sqs._collect_msgs,
+                                  expire=sqs._expire_retained, now=now)
+    (sqs._act_delete_message_batch, sqs._collect_msgs, sqs._expire_retained,
+     sqs._HANDLERS["DeleteMessageBatch"]) = saved
+    return fixed
+
+
+def _queue(n: int, fifo: bool = False) -> str:
+    name = f"patch-test-{next(_names)}" + (".fifo" if fifo else "")
+    attrs = {"FifoQueue": "true", "ContentBasedDeduplication": "true"} if fifo else {}
+    url = sqs._act_create_queue({"QueueName": name, "Attributes": attrs}, "")["QueueUrl"]
+    for i in range(n):
+        body = {"QueueUrl": url, "MessageBody": f"m{i}"}
+        if fifo:
+            body["MessageGroupId"] = f"g{i % 3}"
+        sqs._act_send_message(body, url)
+    return url
+
+
+def _receive(url: str, n: int) -> list[dict]:
+    return asyncio.run(sqs._act_receive_message({"QueueUrl": url, "MaxNumberOfMessages": n,
+                                                 "VisibilityTimeout": 30}, url)).get("Messages", [])
+
+
+def _both(url: str, call):
+    """`call(queue)` on two copies of the queue's state: (original's answer, patched's answer, the two states)."""
+    q = sqs._get_q(url)
+    start = copy.deepcopy(q["messages"])
+    first = call("original")
+    after_original = copy.deepcopy(q["messages"])
+    q["messages"] = copy.deepcopy(start)
+    second = call("patched")
+    return first, second, after_original, q["messages"]
+
+
+def test_delete_batch_matches_the_original_on_good_bad_and_repeated_handles(patched):
+    url = _queue(30)
+    handles = [m["ReceiptHandle"] for m in _receive(url, 10)]
+    entries = ([{"Id": f"e{i}", "ReceiptHandle": h} for i, h in enumerate(handles[:6])]
+               + [{"Id": "bad", "ReceiptHandle": "not-a-handle"},
+                  {"Id": "again", "ReceiptHandle": handles[0]}])   # the same handle twice: the second fails
+    request = {"QueueUrl": url, "Entries": entries}
+    original = sqs._act_delete_message_batch
+    a, b, left_a, left_b = _both(url, lambda which: (original if which == "original" else patched.delete)(
+        copy.deepcopy(request), url))
+    assert a == b
+    assert [e["Id"] for e in b["Successful"]] == [f"e{i}" for i in range(6)]
+    assert [e["Id"] for e in b["Failed"]] == ["bad", "again"]
+    assert [m["id"] for m in left_a] == [m["id"] for m in left_b] and len(left_b) == 24
+
+
+def test_delete_batch_never_removes_a_message_not_yet_received(patched):
+    url = _queue(5)
+    # Never-received messages have no receipt handle: an empty handle must not match them.
+    result = patched.delete({"QueueUrl": url, "Entries": [{"Id": "x", "ReceiptHandle": ""}]}, url)
+    assert result["Successful"] == [] and result["Failed"][0]["Code"] == "ReceiptHandleIsInvalid"
+    assert len(sqs._get_q(url)["messages"]) == 5
+
+
+def test_delete_batch_keeps_minstacks_validation(patched):
+    url = _queue(1)
+    with pytest.raises(sqs._Err):
+        patched.delete({"QueueUrl": url, "Entries": []}, url)
+
+
+@pytest.mark.parametrize("max_n", [1, 4, 10])
+def test_receive_returns_the_same_messages_in_the_same_order(patched, max_n):
+    url = _queue(25)
+    _receive(url, 3)   # three in flight at the head of the queue: skipped by both
+    original = sqs._collect_msgs
+    a, b, left_a, left_b = _both(url, lambda which: [m["id"] for m in (
+        original if which == "original" else patched.collect)(sqs._get_q(url), max_n, 30)])
+    assert a == b and len(b) == max_n
+    assert [(m["id"], m["receive_count"]) for m in left_a] == [(m["id"], m["receive_count"]) for m in left_b]
+
+
+def test_receive_answers_for_messages_written_without_the_optional_fields(patched):
+    url = _queue(0)
+    q = sqs._get_q(url)
+    for i in range(3):   # as MiniStack's S3 notifications and Lambda DLQ writes start them
+        q["messages"].append({"id": f"raw{i}", "body": f"b{i}", "md5": "x", "receipt_handle": None,
+                              "sent_at": time.time(), "visible_at": 0, "receive_count": 0})
+    (got,) = patched.collect(q, 1, 30)
+    assert got["id"] == "raw0" and got["md5_body"] == "x" and got["sys"]["SenderId"]
+    sqs._refresh_counts(q)   # the queue's counters read only what every writer sets
+    assert q["attributes"]["ApproximateNumberOfMessages"] == "2"
+    assert q["attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+def test_fifo_queues_keep_ministacks_own_receive(patched):
+    url = _queue(6, fifo=True)
+    a, b, _, _ = _both(url, lambda which: [m["id"] for m in (
+        sqs._collect_msgs if which == "original" else patched.collect)(sqs._get_q(url), 10, 30)])
+    assert a == b and a
+
+
+def test_retention_is_applied_at_most_once_a_second_per_queue(patched):
+    url, other = _queue(2), _queue(1)
+    q, q2 = sqs._get_q(url), sqs._get_q(other)
+    for queue in (q, q2):
+        queue["attributes"]["MessageRetentionPeriod"] = "60"
+        for m in queue["messages"]:
+            m["sent_at"] -= 61   # past retention
+    patched.expire(q)
+    assert q["messages"] == []
+    sqs._act_send_message({"QueueUrl": url, "MessageBody": "late"}, url)
+    q["messages"][0]["sent_at"] -= 61
+    patched.now[0] += 0.5
+    patched.expire(q)
+    assert len(q["messages"]) == 1      # checked half a second ago: not yet
+    patched.expire(q2)
+    assert q2["messages"] == []         # each queue has its own second
+    patched.now[0] += 0.5
+    patched.expire(q)
+    assert q["messages"] == []
+
+
+def test_cloudwatch_eviction_runs_at_most_once_a_minute(monkeypatch):
+    calls = []
+    now = [0.0]
+    module = types.SimpleNamespace(_evict_old_metrics=lambda: calls.append(now[0]))
+    monkeypatch.setattr(ministack_main, "_check", lambda name, fn: None)
+    ministack_main.patch_cloudwatch(module, clock=lambda: now[0])
+    for t in (0.0, 10.0, 59.9, 60.0, 61.0, 200.0):
+        now[0] = t
+        module._evict_old_metrics()
+    assert calls == [0.0, 60.0, 200.0]
+
+
+def test_a_changed_ministack_function_stops_the_start():
+    def _act_delete_message_batch(data, qurl):   # not the pinned release's source
+        return {}
+    stand_in = types.SimpleNamespace(_act_delete_message_batch=_act_delete_message_batch,
+                                     _collect_msgs=sqs._collect_msgs, _expire_retained=sqs._expire_retained,
+                                     _HANDLERS={})
+    with pytest.raises(ministack_main.StalePatch, match="_act_delete_message_batch changed"):
+        ministack_main.patch_sqs(stand_in)
+
+
+def test_the_pinned_release_matches_every_fix():
+    for name in ministack_main.EXPECTED:
+        module, function = name.split(".")
+        ministack_main._check(name, getattr({"sqs": sqs, "cloudwatch": cloudwatch}[module], function))
