@@ -22,7 +22,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 logger = logging.getLogger(__name__)
 
 MAX_PER_CALL = 10          # SQS's limit for ReceiveMessage and DeleteMessageBatch
-DEFAULT_POLLERS = 4        # ~800 notifications/s at 1,000 positions/s need more than one caller's round trips
+# A poller reads 10 per round trip (receive + delete). In a session at 1,000 positions/s the endpoint answers
+# in 100-200 ms, so 4 pollers read ~110/s of the ~330/s the demo queue gets (soak, 2026-12-07); 8 stay within
+# boto3's default pool of 10 connections.
+DEFAULT_POLLERS = 8
 LONG_POLL_S = 5            # a stop waits at most this long for the receives in flight (then handles them)
 QUIET_POLL_S = 1           # long poll while watching for a quiet queue (quiet_s): a stop comes within a second
 # After a receive that came back short of 10 (the queue had no more), the poller waits this long before the
