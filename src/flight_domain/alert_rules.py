@@ -20,7 +20,8 @@ exists raises no EXIT.
 What is stored (must_store): the state is written only when the next position would be judged
 differently from the stored one: an alert, a change of fences, squawk or watchlist flag, every
 position of a watched aircraft (the appearance gap needs its exact last position time), and
-otherwise at least every refresh_s of position time (the state's TTL). Between two writes every
+otherwise at least every refresh_s of position time (the state's TTL; each aircraft after between half
+and all of it: refresh_after_s). Between two writes every
 position left the state as it was, so a redelivered one that is newer than the stored time is judged
 against the same state, fences and watchlist as the first time, and again raises nothing.
 """
@@ -30,6 +31,7 @@ import fnmatch
 import hashlib
 import json
 import re
+import zlib
 from dataclasses import dataclass, field
 
 from .flight_transform import evaluate
@@ -225,6 +227,19 @@ def fold(state: AircraftState | None, observations: list[Observation], fences: t
         current, applied = nxt, True
         alerts.extend(raised)
     return (current if applied else None), alerts, ignored
+
+
+def refresh_after_s(icao24: str, refresh_s: int) -> int:
+    """This aircraft's refresh interval: between half of refresh_s and all of it, fixed by its icao24.
+
+    A session's aircraft are first written together (every one is new at its first position); with one
+    interval for all they would all come due together again every refresh_s, a wave of thousands of
+    writes in a few seconds. Spread this way the first refreshes cover half of refresh_s evenly and the
+    later ones drift apart. Never longer than refresh_s, so the bound against the TTL holds."""
+    if refresh_s <= 1:
+        return refresh_s
+    half = refresh_s // 2
+    return refresh_s - zlib.crc32(icao24.encode()) % (half + 1)
 
 
 def must_store(stored: AircraftState | None, final: AircraftState, alerts: list[Alert], refresh_s: int) -> bool:

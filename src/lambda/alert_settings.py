@@ -44,7 +44,8 @@ class AlertSettings(Settings):
                                help="alert state of aircraft not seen for this long expires (DynamoDB TTL)")
     state_refresh_s: int = setting("ALERT_STATE_REFRESH_S", 300, minimum=0, maximum=43200, unit="s",
                                    help="an aircraft whose alert state did not change has it rewritten (last "
-                                        "seen, TTL) at most this often in position time; 0: at every position")
+                                        "seen, TTL) once per this much position time, each aircraft after "
+                                        "between half and all of it (spread by icao24); 0: at every position")
 
     def check(self) -> None:
         if not self.geofences_bucket.strip():

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from alert_settings import AlertSettings
 from alert_state import StateStore, StoredState
-from flight_domain.alert_rules import AircraftState, Observation, fold, must_store, observe
+from flight_domain.alert_rules import AircraftState, Observation, fold, must_store, observe, refresh_after_s
 from flight_domain.flight_transform import judge_records
 from flight_domain.geofence import GeofenceError
 from flight_domain.geofence_source import GeofenceSource
@@ -124,7 +124,8 @@ def _judge(settings: AlertSettings, stored: StoredState | None, items: list[tupl
     state = stored.state if stored else None
     carried = stored.pending if stored else ()
     final, alerts, stale = fold(state, [obs for _, obs in items], fences, settings.watchlist, settings.watch_gap_s)
-    if final is None or not must_store(state, final, alerts, settings.state_refresh_s):
+    refresh_s = refresh_after_s(items[0][1].icao24, settings.state_refresh_s)
+    if final is None or not must_store(state, final, alerts, refresh_s):
         # Old news, or nothing the next position would be judged by changed: no write. An outbox an
         # interrupted invocation left still goes out, and is cleared under the stored state's time.
         return _Outcome((state.t if carried else None), carried, 0, stale, False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flight_domain.alert_rules import (EMERGENCY, GEOFENCE_ENTER, GEOFENCE_EXIT, WATCHLIST, AircraftState, Watchlist,
-                         WatchlistError, fold, must_store, observe, read_squawk, step)
+                         WatchlistError, fold, must_store, observe, read_squawk, refresh_after_s, step)
 from flight_domain.geofence import parse_fences
 
 FENCES = parse_fences({"type": "FeatureCollection", "features": [
@@ -172,3 +172,16 @@ def test_a_watched_aircraft_is_stored_at_every_position_and_refresh_zero_stores_
     quiet, _, _ = run([obs(5, 5, 100)])
     final, alerts, _ = fold(quiet, [obs(5, 5, 101)], FENCES, NOBODY, 1800)
     assert must_store(quiet, final, alerts, 0) and not must_store(quiet, final, alerts, 300)
+
+
+def test_refreshes_of_aircraft_first_written_together_are_spread_over_half_the_interval():
+    # GIVEN 10,000 aircraft, each one's interval from its icao24
+    intervals = [refresh_after_s(f"{n:06x}", 300) for n in range(10_000)]
+    # THEN none is longer than the setting (the TTL bound holds) nor shorter than half of it
+    assert min(intervals) >= 150 and max(intervals) <= 300
+    # AND they are spread: no 10 s of the window holds much more than its share (10,000 / 15 = 667)
+    per_10s = [sum(1 for i in intervals if lo <= i < lo + 10) for lo in range(150, 300, 10)]
+    assert max(per_10s) < 800 and min(per_10s) > 500
+    # AND fixed per aircraft (every container judges an aircraft alike); 0 and 1 are kept as they are
+    assert refresh_after_s("3c6444", 300) == refresh_after_s("3c6444", 300)
+    assert refresh_after_s("3c6444", 0) == 0 and refresh_after_s("3c6444", 1) == 1

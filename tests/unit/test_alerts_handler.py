@@ -13,6 +13,7 @@ from moto import mock_aws
 
 import alerts_handler
 from alert_settings import AlertSettings
+from flight_domain.alert_rules import refresh_after_s
 from flight_domain.flight_transform import epoch_to_iso
 from flight_settings import FunctionConfigError, FunctionSettings  # FunctionConfigError is ConfigError
 
@@ -214,18 +215,21 @@ def run_one_by_one(runtime, states, first_offset=0):
 
 def test_positions_that_change_nothing_are_not_written_until_the_refresh_is_due(aws):
     runtime = aws.runtime(ALERT_STATE_REFRESH_S="300")
-    # GIVEN an aircraft outside every fence, heard every 10 s for 5 minutes
-    results = run_one_by_one(runtime, [state(5, 5, 100 + 10 * n) for n in range(30)])
+    due = refresh_after_s("abc123", 300)   # this aircraft's interval: 150 to 300 s
+    assert 150 <= due <= 300
+    # GIVEN an aircraft outside every fence, heard every 10 s until just before its refresh is due
+    quiet = [state(5, 5, 100 + 10 * n) for n in range(30) if 10 * n < due]
+    results = run_one_by_one(runtime, quiet)
     # THEN only its first position was written (the state is still the one of t=100)
-    assert [r["state_writes"] for r in results] == [1] + [0] * 29
+    assert [r["state_writes"] for r in results] == [1] + [0] * (len(quiet) - 1)
     assert aws.stored_t()[0] == 100
-    # WHEN 300 s of position time have passed since the stored one, the state (and its TTL) is refreshed
+    # WHEN its interval of position time has passed since the stored one, the state (and its TTL) is refreshed
     before = aws.stored_t()[1]
-    assert run_one_by_one(runtime, [state(5, 5, 400)], 30)[0]["state_writes"] == 1
-    assert aws.stored_t()[0] == 400 and aws.stored_t()[1] >= before
+    assert run_one_by_one(runtime, [state(5, 5, 100 + due)], 30)[0]["state_writes"] == 1
+    assert aws.stored_t()[0] == 100 + due and aws.stored_t()[1] >= before
     # AND a change is written at once: entering the fence
-    entered = run_one_by_one(runtime, [state(1, 1, 410)], 31)[0]
-    assert (entered["state_writes"], entered["alerts"]) == (1, 1) and aws.stored_t()[0] == 410
+    entered = run_one_by_one(runtime, [state(1, 1, 110 + due)], 31)[0]
+    assert (entered["state_writes"], entered["alerts"]) == (1, 1) and aws.stored_t()[0] == 110 + due
 
 
 def test_a_redelivered_position_newer_than_the_stored_state_raises_nothing_again(aws):
