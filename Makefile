@@ -96,7 +96,7 @@ geofences: setup ## validate a GeoJSON file and replace the alert geofences: mak
 alerts: setup ## read the demo alerts queue; print alerts (up to 100 lines/s, then a count): make alerts ARGS="--type EMERGENCY"
 	@$(PY) -m infra.deploy.alerts_resources alerts $(ARGS)
 
-ALERTS_TRIGGER_ARGS ?= --function-name flight-alerts --group-id flight-alerts --dlq-topic aviation-data-alerts-dlq --batch-size 500
+ALERTS_TRIGGER_ARGS ?= --function-name flight-alerts --group-id flight-alerts --dlq-topic aviation-data-alerts-dlq --batch-size 1000
 alerts-trigger: setup ## run the second event source mapping: aviation-data -> flight-alerts
 	@$(PY) -m trigger $(ALERTS_TRIGGER_ARGS) $(ARGS)
 

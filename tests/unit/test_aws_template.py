@@ -355,7 +355,7 @@ def test_alerts_mapping_reads_the_same_topic_in_its_own_group_with_its_own_desti
     assert alerts["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"] == "flight-alerts-esm"
     assert processor["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"] != "flight-alerts-esm"
     assert alerts["DestinationConfig"]["OnFailure"]["Destination"] == "kafka://aviation-data-alerts-dlq"
-    assert alerts["FunctionName"] == "<AlertsFunction.Arn>" and alerts["BatchSize"] == "500"
+    assert alerts["FunctionName"] == "<AlertsFunction.Arn>" and alerts["BatchSize"] == "1000"
     assert alerts["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     groups = [s["Resource"] for s in _alerts_statements(stack, "kafka-event-source") if s["Sid"] == "UseConsumerGroup"]
     assert groups == [MSK_ARN.replace(":cluster/", ":group/") + "/flight-alerts-esm"]
