@@ -104,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+SOAK_SUMMARY = ROOT / "docs" / "soak" / "summary.json"
+
+
+def _latest_soak() -> dict | None:
+    """The committed soak's summary (infra/soak/report.summary): the session's sustained rate, stated beside
+    this run's component figures."""
+    try:
+        return json.loads(SOAK_SUMMARY.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _uptime_min(pid: int | None) -> float | None:
     """How long a process has run: MiniStack slows down as it accumulates state (e.g. every metric ever put)."""
     started = procstat.start_time_s(pid) if pid else None
@@ -211,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.down()
 
     results["duration_s"] = round(time.monotonic() - began, 1)
+    results["session"] = _latest_soak()
     results["targets"] = report.evaluate_targets(results)
     json_path = args.json or STATE_DIR / f"results-{session.run_id}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -75,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.from_json:
         result = json.loads(args.from_json.read_text())
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        plots = report.plot(result, args.plots or args.report.parent / "soak")
-        args.report.write_text(report.render(result, plots, args.report, result.get("command", "make soak")))
+        report.write(result, args.report, args.plots, result.get("command", "make soak"))
         progress.say(f"{args.report} written again from {args.from_json}", "[soak]")
         return 0
 
@@ -96,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     result["command"] = command
     write_results(result, cfg.results)
-    plots = report.plot(result, args.plots or cfg.report.parent / "soak")
-    cfg.report.parent.mkdir(parents=True, exist_ok=True)
-    cfg.report.write_text(report.render(result, plots, cfg.report, command))
+    report.write(result, cfg.report, args.plots, command)
     failed = [g for g in result["gates"] if not g["ok"]]
     missing = [c for c in result["reconciliation"]["checks"] if not c["ok"]]
     for g in failed:

@@ -1,6 +1,7 @@
 """docs/SOAK.md and its plots (docs/soak/*.png) from one soak's results (the JSON run.py returns)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -76,6 +77,28 @@ def _minute_rows(samples: list[dict]) -> list[dict]:
             rows.append(s)
             next_minute = int(s["t"] // 60) + 1 if s["t"] >= next_minute * 60 else next_minute + 1
     return rows
+
+
+def summary(result: dict) -> dict:
+    """The run in a few fields, for other reports (docs/BENCHMARKS.md states the session's sustained rate)."""
+    rec = result["reconciliation"]
+    return {
+        "passed": result["passed"], "minutes": result["minutes"], "started_at": result["started_at"],
+        "command": result.get("command", "make soak"),
+        "positions_per_s": round(rec["produced"] / (result["minutes"] * 60)) if result["minutes"] else 0,
+        "produced": rec["produced"], "reconciled": rec["reconciled"],
+        "failed": [f"{g['name']}: {g['measured']}" for g in result["gates"] if not g["ok"]]
+        + [f"{c['check']}: {c['detail']}" for c in rec["checks"] if not c["ok"]],
+    }
+
+
+def write(result: dict, report_path: Path, plots_dir: Path | None, command: str) -> None:
+    """docs/SOAK.md, its plots and summary.json (beside the plots)."""
+    plots_dir = plots_dir or report_path.parent / "soak"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    plots = plot(result, plots_dir)
+    report_path.write_text(render(result, plots, report_path, command))
+    (plots_dir / "summary.json").write_text(json.dumps(summary(result), indent=1) + "\n")
 
 
 def render(result: dict, plots: dict[str, Path], report_path: Path, command: str) -> str:

@@ -154,3 +154,21 @@ def test_the_report_shows_the_tracker_counts_and_the_maintenance_interval(tracke
 def test_a_report_from_an_older_run_without_these_figures_still_renders():
     text = report.render(a_result(None), {}, Path("/tmp/SOAK.md"), "make soak")
     assert "**FAILED**" in text and "Tracker:" not in text and "maintenance pass (" not in text
+
+
+def test_the_summary_gives_the_rate_the_verdict_and_every_failure_for_the_benchmark_report(tmp_path):
+    result = a_result({"rows": 5})
+    result.update(minutes=10, gates=[{"name": "memory MiniStack", "ok": False, "measured": "+1.30 MB/min"},
+                                     {"name": "lag flight-trigger", "ok": True, "measured": "+0"}])
+    result["reconciliation"].update(produced=300_000, reconciled=False)
+    summary = report.summary(result)
+    assert summary["positions_per_s"] == 500 and summary["passed"] is False and summary["reconciled"] is False
+    assert summary["failed"] == ["memory MiniStack: +1.30 MB/min", f"{tracker_rows.ROWS_CHECK}: expected 5 rows"]
+    # AND the benchmark report states it as the session target, not met, with what it measured
+    from infra.bench import report as bench_report
+    (target,) = [t for t in bench_report.evaluate_targets({"session": summary}) if t["key"] == "session"]
+    assert target["met"] is False and target["measured"] == 500
+    assert target["shown"].startswith("500 positions/s for 10 min, failed: memory MiniStack: +1.30 MB/min")
+    passed = dict(summary, passed=True, failed=[], minutes=60, positions_per_s=1000)
+    (target,) = [t for t in bench_report.evaluate_targets({"session": passed}) if t["key"] == "session"]
+    assert target["met"] is True and target["bound"] == ""
