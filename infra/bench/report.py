@@ -173,12 +173,11 @@ def evaluate_targets(results: dict) -> list[dict]:
     soak = results.get("session")
     if soak:
         verdict = "passed" if soak["passed"] else "failed: " + "; ".join(soak["failed"])
-        rate = soak["positions_per_s"]
-        add("session", rate, f"{_n(rate)} positions/s for {soak['minutes']:g} min, {verdict} "
-            f"({soak['started_at'][:10]})",
-            soak["passed"] and rate >= LIMITS["session"] and soak["minutes"] >= SESSION_MINUTES,
-            "" if soak["passed"] and rate >= LIMITS["session"] else
-            f"the session's latest soak ran {_n(rate)} positions/s"
+        rate, minutes = soak["positions_per_s"], soak["minutes"]
+        met = soak["passed"] and rate >= LIMITS["session"] and minutes >= SESSION_MINUTES
+        add("session", rate, f"{_n(rate)} positions/s for {minutes:g} min, {verdict} ({soak['started_at'][:10]})",
+            met, "" if met else
+            f"the session's latest soak ran {_n(rate)} positions/s for {minutes:g} min"
             + ("" if soak["passed"] else " and did not pass")
             + "; the component figures above are what each part manages alone, the soak is all of them at once "
               "on the same 2 cores (its CPU per process: docs/SOAK.md)")

@@ -54,6 +54,19 @@ def _check(name: str, fn) -> None:
                          "still needed, then update or drop it")
 
 
+def _at_most_every(every_s: float, clock, original, key=lambda *args: None):
+    """``original``, run at most once per ``every_s`` of ``clock`` for each ``key(*args)``; skipped otherwise."""
+    last: dict = {}
+
+    def throttled(*args) -> None:
+        now, k = clock(), key(*args)
+        if k not in last or now - last[k] >= every_s:
+            last[k] = now
+            original(*args)
+
+    return throttled
+
+
 def patch_sqs(sqs, clock=time.monotonic) -> None:
     for name in ("_act_delete_message_batch", "_collect_msgs", "_expire_retained"):
         _check(f"sqs.{name}", getattr(sqs, name))
@@ -115,33 +128,15 @@ def patch_sqs(sqs, clock=time.monotonic) -> None:
                 m["first_receive_at"] = now
         return result
 
-    original_expire = sqs._expire_retained
-    checked: dict[int, float] = {}
-
-    def expire_retained(q: dict) -> None:
-        now = clock()
-        if now - checked.get(id(q), -EXPIRE_EVERY_S) >= EXPIRE_EVERY_S:
-            checked[id(q)] = now
-            original_expire(q)
-
     sqs._act_delete_message_batch = delete_message_batch
     sqs._HANDLERS["DeleteMessageBatch"] = delete_message_batch
     sqs._collect_msgs = collect_msgs
-    sqs._expire_retained = expire_retained
+    sqs._expire_retained = _at_most_every(EXPIRE_EVERY_S, clock, sqs._expire_retained, key=id)   # per queue
 
 
 def patch_cloudwatch(cloudwatch, clock=time.monotonic) -> None:
     _check("cloudwatch._evict_old_metrics", cloudwatch._evict_old_metrics)
-    original = cloudwatch._evict_old_metrics
-    last = [None]
-
-    def evict_old_metrics() -> None:
-        now = clock()
-        if last[0] is None or now - last[0] >= EVICT_EVERY_S:
-            last[0] = now
-            original()
-
-    cloudwatch._evict_old_metrics = evict_old_metrics
+    cloudwatch._evict_old_metrics = _at_most_every(EVICT_EVERY_S, clock, cloudwatch._evict_old_metrics)
 
 
 def apply() -> None:
