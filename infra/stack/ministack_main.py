@@ -1,4 +1,4 @@
-"""MiniStack, started with four fixes for costs that grow with its own state (`make run` starts it this way).
+"""MiniStack, started with fixes for costs that grow with its own state (`make run` starts it this way).
 
 MiniStack (pinned in pyproject) keeps each SQS queue as one Python list and each metric as a list of
 points. Three of its hot paths walk the whole of that state on every request, so a backlog or a long
@@ -16,6 +16,18 @@ while the demo subscriber's queue grew past 26,000):
 * Every CloudWatch request first walked every stored datapoint to drop those older than two weeks.
   Here: at most once a minute.
 
+And two bounds on what it keeps, which otherwise grows with every Lambda invocation (measured in a 60-minute
+soak at 500 positions/s: +1.14 MB/min, ~7.7 KB per invocation, ~2 KB of it log events and ~3.3 KB the
+function's and Lambda's datapoints):
+
+* CloudWatch Logs streams are dropped once their last event is older than MINISTACK_LOGS_KEEP_S (or the
+  group's own retention, if shorter). MiniStack enforces no retention, and writes one stream per invocation.
+* Datapoints older than MINISTACK_METRICS_RAW_S are kept as one statistic set (SampleCount, Sum, Minimum,
+  Maximum) per metric, unit and minute, as CloudWatch keeps 1-minute data once sub-minute data has expired.
+  Sums, counts, averages and extremes over those minutes stay exact; a window that starts or ends inside
+  such a minute counts the whole minute (the set is stamped with its first point's time), and percentiles
+  there are only answered when the minute held one repeated value (MiniStack's rule for statistic sets).
+
 Behaviour is otherwise MiniStack's: the same responses, receipt-handle checks and errors
 (tests/unit/test_ministack_main.py runs them against the patched functions). Each fix checks that the
 function it replaces is the one it was written for, so an upgrade of MiniStack that changes them fails at
@@ -25,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import sys
 import time
 
@@ -34,6 +47,8 @@ EXPECTED = {
     "sqs._collect_msgs": "308a6eb1b3d4c8ad",
     "sqs._expire_retained": "c0da3361632bea27",
     "cloudwatch._evict_old_metrics": "cf47bc1522ad839b",
+    "cloudwatch._point_stats": "56fe58fc91f5bb2a",
+    "lambda_svc._emit_lambda_logs": "111efbf06968bb20",
 }
 EVICT_EVERY_S = 60.0
 EXPIRE_EVERY_S = 1.0
@@ -134,15 +149,91 @@ def patch_sqs(sqs, clock=time.monotonic) -> None:
     sqs._expire_retained = _at_most_every(EXPIRE_EVERY_S, clock, sqs._expire_retained, key=id)   # per queue
 
 
-def patch_cloudwatch(cloudwatch, clock=time.monotonic) -> None:
-    _check("cloudwatch._evict_old_metrics", cloudwatch._evict_old_metrics)
-    cloudwatch._evict_old_metrics = _at_most_every(EVICT_EVERY_S, clock, cloudwatch._evict_old_metrics)
+def minute_sets(cloudwatch, cutoff: float) -> int:
+    """Keep each metric's points older than ``cutoff`` (epoch s) as one statistic set per minute and unit;
+    returns how many points were merged away."""
+    merged = 0
+    for key, pts in list(cloudwatch._metrics.items()):
+        groups: dict = {}
+        for p in pts:
+            if p["Timestamp"] < cutoff:
+                groups.setdefault((int(p["Timestamp"] // 60), p.get("Unit", "None")), []).append(p)
+        if not any(len(g) > 1 for g in groups.values()):
+            continue
+        replaced: dict = {}   # id(point) -> its minute's set (first member) or None (merged into it)
+        for (_, unit), members in groups.items():
+            stats = [s for s in map(cloudwatch._point_stats, members) if s[0] > 0]
+            if len(members) < 2 or not stats:
+                continue
+            count, total = sum(s[0] for s in stats), sum(s[1] for s in stats)
+            first = min(members, key=lambda p: p["Timestamp"])
+            replaced.update((id(p), None) for p in members)
+            replaced[id(first)] = {
+                "Timestamp": first["Timestamp"], "Unit": unit, "Dimensions": first.get("Dimensions", {}),
+                "Value": total / count,
+                "_stat": {"SampleCount": count, "Sum": total, "Minimum": min(s[2] for s in stats),
+                          "Maximum": max(s[3] for s in stats)}}
+            merged += len(members) - 1
+        # In place: a writer may hold this list (cloudwatch._metric_bucket) and append to it.
+        pts[:] = [replaced.get(id(p), p) for p in pts if replaced.get(id(p), p) is not None]
+    return merged
+
+
+def patch_cloudwatch(cloudwatch, clock=time.monotonic, wall=time.time, raw_s: float = 600.0) -> None:
+    for name in ("_evict_old_metrics", "_point_stats"):
+        _check(f"cloudwatch.{name}", getattr(cloudwatch, name))
+    evict = cloudwatch._evict_old_metrics
+
+    def evict_and_merge() -> None:
+        evict()
+        minute_sets(cloudwatch, wall() - raw_s)
+
+    cloudwatch._evict_old_metrics = _at_most_every(EVICT_EVERY_S, clock, evict_and_merge)
+
+
+def drop_old_streams(logs, now_ms: int, keep_s: float) -> int:
+    """Delete the log streams whose last event (or creation, if none) is older than ``keep_s``, or than their
+    group's retention if shorter; returns how many."""
+    dropped = 0
+    for _, group in list(logs._log_groups.items()):
+        days = group.get("retentionInDays")
+        cutoff = now_ms - 1000 * min(keep_s, days * 86400 if days else keep_s)
+        streams = group["streams"]
+        old = [name for name, st in list(streams.items())
+               if (st.get("lastEventTimestamp") or st.get("creationTime") or now_ms) < cutoff]
+        for name in old:
+            streams.pop(name, None)
+        dropped += len(old)
+    if dropped:   # PutLogEvents' Insights records (a Lambda's own log lines are not kept there)
+        for ptr, record in list(logs._log_records.items()):
+            if record.get("_timestamp_ms", now_ms) < now_ms - 1000 * keep_s:
+                logs._log_records.pop(ptr, None)
+    return dropped
+
+
+def patch_logs(lambda_svc, logs, clock=time.monotonic, wall=time.time, keep_s: float = 900.0) -> None:
+    _check("lambda_svc._emit_lambda_logs", lambda_svc._emit_lambda_logs)
+    emit = lambda_svc._emit_lambda_logs
+    expire = _at_most_every(EVICT_EVERY_S, clock, lambda: drop_old_streams(logs, int(wall() * 1000), keep_s))
+
+    def emit_lambda_logs(*args, **kwargs) -> None:
+        emit(*args, **kwargs)
+        try:
+            expire()
+        except Exception:  # noqa: BLE001 - as MiniStack's: writing logs must never break an invocation
+            logging.getLogger(__name__).warning("could not expire old log streams", exc_info=True)
+
+    lambda_svc._emit_lambda_logs = emit_lambda_logs
 
 
 def apply() -> None:
-    from ministack.services import cloudwatch, sqs
+    from ministack.services import cloudwatch, cloudwatch_logs, lambda_svc, sqs
+
+    from infra.stack.servers import StackConfig
+    cfg = StackConfig.from_env()
     patch_sqs(sqs)
-    patch_cloudwatch(cloudwatch)
+    patch_cloudwatch(cloudwatch, raw_s=cfg.ministack_metrics_raw_s)
+    patch_logs(lambda_svc, cloudwatch_logs, keep_s=cfg.ministack_logs_keep_s)
 
 
 def main() -> int:

@@ -86,6 +86,14 @@ class StackConfig(Settings):
                                    doc_default="1 GiB (1073741824)", help="flight-state topic retention per partition")
     dlq_retention_ms: int = setting("KAFKA_DLQ_RETENTION_MS", 7 * 24 * 3600 * 1000, minimum=60_000,
                                     doc_default="7 days (604800000)", help="dead-letter topic retention")
+    ministack_logs_keep_s: int = setting(
+        "MINISTACK_LOGS_KEEP_S", 900, minimum=60, unit="s",
+        help="how long the native AWS endpoint keeps CloudWatch Logs streams (AWS: the log group's retention); "
+             "each Lambda invocation leaves one, so a long session would otherwise grow without bound")
+    ministack_metrics_raw_s: int = setting(
+        "MINISTACK_METRICS_RAW_S", 600, minimum=60, unit="s",
+        help="after this, the native AWS endpoint keeps CloudWatch datapoints as one statistic set per metric "
+             "and minute (AWS keeps sub-minute data 3 h, 1-minute data 15 days)")
     start_timeout_s: int = setting("STACK_START_TIMEOUT_S", 90, minimum=5, unit="s",
                                    help="how long `make run` waits for each part")
 

@@ -12,7 +12,7 @@ import time
 import types
 
 import pytest
-from ministack.services import cloudwatch, sqs
+from ministack.services import cloudwatch, cloudwatch_logs, lambda_svc, sqs
 
 from infra.stack import ministack_main
 
@@ -146,13 +146,113 @@ def test_retention_is_applied_at_most_once_a_second_per_queue(patched):
 def test_cloudwatch_eviction_runs_at_most_once_a_minute(monkeypatch):
     calls = []
     now = [0.0]
-    module = types.SimpleNamespace(_evict_old_metrics=lambda: calls.append(now[0]))
+    module = types.SimpleNamespace(_evict_old_metrics=lambda: calls.append(now[0]), _metrics={},
+                                   _point_stats=cloudwatch._point_stats)
     monkeypatch.setattr(ministack_main, "_check", lambda name, fn: None)
     ministack_main.patch_cloudwatch(module, clock=lambda: now[0])
     for t in (0.0, 10.0, 59.9, 60.0, 61.0, 200.0):
         now[0] = t
         module._evict_old_metrics()
     assert calls == [0.0, 60.0, 200.0]
+
+
+def _stats_between(key, start, end):
+    return cloudwatch._calc_stats([p for p in cloudwatch._metrics[key] if start <= p["Timestamp"] < end])
+
+
+def test_old_datapoints_become_one_statistic_set_per_minute_with_the_same_statistics():
+    name = f"patch-test-{next(_names)}"
+    key = ("PatchTest", name, cloudwatch._dims_key({"FunctionName": "f"}))
+    base = 1_800_000_000.0   # a minute boundary
+    dims = {"FunctionName": "f"}
+    for i in range(150):      # three minutes of single values, 1.2 s apart
+        cloudwatch._store_datum("PatchTest", name, dims, base + 1.2 * i + 0.1, "Count", float(i % 7), None, None, None)
+    cloudwatch._store_datum("PatchTest", name, dims, base + 30, "Count", None, [2.0, 9.0], [3.0, 1.0], None)
+    cloudwatch._store_datum("PatchTest", name, dims, base + 31, "Count", None, None, None,
+                            {"SampleCount": 4.0, "Sum": 20.0, "Minimum": 1.0, "Maximum": 11.0})
+    cloudwatch._store_datum("PatchTest", name, dims, base + 32, "Seconds", 5.0, None, None, None)
+    for i in range(10):       # recent: left as they are
+        cloudwatch._store_datum("PatchTest", name, dims, base + 200 + i, "Count", 1.0, None, None, None)
+    minutes = [(base + 60 * m, base + 60 * (m + 1)) for m in range(4)]
+    before = [_stats_between(key, *w) for w in minutes] + [_stats_between(key, base, base + 240)]
+    points = len(cloudwatch._metrics[key])
+
+    merged = ministack_main.minute_sets(cloudwatch, cutoff=base + 180)
+
+    after = [_stats_between(key, *w) for w in minutes] + [_stats_between(key, base, base + 240)]
+    assert len(after) == len(before) and all(a == pytest.approx(b) for a, b in zip(after, before))
+    assert before[0]["SampleCount"] == 50 + 4 + 4 + 1   # the Values' counts and the set's SampleCount count
+    # minute 0: Count points and Seconds apart; minutes 1, 2: one set each; minute 3: ten raw points
+    assert len(cloudwatch._metrics[key]) == 4 + 10 == points - merged
+    assert ministack_main.minute_sets(cloudwatch, cutoff=base + 180) == 0   # nothing left to merge
+
+
+def test_a_minute_of_one_repeated_value_still_answers_percentiles():
+    name = f"patch-test-{next(_names)}"
+    key = ("PatchTest", name, cloudwatch._dims_key({}))
+    for i in range(20):
+        cloudwatch._store_datum("PatchTest", name, {}, 1_800_000_000.0 + i, "Count", 1.0, None, None, None)
+    before = cloudwatch._percentile_samples(cloudwatch._metrics[key])
+    ministack_main.minute_sets(cloudwatch, cutoff=1_800_000_100.0)
+    assert len(cloudwatch._metrics[key]) == 1
+    assert cloudwatch._percentile_samples(cloudwatch._metrics[key]) == [(1.0, 20.0)]
+    assert sum(w for _, w in before) == 20
+
+
+def _group(streams: dict, retention_days=None) -> dict:
+    return {"arn": "arn", "creationTime": 0, "retentionInDays": retention_days, "tags": {},
+            "subscriptionFilters": {}, "streams": streams}
+
+
+def _stream(last_ms, created_ms=0) -> dict:
+    return {"events": [{"timestamp": last_ms or created_ms, "message": "m"}], "uploadSequenceToken": "1",
+            "creationTime": created_ms, "firstEventTimestamp": last_ms, "lastEventTimestamp": last_ms,
+            "lastIngestionTime": last_ms}
+
+
+def test_log_streams_older_than_the_bound_or_their_groups_retention_are_dropped():
+    now_ms = 10 * 86400 * 1000
+    a, b = f"/aws/lambda/patch-test-{next(_names)}", f"/patch-test-{next(_names)}"
+    cloudwatch_logs._log_groups[a] = _group({
+        "old": _stream(now_ms - 901_000), "recent": _stream(now_ms - 899_000),
+        "empty-old": _stream(None, created_ms=now_ms - 901_000), "empty-new": _stream(None, created_ms=now_ms)})
+    cloudwatch_logs._log_groups[b] = _group({"day-and-a-bit": _stream(now_ms - 86_500_000),
+                                             "hour": _stream(now_ms - 3_600_000)}, retention_days=1)
+    try:
+        assert ministack_main.drop_old_streams(cloudwatch_logs, now_ms, keep_s=900) >= 3
+        assert sorted(cloudwatch_logs._log_groups[a]["streams"]) == ["empty-new", "recent"]
+        assert sorted(cloudwatch_logs._log_groups[b]["streams"]) == []   # both past 900 s
+        cloudwatch_logs._log_groups[b]["streams"].update({"day-and-a-bit": _stream(now_ms - 86_500_000),
+                                                         "hour": _stream(now_ms - 3_600_000)})
+        ministack_main.drop_old_streams(cloudwatch_logs, now_ms, keep_s=7 * 86400)   # the group's day is shorter
+        assert sorted(cloudwatch_logs._log_groups[b]["streams"]) == ["hour"]
+    finally:
+        del cloudwatch_logs._log_groups[a], cloudwatch_logs._log_groups[b]
+
+
+def test_lambda_logs_expire_at_most_once_a_minute_after_each_write(monkeypatch):
+    emitted, now = [], [0.0]
+    lambda_stand_in = types.SimpleNamespace(_emit_lambda_logs=lambda *a, **k: emitted.append(a))
+    name = f"/aws/lambda/patch-test-{next(_names)}"
+    monkeypatch.setattr(ministack_main, "_check", lambda name, fn: None)
+    ministack_main.patch_logs(lambda_stand_in, cloudwatch_logs, clock=lambda: now[0],
+                              wall=lambda: 1_000_000.0 + now[0], keep_s=60)
+    cloudwatch_logs._log_groups[name] = _group({})
+    try:
+        for t in (0.0, 30.0, 59.0, 61.0):
+            now[0] = t
+            cloudwatch_logs._log_groups[name]["streams"][f"s{t}"] = _stream(int((1_000_000.0 + t) * 1000))
+            lambda_stand_in._emit_lambda_logs("f", t)
+        cloudwatch_logs._log_groups[name]["streams"]["ancient"] = _stream(1)
+        now[0] = 100.0
+        lambda_stand_in._emit_lambda_logs("f", 100.0)     # within a minute of the last pass: kept for now
+        assert "ancient" in cloudwatch_logs._log_groups[name]["streams"]
+        now[0] = 121.0                                    # a minute after the pass at 61: streams before 61 go
+        lambda_stand_in._emit_lambda_logs("f", 121.0)
+        assert sorted(cloudwatch_logs._log_groups[name]["streams"]) == ["s61.0"]
+        assert len(emitted) == 6
+    finally:
+        del cloudwatch_logs._log_groups[name]
 
 
 def test_a_changed_ministack_function_stops_the_start():
@@ -168,4 +268,4 @@ def test_a_changed_ministack_function_stops_the_start():
 def test_the_pinned_release_matches_every_fix():
     for name in ministack_main.EXPECTED:
         module, function = name.split(".")
-        ministack_main._check(name, getattr({"sqs": sqs, "cloudwatch": cloudwatch}[module], function))
+        ministack_main._check(name, getattr({"sqs": sqs, "cloudwatch": cloudwatch, "lambda_svc": lambda_svc}[module], function))
