@@ -10,9 +10,11 @@ import copy
 import itertools
 import time
 import types
+import urllib.parse
 
 import pytest
-from ministack.services import cloudwatch, cloudwatch_logs, lambda_svc, sqs
+from ministack import app
+from ministack.services import cloudwatch, cloudwatch_logs, lambda_svc, sns, sqs
 
 from infra.stack import ministack_main
 
@@ -255,6 +257,29 @@ def test_lambda_logs_expire_at_most_once_a_minute_after_each_write(monkeypatch):
         del cloudwatch_logs._log_groups[name]
 
 
+_FORMS = ["Action=PublishBatch&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A0%3At&PublishBatchRequestEntries.member.1.Id=0"
+          "&PublishBatchRequestEntries.member.1.Message=%7B%22a%22%3A+1%7D&Subject=&Version=2010-03-31",
+          "Action=Publish&k&k=1&k=&k=2&blank=&x=%E2%9C%88&empty",
+          "", "=&=x&a=b&a=&a=c"]
+
+
+@pytest.mark.parametrize("form", _FORMS)
+def test_sns_gets_the_same_parse_of_a_routed_body(monkeypatch, form):
+    stand_in_app = types.SimpleNamespace(_routing_params=app._routing_params)
+    stand_in_sns = types.SimpleNamespace(handle_request=sns.handle_request)
+    ministack_main.patch_form_parsing(stand_in_app, stand_in_sns)
+    headers = {"content-type": "application/x-www-form-urlencoded; charset=utf-8"}
+    query = {"Action": ["FromQuery"]}
+    body = form.encode()
+    assert stand_in_app._routing_params("POST", "/", headers, body, query) == \
+        app._routing_params("POST", "/", headers, body, query)
+    assert stand_in_sns.parse_qs(body.decode("utf-8", errors="replace")) == urllib.parse.parse_qs(form)
+    # A body that was not the last one routed is parsed on its own.
+    assert stand_in_sns.parse_qs("Action=Other&x=") == {"Action": ["Other"]}
+    other = {"content-type": "application/json"}
+    assert stand_in_app._routing_params("POST", "/", other, b"{}", query) is query
+
+
 def test_a_changed_ministack_function_stops_the_start():
     def _act_delete_message_batch(data, qurl):   # not the pinned release's source
         return {}
@@ -268,4 +293,5 @@ def test_a_changed_ministack_function_stops_the_start():
 def test_the_pinned_release_matches_every_fix():
     for name in ministack_main.EXPECTED:
         module, function = name.split(".")
-        ministack_main._check(name, getattr({"sqs": sqs, "cloudwatch": cloudwatch, "lambda_svc": lambda_svc}[module], function))
+        ministack_main._check(name, getattr({"sqs": sqs, "cloudwatch": cloudwatch, "lambda_svc": lambda_svc, "app": app, "sns": sns}[module],
+                                                 function))
