@@ -84,6 +84,20 @@ def rate_between(counter: Series, t0: float, t1: float) -> float | None:
     return (b_v - a_v) / (b_t - a_t)
 
 
+def step_rate_between(counter: Series, t0: float, t1: float) -> float | None:
+    """rate_between, measured from the first to the last sample inside [t0, t1] at which the counter moved.
+
+    A consumer that commits every half minute or minute (the archiver) moves its committed offsets in steps
+    between the 10-s samples: between plain window edges that fall at different phases of its commits, the
+    same steady rate reads 20 % higher or lower. Between two steps it reads the records of whole commits over
+    their time. A counter that moves at every sample gives rate_between's answer."""
+    moved = [(t, v) for (_, before), (t, v) in zip(counter, counter[1:]) if t0 <= t <= t1 and v != before]
+    if len(moved) < 2 or moved[-1][0] <= moved[0][0]:
+        return rate_between(counter, t0, t1)
+    (a_t, a_v), (b_t, b_v) = moved[0], moved[-1]
+    return (b_v - a_v) / (b_t - a_t)
+
+
 @dataclass(frozen=True)
 class Gate:
     name: str          # e.g. "lag flight-trigger", "memory MiniStack"
@@ -147,8 +161,8 @@ def memory_gate(process: str, rss_mb: Series, measured_from: float) -> Gate:
 
 def throughput_gate(group: str, committed: Series, measured_from: float, end: float) -> Gate:
     window = throughput_window_s(end - measured_from)
-    first = rate_between(committed, measured_from, measured_from + window)
-    last = rate_between(committed, end - window, end)
+    first = step_rate_between(committed, measured_from, measured_from + window)
+    last = step_rate_between(committed, end - window, end)
     limit = f"last {window / 60:.1f} min >= {THROUGHPUT_MIN_RATIO:.0%} of the first {window / 60:.1f} min"
     if first is None or last is None:
         return Gate(f"throughput {group}", False, "not enough samples", limit, "too few samples to judge")

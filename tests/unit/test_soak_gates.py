@@ -236,3 +236,34 @@ def test_nothing_handled_in_the_first_window_fails():
 def test_rate_between_uses_the_samples_inside_the_window():
     counter = [(0, 0), (10, 100), (20, 300), (30, 600)]
     assert gates.rate_between(counter, 10, 30) == 25.0 and gates.rate_between(counter, 11, 19) is None
+
+
+def _commits_every(interval_s: float, rate, minutes: int, phase_s: float = 0.0):
+    """Committed offsets sampled every 10 s from a consumer that commits everything read so far every
+    ``interval_s`` (rate(t): records read per second at t)."""
+    def committed_at(t):
+        last_commit = max(0.0, ((t - phase_s) // interval_s) * interval_s + phase_s)
+        return sum(rate(s) for s in range(int(last_commit)))
+    return every_10s(minutes, committed_at)
+
+
+@pytest.mark.parametrize("phase_s", [0.0, 7.0, 23.0, 41.0, 59.0])
+@pytest.mark.parametrize("interval_s, minutes, warm_s", [(30.0, 10, 120), (65.0, 60, 300)])
+def test_a_steady_consumer_that_commits_in_steps_keeps_its_throughput(phase_s, interval_s, minutes, warm_s):
+    # GIVEN the archiver's shape at 1,000 records/s: a commit every 30 s (LAKE_COMMIT_ROWS 30,000) in a
+    # 10-minute soak (windows of 160 s), or every 65 s in an hour's (windows of 5 minutes)
+    committed = _commits_every(interval_s, lambda t: 1000, minutes, phase_s)
+    gate = gates.throughput_gate("flight-archiver", committed, measured_from=warm_s, end=minutes * 60)
+    assert gate.ok, gate.measured
+
+
+def test_plain_window_edges_misread_a_steady_stair_by_a_fifth():
+    committed = _commits_every(65.0, lambda t: 1000, 10, 23.0)
+    rates = [gates.rate_between(committed, t0, t0 + 160) for t0 in range(120, 440, 10)]
+    assert max(rates) / min(rates) > 1.2     # the same steady consumer, depending on where the window falls
+
+
+def test_a_consumer_that_commits_every_minute_and_slows_down_fails():
+    committed = _commits_every(60.0, lambda t: 1000 if t < 300 else 600, 10, 13.0)
+    gate = gates.throughput_gate("flight-archiver", committed, measured_from=120, end=600)
+    assert not gate.ok and "(60%)" in gate.measured
