@@ -68,11 +68,11 @@ class ProducerConfig(Settings):
                                        doc_default="run until stopped", help="stop after S seconds")
     max_ticks: int | None = setting("PRODUCER_MAX_TICKS", None, minimum=1, flag=("--max-ticks", "--ticks"),
                                     metavar="N", doc_default="run until stopped", help="stop after N polls/ticks/batches")
-    # 2,000 aircraft every 10 s (OpenSky's anonymous resolution) = 200 positions/s: the whole typical
-    # session (both mappings, subscribers, tracker) keeps up on 2 cores with room to spare, and MiniStack,
-    # which keeps every invocation's logs and metrics, grows slowest (docs/SOAK.md); heavier loads are
-    # one flag away: --interval 5 (400/s), --aircraft 8000 (800/s), --interval 1 (10x).
-    aircraft: int = setting("PRODUCER_AIRCRAFT", 2000, minimum=1, metavar="N", help="synthetic fleet size")
+    # 5,000 aircraft every 10 s (OpenSky's anonymous resolution) = 500 positions/s, half of what the whole
+    # typical session (both mappings, printers, tracker, archiver) sustains for an hour on 2 cores (1,000/s:
+    # docs/SOAK.md), so a machine 2x slower keeps up too; the planet is one flag away: --aircraft 10000
+    # (1,000/s), and OpenSky's authenticated resolution --interval 5 (2,000/s).
+    aircraft: int = setting("PRODUCER_AIRCRAFT", 5000, minimum=1, metavar="N", help="synthetic fleet size")
     seed: int = setting("PRODUCER_SEED", 42, help="synthetic random seed")
     rate: float | None = setting("PRODUCER_RATE", None, greater_than=0, metavar="R",
                                  help="synthetic: exactly R positions/s in total instead of whole-fleet ticks")

@@ -72,8 +72,8 @@ class TriggerConfig(Settings):
     starting_position_timestamp: float | None = setting("TRIGGER_STARTING_POSITION_TIMESTAMP", None,
                                                         metavar="UNIX_S", help="for AT_TIMESTAMP (Unix seconds)")
     # AWS's default is 100. 1,000 carries a partition's share of a whole fleet snapshot (the default
-    # producer's 2,000 aircraft, or 8,000 of them, over 6 partitions) in one invocation: each invocation costs MiniStack
-    # CPU and several KB it keeps for good (a log stream, metric datapoints), see docs/OPERATIONS.md "What grows".
+    # producer's 5,000 aircraft over 6 partitions) in one invocation, and the planet's 10,000 in two: each
+    # invocation costs MiniStack CPU, a log stream and datapoints, see docs/OPERATIONS.md "What grows".
     batch_size: int = setting("TRIGGER_BATCH_SIZE", 1000, minimum=1, maximum=MAX_BATCH_SIZE,
                               metavar=f"1..{MAX_BATCH_SIZE}", help="`BatchSize`")
     maximum_batching_window_s: float = setting("TRIGGER_MAXIMUM_BATCHING_WINDOW_S", 0.5, minimum=0, maximum=300,

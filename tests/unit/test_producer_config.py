@@ -13,7 +13,7 @@ from producer.settings import ProducerConfig
 
 def test_defaults():
     cfg = ProducerConfig.from_env({})
-    assert (cfg.source, cfg.topic, cfg.aircraft, cfg.seed) == ("synthetic", "aviation-data", 2000, 42)
+    assert (cfg.source, cfg.topic, cfg.aircraft, cfg.seed) == ("synthetic", "aviation-data", 5000, 42)
     assert cfg.effective_interval_s == 10.0 and cfg.rate is None
     assert cfg.kafka.bootstrap_servers == "localhost:9092"
     assert cfg.opensky.api_url == "https://opensky-network.org/api"
