@@ -231,8 +231,10 @@ def _ministack_section(result: dict) -> list[str]:
         fn = name.rsplit("/", 1)[-1]
         out.append(f"| {name} | {g['streams']:,} | {g.get('retention_days') or '-'} | "
                    f"{inv.get('invocations', {}).get(fn, '-'):,} |")
-    return out + ["", "MiniStack keeps every invocation's log stream (it stores a retention policy but does not "
-                      "apply it) and every metric datapoint for two weeks: see docs/OPERATIONS.md, \"What grows, and what bounds it\".", ""]
+    return out + ["", "MiniStack writes a log stream per invocation and applies no retention policy; as `make run` "
+                      "starts it, it keeps the streams of the last `MINISTACK_LOGS_KEEP_S` and the datapoints older "
+                      "than `MINISTACK_METRICS_RAW_S` as one statistic set per minute (infra/stack/ministack_main.py): "
+                      "see docs/OPERATIONS.md, \"What grows, and what bounds it\".", ""]
 
 
 def _method() -> list[str]:
