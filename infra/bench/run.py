@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.from_json:
         results = json.loads(args.from_json.read_text())
+        # The session's row is the soak's latest run, not this bench run's: a re-render states the newest one.
+        results["session"] = _latest_soak() or results.get("session")
         results["targets"] = report.evaluate_targets(results)
         out = args.out or DEFAULT_OUT
         out.write_text(report.render(results))

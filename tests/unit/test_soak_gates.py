@@ -267,3 +267,15 @@ def test_a_consumer_that_commits_every_minute_and_slows_down_fails():
     committed = _commits_every(60.0, lambda t: 1000 if t < 300 else 600, 10, 13.0)
     gate = gates.throughput_gate("flight-archiver", committed, measured_from=120, end=600)
     assert not gate.ok and "(60%)" in gate.measured
+
+
+def test_the_summary_states_the_input_rate_the_gates_were_judged_at():
+    from infra.soak import report
+    # GIVEN a whole-fleet producer: 10,000 records every 10 s for 60 minutes, stopped before its 360th snapshot
+    samples = [{"t": t, "produced": 10_000 * (1 + int(t // 10))} for t in range(0, 3590, 10)]
+    result = {"passed": True, "minutes": 60.0, "started_at": "2026-12-07T08:39:40Z", "warmup_s": 300.0,
+              "samples": samples, "gates": [],
+              "reconciliation": {"produced": 3_590_000, "reconciled": True, "checks": []}}
+    summary = report.summary(result)
+    assert summary["positions_per_s"] == 1000           # not 3,590,000 / 3,600 s = 997
+    assert summary["produced"] == 3_590_000 and summary["passed"] and summary["failed"] == []
