@@ -391,7 +391,7 @@ def judge(samples: list[sampler.Sample], run_end: float, duration_s: float) -> l
         results.append(gates.lag_gate(group, [(s.t, s.lag[group]) for s in measured if group in s.lag], in_rate,
                                       warm, run_end))
         results.append(gates.throughput_gate(group, [(s.t, s.committed[group]) for s in measured
-                                                     if group in s.committed], warm, run_end))
+                                                     if group in s.committed], warm, run_end, in_rate))
     if not groups:
         results.append(gates.Gate("a consumer group consumed the topic", False, "none found", ">= 1"))
     # A subscriber queue is a consumer too: its depth is the subscriber's lag.

@@ -279,3 +279,14 @@ def test_the_summary_states_the_input_rate_the_gates_were_judged_at():
     summary = report.summary(result)
     assert summary["positions_per_s"] == 1000           # not 3,590,000 / 3,600 s = 997
     assert summary["produced"] == 3_590_000 and summary["passed"] and summary["failed"] == []
+
+
+def test_a_consumer_catching_up_its_cold_start_is_held_to_the_input_rate():
+    # GIVEN 1,000 records/s in; the consumer drains a backlog at 1,160/s for the first 280 s, then keeps up
+    committed = every_10s(10, lambda t: 1160 * t if t <= 280 else 1160 * 280 + 1000 * (t - 280))
+    assert not gates.throughput_gate("flight-alerts", committed, 120, 600).ok          # 86 % of the first window
+    gate = gates.throughput_gate("flight-alerts", committed, 120, 600, in_rate=1000.0)
+    assert gate.ok and "held to the input's 1,000/s" in gate.measured
+    # a consumer that really slows down still fails against the input
+    slowing = every_10s(10, lambda t: 1000 * t if t <= 300 else 1000 * 300 + 800 * (t - 300))
+    assert not gates.throughput_gate("g", slowing, 120, 600, in_rate=1000.0).ok
