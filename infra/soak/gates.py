@@ -92,10 +92,8 @@ def step_rate_between(counter: Series, t0: float, t1: float) -> float | None:
     same steady rate reads 20 % higher or lower. Between two steps it reads the records of whole commits over
     their time. A counter that moves at every sample gives rate_between's answer."""
     moved = [(t, v) for (_, before), (t, v) in zip(counter, counter[1:]) if t0 <= t <= t1 and v != before]
-    if len(moved) < 2 or moved[-1][0] <= moved[0][0]:
-        return rate_between(counter, t0, t1)
-    (a_t, a_v), (b_t, b_v) = moved[0], moved[-1]
-    return (b_v - a_v) / (b_t - a_t)
+    rate = rate_between(moved, t0, t1)
+    return rate if rate is not None else rate_between(counter, t0, t1)
 
 
 @dataclass(frozen=True)

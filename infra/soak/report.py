@@ -83,9 +83,10 @@ def _input_rate(result: dict) -> int:
     """Records/s into the topic from the end of the warm-up to the last sample: the rate every gate was judged
     at. (Produced / minutes reads a whole-fleet producer low: its last snapshot's interval is cut by the stop,
     e.g. 359 snapshots of 10,000 in 60 minutes = 997/s for a steady 1,000/s.)"""
-    samples = [s for s in result.get("samples", []) if s["t"] >= result.get("warmup_s", 0)]
-    if len(samples) >= 2 and samples[-1]["t"] > samples[0]["t"]:
-        return round((samples[-1]["produced"] - samples[0]["produced"]) / (samples[-1]["t"] - samples[0]["t"]))
+    produced = [(s["t"], s["produced"]) for s in result.get("samples", [])]
+    rate = gates.rate_between(produced, result.get("warmup_s", 0), produced[-1][0]) if produced else None
+    if rate is not None:
+        return round(rate)
     rec = result["reconciliation"]
     return round(rec["produced"] / (result["minutes"] * 60)) if result["minutes"] else 0
 

@@ -169,8 +169,10 @@ def minute_sets(cloudwatch, cutoff: float) -> int:
             continue
         replaced: dict = {}   # id(point) -> its minute's set (first member) or None (merged into it)
         for (_, unit), members in groups.items():
+            if len(members) < 2:
+                continue
             stats = [s for s in map(cloudwatch._point_stats, members) if s[0] > 0]
-            if len(members) < 2 or not stats:
+            if not stats:
                 continue
             count, total = sum(s[0] for s in stats), sum(s[1] for s in stats)
             first = min(members, key=lambda p: p["Timestamp"])
@@ -182,7 +184,7 @@ def minute_sets(cloudwatch, cutoff: float) -> int:
                           "Maximum": max(s[3] for s in stats)}}
             merged += len(members) - 1
         # In place: a writer may hold this list (cloudwatch._metric_bucket) and append to it.
-        pts[:] = [replaced.get(id(p), p) for p in pts if replaced.get(id(p), p) is not None]
+        pts[:] = [kept for p in pts if (kept := replaced.get(id(p), p)) is not None]
     return merged
 
 
