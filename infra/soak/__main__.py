@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the tracker's maintenance pass (retention, partitions) runs this often: given to it as "
                         "TRACKER_MAINTENANCE_INTERVAL_S, whatever your environment says (default 120: a 30-minute "
                         "soak crosses it ~15 times; the tracker's own default is 3600)")
+    p.add_argument("--ministack-retention-s", type=float, default=120.0, metavar="S",
+                   help="MiniStack keeps log streams and raw CloudWatch datapoints this long: given to it as "
+                        "MINISTACK_LOGS_KEEP_S and MINISTACK_METRICS_RAW_S (default 120: a 10-minute soak crosses both "
+                        "bounds from its warm-up on; their own defaults, 900 and 600, would first act after the "
+                        "memory gate of a short run has been judged)")
     p.add_argument("--keep-stack", action="store_true", help="leave the soak's stack running afterwards")
     p.add_argument("--from-json", type=Path, metavar="RESULTS",
                    help="write the report and plots again from a run's raw samples (runs nothing)")
@@ -63,8 +68,10 @@ def _interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.minutes <= 0 or args.interval_s <= 0 or args.maintenance_interval_s < 0.1:
-        print("error: --minutes and --interval-s must be > 0, --maintenance-interval-s >= 0.1", file=sys.stderr)
+    if args.minutes <= 0 or args.interval_s <= 0 or args.maintenance_interval_s < 0.1 \
+            or args.ministack_retention_s < 60:
+        print("error: --minutes and --interval-s must be > 0, --maintenance-interval-s >= 0.1, "
+              "--ministack-retention-s >= 60", file=sys.stderr)
         return 2
     # The soak's terminal is for its own lines: kafka-python's ("Task ... is blocking the event loop") go to
     # KAFKA_CLIENT_LOG, as every component's do on a console.
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SoakConfig(minutes=args.minutes, interval_s=args.interval_s, state_dir=args.state_dir,
                      report=args.report, results=args.results, drain_timeout_s=args.drain_timeout_s,
                      keep_stack=args.keep_stack, maintenance_interval_s=args.maintenance_interval_s,
+                     ministack_retention_s=args.ministack_retention_s,
                      part_args={"producer": args.producer_args, "trigger": args.trigger_args})
     command = " ".join(["python -m infra.soak", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     try:

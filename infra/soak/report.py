@@ -166,7 +166,16 @@ def _maintenance_line(result: dict) -> list[str]:
         return []
     return [f"* the tracker's maintenance pass (retention, partitions) every {m['interval_s']:g} s "
             f"(`TRACKER_MAINTENANCE_INTERVAL_S`; the tracker's default is hourly): {m['passes_due']} passes due in "
-            f"its {m['tracker_ran_s'] / 60:.1f} minutes, its history counted after them"]
+            f"its {m['tracker_ran_s'] / 60:.1f} minutes, its history counted after them"] + _retention_line(result)
+
+
+def _retention_line(result: dict) -> list[str]:
+    keep = result.get("ministack_retention_s")
+    if not keep:
+        return []
+    return [f"* MiniStack's log streams and raw datapoints kept {keep:g} s (`MINISTACK_LOGS_KEEP_S`, "
+            f"`MINISTACK_METRICS_RAW_S`; their defaults are 900 and 600 s), so its memory is judged with both "
+            f"bounds acting"]
 
 
 def _lake_sentence(lake: dict | None) -> str:
@@ -245,7 +254,8 @@ def _ministack_section(result: dict) -> list[str]:
                    f"{inv.get('invocations', {}).get(fn, '-'):,} |")
     return out + ["", "MiniStack writes a log stream per invocation and applies no retention policy; as `make run` "
                       "starts it, it keeps the streams of the last `MINISTACK_LOGS_KEEP_S` and the datapoints older "
-                      "than `MINISTACK_METRICS_RAW_S` as one statistic set per minute (infra/stack/ministack_main.py): "
+                      "than `MINISTACK_METRICS_RAW_S` as one statistic set per minute (infra/stack/ministack_main.py; the soak "
+                      "sets both to `--ministack-retention-s`): "
                       "see docs/OPERATIONS.md, \"What grows, and what bounds it\".", ""]
 
 

@@ -53,6 +53,9 @@ class SoakConfig:
     # The tracker's retention/partition pass runs hourly by default: the soak runs it this often instead,
     # so that its history is reconciled after many passes (issue 20: it stopped committing after the first).
     maintenance_interval_s: float = 120.0
+    # MiniStack's log-stream and datapoint bounds (900 s, 600 s by default) likewise: a 10-minute soak judges
+    # its memory after the bounds act, not before.
+    ministack_retention_s: float = 120.0
     keep_stack: bool = False
     topic: str = "aviation-data"
     dlq_topic: str = "aviation-data-dlq"
@@ -115,14 +118,16 @@ def _progress(s: sampler.Sample, previous: sampler.Sample | None) -> str:
 
 def run_soak(cfg: SoakConfig) -> dict:
     state_dir = cfg.state_dir.resolve()
-    env = child_env(STACK_STATE_DIR=str(state_dir), TRACKER_MAINTENANCE_INTERVAL_S=f"{cfg.maintenance_interval_s:g}")
+    retention = f"{cfg.ministack_retention_s:.0f}"
+    env = child_env(STACK_STATE_DIR=str(state_dir), TRACKER_MAINTENANCE_INTERVAL_S=f"{cfg.maintenance_interval_s:g}",
+                    MINISTACK_LOGS_KEEP_S=retention, MINISTACK_METRICS_RAW_S=retention)
     os.environ["STACK_STATE_DIR"] = str(state_dir)
     kafka = KafkaSettings.from_env()
     begun = datetime.now(timezone.utc)
     load_before = machine.load_average()
     say(f"{cfg.minutes:g} min on a fresh stack in {state_dir} (Kafka {kafka.bootstrap_servers}, "
         f"AWS {os.environ.get('AWS_ENDPOINT_URL')}); the tracker's maintenance pass every "
-        f"{cfg.maintenance_interval_s:g} s")
+        f"{cfg.maintenance_interval_s:g} s, MiniStack's log and metric bounds {retention} s")
     if state_dir in (ROOT.resolve(), (ROOT / ".state").resolve()):
         raise RuntimeError(f"--state-dir {state_dir} is your own stack's: the soak wipes its folder at start")
     _check_clients_reach_the_soak_stack(kafka)
@@ -197,6 +202,7 @@ def run_soak(cfg: SoakConfig) -> dict:
             "minutes": cfg.minutes, "interval_s": cfg.interval_s,
             "maintenance": {"interval_s": cfg.maintenance_interval_s, "tracker_ran_s": round(tracker_s, 1),
                             "passes_due": int(tracker_s // cfg.maintenance_interval_s)},
+            "ministack_retention_s": cfg.ministack_retention_s,
             "warmup_s": gates.warmup_s(cfg.duration_s),
             "machine": machine.describe(), "load_before": load_before, "load_after": machine.load_average(),
             "parts": [{"name": p.name, "command": " ".join(p.argv)} for p in parts],
