@@ -5,6 +5,12 @@ from __future__ import annotations
 import json
 
 import boto3
+from botocore.config import Config
+
+# The demo printers receive on 8 threads and delete on 8 more (infra/demo/queue_reader.py): boto3's default
+# pool of 10 connections would make a thread open and discard a connection per call. Connections are opened
+# only as they are needed.
+_CONFIG = {"sqs": Config(max_pool_connections=32)}
 
 
 class AwsClients:
@@ -21,7 +27,7 @@ class AwsClients:
         if name not in self._clients:
             if self._session is None:
                 self._session = boto3.session.Session()
-            self._clients[name] = self._session.client(name)
+            self._clients[name] = self._session.client(name, config=_CONFIG.get(name))
         return self._clients[name]
 
 

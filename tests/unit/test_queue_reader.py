@@ -116,6 +116,57 @@ def test_a_delete_that_fails_on_the_service_side_is_retried_and_a_refused_one_is
     assert "1 could not be deleted and will be delivered again" in totals_line("alert", totals, 20)
 
 
+class SlowDeletes(MemoryQueue):
+    """Each DeleteMessageBatch waits until the poller has received again (or 5 s): a reader that deleted
+    before receiving again would wait the whole 5 s each time."""
+
+    def __init__(self, bodies):
+        super().__init__(bodies)
+        self.received_again_during_delete: list[bool] = []
+        self._receives = threading.Semaphore(0)
+
+    def receive_message(self, **kwargs):
+        response = super().receive_message(**kwargs)
+        self._receives.release()
+        return response
+
+    def delete_message_batch(self, QueueUrl, Entries):
+        self._receives.acquire()  # this batch's own receive
+        self.received_again_during_delete.append(self._receives.acquire(timeout=5))
+        self._receives.release()
+        return super().delete_message_batch(QueueUrl, Entries)
+
+
+def test_a_poller_receives_its_next_batch_while_the_last_one_is_being_deleted():
+    # GIVEN 30 messages and one poller, each delete waiting for the poller's next receive
+    queue, got = SlowDeletes(_bodies(30)), []
+    # WHEN it reads until the queue is quiet
+    totals = QueueReader(queue, "url", lambda bodies: got.extend(bodies) or len(bodies), pollers=1,
+                         quiet_s=0.3, partial_pause_s=0).run()
+    # THEN every delete overlapped the next receive, and the stop still waited for every delete
+    assert queue.received_again_during_delete and all(queue.received_again_during_delete)
+    assert sorted(queue.deleted) == _bodies(30) and totals.deleted == 30 and totals.not_deleted == 0
+
+
+def test_a_delete_that_raises_is_counted_as_not_deleted_and_reading_goes_on():
+    # GIVEN a queue whose first delete raises something no retry expects
+    queue, got = MemoryQueue(_bodies(25)), []
+    original, calls = queue.delete_message_batch, []
+
+    def delete(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("connection pool broke")
+        return original(**kwargs)
+    queue.delete_message_batch = delete
+    # WHEN it is read
+    totals = QueueReader(queue, "url", lambda bodies: got.extend(bodies) or len(bodies), pollers=1,
+                         quiet_s=0.3, partial_pause_s=0).run()
+    # THEN all 25 were handed over, the 10 of the failed delete are counted as not deleted, the rest deleted
+    assert sorted(got) == _bodies(25)
+    assert totals.not_deleted == 10 and totals.deleted == 15 and len(queue.deleted) == 15
+
+
 def test_a_queue_that_does_not_exist_stops_the_reader_with_the_error():
     with pytest.raises(ClientError, match="NonExistentQueue"):
         QueueReader(MemoryQueue([], missing=True), "url", len, pollers=2, seconds=5).run()
