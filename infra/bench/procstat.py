@@ -84,6 +84,16 @@ def system_cpu() -> tuple[float, float]:
     return (total - idle) / CLK_TCK, total / CLK_TCK
 
 
+def machine_cpu() -> dict[str, float]:
+    """CPU seconds of the whole machine since boot, summed over cores: "busy" (running anything, this
+    machine's own processes), "steal" (the hypervisor gave the time to another machine) and "total"."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    steal = values[7] if len(values) > 7 else 0
+    total = sum(values[:8])
+    return {"busy": (total - values[3] - values[4] - steal) / CLK_TCK, "steal": steal / CLK_TCK,
+            "total": total / CLK_TCK}
+
+
 class Child:
     """A subprocess (producer, trigger, loader) with exact CPU seconds and peak RSS."""
 

@@ -134,7 +134,9 @@ def render(result: dict, plots: dict[str, Path], report_path: Path, command: str
         *([f"* **measured with other load on the machine** (1-minute load average up to {peak_load:.1f} on "
            f"{m.get('cores')} cores, the session's own included): rates and slopes are not those of a quiet machine"]
           if peak_load > 1.5 * (m.get("cores") or 1) else []),
+        *_machine_line(result),
         *_maintenance_line(result),
+        *_retention_line(result),
         "* session (each part is what its `make` target runs, with the Makefile's and the components' defaults):",
     ]
     lines += [f"  * {p['name']}: `{p['command']}`" for p in result["parts"]]
@@ -160,13 +162,52 @@ def render(result: dict, plots: dict[str, Path], report_path: Path, command: str
     return "\n".join(lines) + "\n"
 
 
+def machine_share(result: dict) -> dict | None:
+    """After the warm-up, from /proc/stat and the processes' CPU: cores busy on the machine, of them the
+    session's processes, the rest, and the share of time the hypervisor stole (mean and worst minute)."""
+    points = [s for s in result["samples"] if s["t"] >= result["warmup_s"] and s.get("machine_cpu_s")]
+    if len(points) < 2:
+        return None
+    first, last = points[0], points[-1]
+    wall = last["t"] - first["t"]
+    total = last["machine_cpu_s"]["total"] - first["machine_cpu_s"]["total"]
+    if wall <= 0 or total <= 0:
+        return None
+    cores = total / wall
+    busy = (last["machine_cpu_s"]["busy"] - first["machine_cpu_s"]["busy"]) / wall
+    session = sum(last["cpu_s"][p] - first["cpu_s"][p] for p in last["cpu_s"] if p in first["cpu_s"]) / wall
+
+    def steal(a: dict, b: dict) -> float:
+        t = b["machine_cpu_s"]["total"] - a["machine_cpu_s"]["total"]
+        return (b["machine_cpu_s"]["steal"] - a["machine_cpu_s"]["steal"]) / t if t > 0 else 0.0
+
+    worst = max((steal(a, b) for i, a in enumerate(points) for b in points[i + 1:] if 55 <= b["t"] - a["t"] <= 65),
+                default=steal(first, last))
+    return {"cores": cores, "busy": busy, "session": session, "rest": max(0.0, busy - session),
+            "steal": steal(first, last), "steal_worst_minute": worst}
+
+
+def _machine_line(result: dict) -> list[str]:
+    share = machine_share(result)
+    if share is None:
+        return []
+    line = (f"* CPU after the warm-up: {share['busy']:.2f} of {share['cores']:.0f} cores busy on average, "
+            f"{share['session']:.2f} of them the session's processes, {share['rest']:.2f} the rest (the soak's own "
+            f"sampling, the kernel, anything else); the hypervisor took {share['steal']:.1%} of the time (steal), "
+            f"{share['steal_worst_minute']:.1%} in the worst minute")
+    if share["rest"] > 0.25 or share["steal_worst_minute"] > 0.1:
+        line = line.replace("* CPU", "* **measured with other load** (CPU", 1)
+        line += "): rates and slopes are not those of a quiet machine"
+    return [line]
+
+
 def _maintenance_line(result: dict) -> list[str]:
     m = result.get("maintenance")
     if not m:
         return []
     return [f"* the tracker's maintenance pass (retention, partitions) every {m['interval_s']:g} s "
             f"(`TRACKER_MAINTENANCE_INTERVAL_S`; the tracker's default is hourly): {m['passes_due']} passes due in "
-            f"its {m['tracker_ran_s'] / 60:.1f} minutes, its history counted after them"] + _retention_line(result)
+            f"its {m['tracker_ran_s'] / 60:.1f} minutes, its history counted after them"]
 
 
 def _retention_line(result: dict) -> list[str]:

@@ -16,7 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from infra.bench.procstat import cpu_seconds
+from infra.bench.procstat import cpu_seconds, machine_cpu
 from pipeline_common.kafka_client import KafkaSettings
 
 logger = logging.getLogger(__name__)
@@ -34,12 +34,14 @@ class Sample:
     cpu_s: dict[str, float] = field(default_factory=dict)      # cumulative CPU seconds per process
     queues: dict[str, int] = field(default_factory=dict)       # visible + in flight, per SQS queue
     load1: float = 0.0                                         # the machine's 1-minute load average
+    machine_cpu_s: dict[str, float] = field(default_factory=dict)  # the machine's busy/steal/total since boot
 
     def as_dict(self) -> dict:
         return {"t": round(self.t, 1), "produced": self.produced, "committed": self.committed, "lag": self.lag,
                 "memory_mb": {k: round(v, 1) for k, v in self.memory_mb.items()},
                 "cpu_s": {k: round(v, 2) for k, v in self.cpu_s.items()}, "queues": self.queues,
-                "load1": round(self.load1, 2)}
+                "load1": round(self.load1, 2),
+                "machine_cpu_s": {k: round(v, 2) for k, v in self.machine_cpu_s.items()}}
 
 
 # ---------------------------------------------------------------- /proc
@@ -188,6 +190,7 @@ class Sampler:
             sample.cpu_s[name] = self._cpu(pids)
         sample.queues = self._queues()
         sample.load1 = os.getloadavg()[0]
+        sample.machine_cpu_s = machine_cpu()
         return sample
 
     def _cpu(self, pids: list[int]) -> float:

@@ -172,3 +172,45 @@ def test_the_summary_gives_the_rate_the_verdict_and_every_failure_for_the_benchm
     passed = dict(summary, passed=True, failed=[], minutes=60, positions_per_s=1000)
     (target,) = [t for t in bench_report.evaluate_targets({"session": passed}) if t["key"] == "session"]
     assert target["met"] is True and target["bound"] == ""
+
+
+def _machine_samples(steal_per_10s: list[float], session_cores: float, busy_cores: float) -> list[dict]:
+    """Samples every 10 s on 2 cores: the session's processes use session_cores, the machine busy_cores,
+    and the hypervisor steals the given CPU seconds in each interval."""
+    samples, steal = [], 0.0
+    for i, stolen in enumerate([0.0] + steal_per_10s):
+        steal += stolen
+        t = 10.0 * i
+        samples.append({"t": t, "produced": 0, "committed": {}, "lag": {}, "memory_mb": {}, "queues": {},
+                        "cpu_s": {"MiniStack": session_cores * t * 0.5, "tracker": session_cores * t * 0.5},
+                        "machine_cpu_s": {"busy": 1000 + busy_cores * t, "steal": steal, "total": 5000 + 2 * t}})
+    return samples
+
+
+def test_the_report_says_how_busy_the_machine_was_and_what_the_hypervisor_took():
+    # GIVEN a 3-minute run (warm-up 36 s) where the session used 1.2 cores, the machine 1.3, and the
+    # hypervisor took 4 of 20 CPU seconds in one minute (three 10-s intervals) and nothing otherwise
+    result = a_result(None)
+    result["samples"] = _machine_samples([0.0] * 9 + [1.5, 1.5, 1.0] + [0.0] * 6, session_cores=1.2, busy_cores=1.3)
+    share = report.machine_share(result)
+    # THEN the shares are the machine's, measured after the warm-up
+    assert share["cores"] == pytest.approx(2.0) and share["busy"] == pytest.approx(1.3)
+    assert share["session"] == pytest.approx(1.2) and share["rest"] == pytest.approx(0.1)
+    assert share["steal"] == pytest.approx(4.0 / (2 * 140)) and share["steal_worst_minute"] == pytest.approx(4.0 / 120)
+    text = report.render(result, {}, Path("/tmp/SOAK.md"), "make soak")
+    assert "1.30 of 2 cores busy on average, 1.20 of them the session's processes, 0.10 the rest" in text
+    assert "measured with other load" not in text   # 3.3 % in the worst minute, 0.1 core besides the session
+
+
+def test_a_machine_whose_time_was_stolen_is_flagged_as_measured_with_other_load():
+    result = a_result(None)
+    result["samples"] = _machine_samples([0.0] * 9 + [4.0] * 6 + [0.0] * 3, session_cores=1.2, busy_cores=1.25)
+    text = report.render(result, {}, Path("/tmp/SOAK.md"), "make soak")
+    assert "**measured with other load** (CPU after the warm-up" in text and "20.0% in the worst minute" in text
+
+
+def test_the_report_says_which_ministack_bounds_the_run_had():
+    result = a_result(None)
+    result["ministack_retention_s"] = 120.0
+    text = report.render(result, {}, Path("/tmp/SOAK.md"), "make soak")
+    assert "MiniStack's log streams and raw datapoints kept 120 s" in text
