@@ -133,7 +133,7 @@ def render(result: dict, plots: dict[str, Path], report_path: Path, command: str
         "* versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
         *([f"* **measured with other load on the machine** (1-minute load average up to {peak_load:.1f} on "
            f"{m.get('cores')} cores, the session's own included): rates and slopes are not those of a quiet machine"]
-          if peak_load > 1.5 * (m.get("cores") or 1) else []),
+          if peak_load > 1.5 * (m.get("cores") or 1) and machine_share(result) is None else []),
         *_machine_line(result),
         *_maintenance_line(result),
         *_retention_line(result),
