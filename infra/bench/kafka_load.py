@@ -158,11 +158,11 @@ def fleet_messages(kind: str, seed: int, count: int, value_format: str = "json")
 
 def prefill(topic: str, count: int, kind: str, seed: int, kafka: KafkaSettings, value_format: str = "json") -> float:
     """Write `count` records (the fleet's states, cycled) to `topic`; returns seconds taken."""
-    from pipeline_common.state_codec import CONTENT_TYPE_HEADER, FORMATS
+    from pipeline_common.state_codec import FORMATS, record_headers
     from producer.kafka_sink import PRODUCER_CONFIG
 
     messages = fleet_messages(kind, seed, count, value_format)
-    headers = [(CONTENT_TYPE_HEADER, FORMATS[value_format].encode())]  # as the producer labels its records
+    headers = record_headers(FORMATS[value_format]) or None  # as the producer labels its records
     producer = KafkaProducer(**kafka.client_kwargs(), **PRODUCER_CONFIG)
     try:
         partitions = sorted(producer.partitions_for(topic))

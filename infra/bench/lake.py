@@ -126,10 +126,10 @@ def fleet_states(aircraft: int, ticks: int, cadence_s: int = ARCHIVE_CADENCE_S) 
 
 def prefill(session: Session, topic: str, values: list[tuple[bytes, bytes]], content_type: str) -> dict:
     """The records into `topic` with the tracker section's producer settings (acks=1, no compression), each
-    with the producer's content-type header."""
-    from pipeline_common.state_codec import CONTENT_TYPE_HEADER
+    with the producer's headers (state_codec.record_headers: a content-type for Protobuf, none for JSON)."""
+    from pipeline_common.state_codec import record_headers
 
-    headers = [(CONTENT_TYPE_HEADER, content_type.encode("ascii"))]
+    headers = record_headers(content_type) or None
     started = time.monotonic()
     producer = KafkaProducer(**session.kafka.client_kwargs(), linger_ms=20, batch_size=512 * 1024,
                              compression_type=None, acks=1)

@@ -1,4 +1,4 @@
-"""Publishes state messages to Kafka: one message per aircraft state (JSON or Protobuf, named by its
+"""Publishes state messages to Kafka: one message per aircraft state (JSON, or Protobuf named by its
 content-type header), keyed by icao24.
 
 Durable settings (acks=all, idempotence) so a broker failover neither loses nor duplicates a
@@ -15,7 +15,7 @@ from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
 from pipeline_common.kafka_client import DEFAULT_TOPIC, BrokerUnavailable, KafkaSettings, connect_with_retry
-from pipeline_common.state_codec import CONTENT_TYPE_HEADER, FORMATS, JSON, encode_state
+from pipeline_common.state_codec import FORMATS, JSON, encode_state, record_headers
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +52,10 @@ class KafkaSink:
                  **producer_overrides):
         self.topic = topic
         self.settings = settings or KafkaSettings.from_env()
-        # Every record says how its value is encoded, so consumers pick the decoder by the header.
+        # A Protobuf record says so in its content-type header; JSON, the default, goes without (see
+        # state_codec.record_headers), and consumers pick the decoder by the header.
         self.content_type = FORMATS[value_format]
-        self._headers = [(CONTENT_TYPE_HEADER, self.content_type.encode("ascii"))]
+        self._headers = record_headers(self.content_type) or None
         self._lock = threading.Lock()
         self._delivered = 0
         self._failed = 0

@@ -93,7 +93,8 @@ class ProducerConfig(Settings):
     connect_timeout_s: float = setting("PRODUCER_CONNECT_TIMEOUT", 120.0, minimum=0.0, unit="s", metavar="S",
                                        help="keep retrying an unreachable broker this long at start")
     value_format: str = setting("PRODUCER_FORMAT", "json", choices=tuple(FORMATS), flag="--format",
-                                help="wire format of each Kafka record (its content-type header says which)")
+                                help="wire format of each Kafka record (a Protobuf record says so in its content-type "
+                                     "header; JSON ones carry none)")
     opensky: OpenSkySettings = field(default_factory=OpenSkySettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 

@@ -37,8 +37,8 @@ _VALUE_FIXED = len(b',"value":""')
 # The usual record (key and value present): the whole record in one formatting operation.
 _RECORD_FULL = _RECORD_HEAD + b',"key":"%s","value":"%s","headers":%s}'
 _TIMESTAMP_TYPE_LEN = {k: len(v) for k, v in TIMESTAMP_TYPES.items()}
-# Distinct header lists remembered with their JSON. Producers label every record the same way (one
-# content-type header), so this holds a handful; the bound only stops a producer that puts a unique
+# Distinct header lists remembered with their JSON. Producers label their records the same way (none
+# for JSON, one content-type header for Protobuf), so this holds a handful; the bound only stops a producer that puts a unique
 # value in every record's header (a trace id) from growing it without end.
 _HEADER_CACHE_MAX = 1024
 
