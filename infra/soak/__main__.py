@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from infra.soak.report import ministack_bound_defaults
+
     p = argparse.ArgumentParser(prog="python -m infra.soak", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=30.0, help="how long the session runs (default 30)")
@@ -43,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ministack-retention-s", type=float, default=120.0, metavar="S",
                    help="MiniStack keeps log streams and raw CloudWatch datapoints this long: given to it as "
                         "MINISTACK_LOGS_KEEP_S and MINISTACK_METRICS_RAW_S (default 120: a 10-minute soak crosses both "
-                        "bounds from its warm-up on; their own defaults, 900 and 600, would first act after the "
-                        "memory gate of a short run has been judged)")
+                        "bounds from its warm-up on; their own defaults, %d and %d, would first act after the "
+                        "memory gate of a short run has been judged)" % ministack_bound_defaults())
     p.add_argument("--keep-stack", action="store_true", help="leave the soak's stack running afterwards")
     p.add_argument("--from-json", type=Path, metavar="RESULTS",
                    help="write the report and plots again from a run's raw samples (runs nothing)")

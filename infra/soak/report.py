@@ -1,11 +1,13 @@
 """docs/SOAK.md and its plots (docs/soak/*.png) from one soak's results (the JSON run.py returns)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 from infra.soak import gates
+from infra.stack.servers import StackConfig
 
 PLOTS = ("lag", "throughput", "memory")
 
@@ -119,6 +121,7 @@ def render(result: dict, plots: dict[str, Path], report_path: Path, command: str
     verdict = "PASSED" if result["passed"] else "FAILED"
     peak_load = max([result["load_before"][0], result["load_after"][0],
                      *(s.get("load1", 0.0) for s in result["samples"])])
+    share = machine_share(result)
     lines = [
         "# Soak: the typical session for hours",
         "",
@@ -133,8 +136,8 @@ def render(result: dict, plots: dict[str, Path], report_path: Path, command: str
         "* versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
         *([f"* **measured with other load on the machine** (1-minute load average up to {peak_load:.1f} on "
            f"{m.get('cores')} cores, the session's own included): rates and slopes are not those of a quiet machine"]
-          if peak_load > 1.5 * (m.get("cores") or 1) and machine_share(result) is None else []),
-        *_machine_line(result),
+          if peak_load > 1.5 * (m.get("cores") or 1) and share is None else []),
+        *_machine_line(share),
         *_maintenance_line(result),
         *_retention_line(result),
         "* session (each part is what its `make` target runs, with the Makefile's and the components' defaults):",
@@ -187,18 +190,16 @@ def machine_share(result: dict) -> dict | None:
             "steal": steal(first, last), "steal_worst_minute": worst}
 
 
-def _machine_line(result: dict) -> list[str]:
-    share = machine_share(result)
+def _machine_line(share: dict | None) -> list[str]:
     if share is None:
         return []
-    line = (f"* CPU after the warm-up: {share['busy']:.2f} of {share['cores']:.0f} cores busy on average, "
-            f"{share['session']:.2f} of them the session's processes, {share['rest']:.2f} the rest (the soak's own "
-            f"sampling, the kernel, anything else); the hypervisor took {share['steal']:.1%} of the time (steal), "
-            f"{share['steal_worst_minute']:.1%} in the worst minute")
+    cpu = (f"CPU after the warm-up: {share['busy']:.2f} of {share['cores']:.0f} cores busy on average, "
+           f"{share['session']:.2f} of them the session's processes, {share['rest']:.2f} the rest (the soak's own "
+           f"sampling, the kernel, anything else); the hypervisor took {share['steal']:.1%} of the time (steal), "
+           f"{share['steal_worst_minute']:.1%} in the worst minute")
     if share["rest"] > 0.25 or share["steal_worst_minute"] > 0.1:
-        line = line.replace("* CPU", "* **measured with other load** (CPU", 1)
-        line += "): rates and slopes are not those of a quiet machine"
-    return [line]
+        return [f"* **measured with other load** ({cpu}): rates and slopes are not those of a quiet machine"]
+    return [f"* {cpu}"]
 
 
 def _maintenance_line(result: dict) -> list[str]:
@@ -214,9 +215,16 @@ def _retention_line(result: dict) -> list[str]:
     keep = result.get("ministack_retention_s")
     if not keep:
         return []
+    logs_s, metrics_s = ministack_bound_defaults()
     return [f"* MiniStack's log streams and raw datapoints kept {keep:g} s (`MINISTACK_LOGS_KEEP_S`, "
-            f"`MINISTACK_METRICS_RAW_S`; their defaults are 900 and 600 s), so its memory is judged with both "
-            f"bounds acting"]
+            f"`MINISTACK_METRICS_RAW_S`; their defaults are {logs_s} and {metrics_s} s), so its memory is judged "
+            f"with both bounds acting"]
+
+
+def ministack_bound_defaults() -> tuple[int, int]:
+    """MINISTACK_LOGS_KEEP_S's and MINISTACK_METRICS_RAW_S's defaults, as infra/stack/servers.py declares them."""
+    defaults = {f.name: f.default for f in dataclasses.fields(StackConfig)}
+    return defaults["ministack_logs_keep_s"], defaults["ministack_metrics_raw_s"]
 
 
 def _lake_sentence(lake: dict | None) -> str:
@@ -295,8 +303,8 @@ def _ministack_section(result: dict) -> list[str]:
                    f"{inv.get('invocations', {}).get(fn, '-'):,} |")
     return out + ["", "MiniStack writes a log stream per invocation and applies no retention policy; as `make run` "
                       "starts it, it keeps the streams of the last `MINISTACK_LOGS_KEEP_S` and the datapoints older "
-                      "than `MINISTACK_METRICS_RAW_S` as one statistic set per minute (infra/stack/ministack_main.py; the soak "
-                      "sets both to `--ministack-retention-s`): "
+                      "than `MINISTACK_METRICS_RAW_S` as one statistic set per minute "
+                      "(infra/stack/ministack_main.py; the soak sets both to `--ministack-retention-s`): "
                       "see docs/OPERATIONS.md, \"What grows, and what bounds it\".", ""]
 
 

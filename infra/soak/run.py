@@ -53,8 +53,8 @@ class SoakConfig:
     # The tracker's retention/partition pass runs hourly by default: the soak runs it this often instead,
     # so that its history is reconciled after many passes (issue 20: it stopped committing after the first).
     maintenance_interval_s: float = 120.0
-    # MiniStack's log-stream and datapoint bounds (900 s, 600 s by default) likewise: a 10-minute soak judges
-    # its memory after the bounds act, not before.
+    # MiniStack's log-stream and datapoint bounds likewise (their defaults are 10-15 minutes): a 10-minute soak
+    # judges its memory after the bounds act, not before.
     ministack_retention_s: float = 120.0
     keep_stack: bool = False
     topic: str = "aviation-data"

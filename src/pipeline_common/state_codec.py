@@ -25,6 +25,7 @@ def record_headers(content_type: str) -> list[tuple[str, bytes]]:
     function parse again)."""
     return [] if content_type == JSON else [(CONTENT_TYPE_HEADER, content_type.encode("ascii"))]
 
+
 # Every key of the JSON message, in its order (OpenSky's 18 fields, then the producer's provenance);
 # kept here too so this module needs nothing outside pipeline_common.
 STATE_KEYS = ("icao24", "callsign", "origin_country", "time_position", "last_contact", "longitude", "latitude",

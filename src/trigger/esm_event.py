@@ -38,8 +38,8 @@ _VALUE_FIXED = len(b',"value":""')
 _RECORD_FULL = _RECORD_HEAD + b',"key":"%s","value":"%s","headers":%s}'
 _TIMESTAMP_TYPE_LEN = {k: len(v) for k, v in TIMESTAMP_TYPES.items()}
 # Distinct header lists remembered with their JSON. Producers label their records the same way (none
-# for JSON, one content-type header for Protobuf), so this holds a handful; the bound only stops a producer that puts a unique
-# value in every record's header (a trace id) from growing it without end.
+# for JSON, one content-type header for Protobuf), so this holds a handful; the bound only stops a
+# producer that puts a unique value in every record's header (a trace id) from growing it without end.
 _HEADER_CACHE_MAX = 1024
 
 
