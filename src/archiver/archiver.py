@@ -24,6 +24,7 @@ positions commit.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -144,7 +145,6 @@ class Archiver:
 
     def _take(self, polled: dict) -> None:
         pending, stored, rejects_stored = self._pending, self._stored, self._rejects_stored
-        positions = pending.positions
         for tp, records in polled.items():
             for record in records:
                 partition, offset = record.partition, record.offset
@@ -153,7 +153,7 @@ class Archiver:
                     continue
                 pending.take(partition, offset)
                 try:
-                    positions.append(decode(record.value, partition, offset, record.headers))
+                    pending.add(decode(record.value, partition, offset, record.headers))
                     continue
                 except InvalidRecord as exc:
                     reason = str(exc)
@@ -177,7 +177,7 @@ class Archiver:
         offsets = commit_offsets(self._stored, pending.offsets)
         text = encode_offsets(topic, offsets)
         now = datetime.now(timezone.utc)
-        rows, duplicates = positions_table(pending.positions, now, self._previous_keys)
+        rows, duplicates = positions_table(pending.positions(), now, self._previous_keys)
         attempt = 0
         while True:
             try:
@@ -325,12 +325,17 @@ class Archiver:
         elapsed = max(1e-9, now - last[0])
         rows_per_s, consumed_per_s = (s.rows - last[1]) / elapsed, (s.consumed - last[2]) / elapsed
         ago = f"{time.time() - s.last_commit_at:.0f}s ago ({s.last_commit_rows} rows)" if s.last_commit_at else "none yet"
+        # What the process holds, by kind: Arrow's pool (pending chunks, the last keys, writes in flight) and
+        # Python's object count, so a growing RSS can be told apart.
+        arrow_mb, blocks = pa.total_allocated_bytes() / 1e6, sys.getallocatedblocks()
         logger.info("status: %d rows committed (%.0f rows/s) | %d consumed (%.0f/s), %d pending | %d rejected, "
-                    "%d duplicates | lag %s | last commit %s", s.rows, rows_per_s, s.consumed, consumed_per_s,
-                    self._pending.consumed, s.rejects, s.duplicates, s.lag, ago,
+                    "%d duplicates | lag %s | last commit %s | arrow %.1f MB, %d Python blocks", s.rows, rows_per_s,
+                    s.consumed, consumed_per_s, self._pending.consumed, s.rejects, s.duplicates, s.lag, ago, arrow_mb,
+                    blocks,
                     extra={"topic": self.config.topic, "rows": s.rows, "rows_per_s": round(rows_per_s, 1),
                            "consumed": s.consumed, "pending": self._pending.consumed, "lag": s.lag,
-                           "commits": s.commits, "refused": s.refused})
+                           "commits": s.commits, "refused": s.refused, "arrow_mb": round(arrow_mb, 1),
+                           "python_blocks": blocks})
         return now, s.rows, s.consumed
 
     def _shutdown(self) -> None:

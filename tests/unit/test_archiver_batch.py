@@ -73,3 +73,23 @@ def test_a_start_resumes_each_partition_at_the_tables_offset_or_the_beginning():
     assert seek_targets([2, 0, 1], {0: 10, 2: 0}) == {0: 10, 1: None, 2: 0}
     assert already_stored(0, 9, {0: 10}) and not already_stored(0, 10, {0: 10})
     assert not already_stored(1, 0, {0: 10})
+
+
+def test_pending_positions_wait_as_arrow_chunks_and_come_back_whole_in_order(monkeypatch):
+    monkeypatch.setattr("archiver.batch.CHUNK_ROWS", 3)
+    pending = Pending()
+    added = [pos(f"{n:06x}", n, n % 2, n) for n in range(8)]
+    for position in added:
+        pending.add(position)
+    assert len(pending.chunks) == 2 and len(pending.rows) == 2  # 3 + 3 as Arrow, the newest 2 not yet
+    table = pending.positions()
+    assert table.num_rows == 8 and table.column("kafka_offset").to_pylist() == list(range(8))
+    assert [Position(*row.values()) for row in table.to_pylist()] == added  # every field as decoded
+    from_chunks, _ = positions_table(table, NOW)
+    from_list, _ = positions_table(added, NOW)
+    assert from_chunks.equals(from_list)
+
+
+def test_an_empty_pending_commit_gives_an_empty_table():
+    table, dropped = positions_table(Pending().positions(), NOW)
+    assert table.num_rows == 0 and dropped == 0 and table.schema == POSITIONS_ARROW
