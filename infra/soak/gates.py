@@ -6,7 +6,9 @@ A series is a list of (seconds since the start, value). The gates (after the war
     between every pair of samples, so a garbage collection or one odd sample does not move it), unless
     what the slope adds up to over the run is within the process's own spread around it or under 10 MB:
     a few minutes of a process whose resident memory saws by +-7 MB (the broker) can draw a slope of
-    1-3 MB/min from noise alone;
+    1-3 MB/min from noise alone; nor unless the growth has stopped: over the second half of the measured
+    time it rose no more than its noise or 2.5 MB. A Python process's resident memory steps
+    up to the largest batch it has held and stays there (a high-water mark); a leak goes on growing;
   * throughput: records/s out in the last window must be at least 90 % of the first window.
 """
 from __future__ import annotations
@@ -25,6 +27,10 @@ MEMORY_LIMIT_MB_PER_MIN = 1.0
 # the broker's, 5 MB let 1 in 5 flat five-minute runs fail, 10 MB 1 in 15. It leaves hour-long runs to the
 # slope (1 MB/min is 25 MB over a 30-minute run's measured time).
 MEMORY_MIN_RISE_MB = 10.0
+# Growth over the run that rose no more than this (or its noise) over the second half has stopped: a step
+# to a high-water mark. A quarter of the minimum rise, with no slope allowance: the archiver's old first-
+# 20-minute ramp (+1.0 MB/min, +3.9 MB over a 10-minute run's last 4 minutes) is still growth.
+MEMORY_LEVEL_MB = 2.5
 THROUGHPUT_MIN_RATIO = 0.9
 # The lag "keeps growing" only when its rise over the second half is more than this much input
 # (a backlog that appears and clears within a few seconds is batching, not falling behind).
@@ -131,30 +137,45 @@ def lag_gate(group: str, lag: Series, in_rate: float, measured_from: float, end:
                                      f"{tolerance:,.0f}")
 
 
+def _growth(points: Series, min_rise_mb: float) -> tuple[bool, float, float, float]:
+    """(grows, slope MB/min, rise MB, noise MB) of sorted samples: the slope is over the limit and what it
+    adds up to over their time exceeds both their spread around the line and ``min_rise_mb``."""
+    slope_s = theil_sen_slope(points)
+    rise = slope_s * (points[-1][0] - points[0][0])
+    noise = residual_spread(points, slope_s)
+    return slope_s * 60 > MEMORY_LIMIT_MB_PER_MIN and rise > max(noise, min_rise_mb), slope_s * 60, rise, noise
+
+
 def memory_gate(process: str, rss_mb: Series, measured_from: float) -> Gate:
     """Fails when the memory grows faster than MEMORY_LIMIT_MB_PER_MIN and that growth is real: its rise
     over the measured time (slope x time) exceeds both the samples' own noise around the line and
     MEMORY_MIN_RISE_MB. On an hour-long run the slope decides; on a few minutes, only a rise the noise
-    cannot explain fails."""
+    cannot explain fails. Growth that stopped passes, said so: over the second half of the measured time
+    the rise is within its noise or MEMORY_LEVEL_MB (a step to a high-water mark, then level)."""
     points = after(rss_mb, measured_from)
     limit = (f"<= {MEMORY_LIMIT_MB_PER_MIN:g} MB/min, or a rise within its noise (interquartile range around the "
-             f"line) or under {MEMORY_MIN_RISE_MB:g} MB")
+             f"line) or under {MEMORY_MIN_RISE_MB:g} MB, or level over the second half")
     if len(points) < 3:
         return Gate(f"memory {process}", False, f"{len(points)} samples after warm-up", limit,
                     "too few samples to judge")
     points = sorted(points)
-    slope_s = theil_sen_slope(points)
-    slope = slope_s * 60
+    grows, slope, rise, noise = _growth(points, MEMORY_MIN_RISE_MB)
     span = points[-1][0] - points[0][0]
-    rise = slope_s * span
-    noise = residual_spread(points, slope_s)
-    ok = slope <= MEMORY_LIMIT_MB_PER_MIN or rise <= max(noise, MEMORY_MIN_RISE_MB)
     first, last = points[0][1], points[-1][1]
-    return Gate(f"memory {process}", ok,
-                f"{slope:+.2f} MB/min ({first:,.0f} -> {last:,.0f} MB; rise {rise:+.1f} MB over {span / 60:.1f} min, "
-                f"noise {noise:.1f} MB)", limit,
-                "" if ok else f"{process} grows {slope:.2f} MB/min: {rise:.1f} MB over {span / 60:.1f} min, beyond "
-                              f"its noise ({noise:.1f} MB) and {MEMORY_MIN_RISE_MB:g} MB")
+    measured = (f"{slope:+.2f} MB/min ({first:,.0f} -> {last:,.0f} MB; rise {rise:+.1f} MB over {span / 60:.1f} min, "
+                f"noise {noise:.1f} MB)")
+    if grows:
+        half = after(points, points[0][0] + span / 2)
+        if len(half) >= 3:
+            _, half_slope, half_rise, half_noise = _growth(half, MEMORY_LEVEL_MB)
+            if half_rise <= max(half_noise, MEMORY_LEVEL_MB):
+                held = half[-1][0] - half[0][0]
+                return Gate(f"memory {process}", True, f"{measured}; then level: {half_slope:+.2f} MB/min, "
+                                                       f"{half_rise:+.1f} MB over the last {held / 60:.1f} min", limit)
+    return Gate(f"memory {process}", not grows, measured, limit,
+                "" if not grows else f"{process} grows {slope:.2f} MB/min: {rise:.1f} MB over {span / 60:.1f} min, "
+                                     f"beyond its noise ({noise:.1f} MB) and {MEMORY_MIN_RISE_MB:g} MB, and still "
+                                     f"in the second half")
 
 
 def throughput_gate(group: str, committed: Series, measured_from: float, end: float,

@@ -164,7 +164,7 @@ def test_the_real_brokers_short_run_passes_and_the_real_ministacks_growth_after_
     assert broker.ok and "+3.60 MB/min" in broker.measured and "noise 11.7 MB" in broker.measured, broker
     assert not ministack.ok, ministack
     assert ministack.detail == ("MiniStack grows 15.00 MB/min: 35.0 MB over 2.3 min, beyond its noise (3.0 MB) "
-                                "and 10 MB")
+                                "and 10 MB, and still in the second half")
 
 
 def test_noise_alone_rarely_fails_a_short_run_any_more():
@@ -290,3 +290,41 @@ def test_a_consumer_catching_up_its_cold_start_is_held_to_the_input_rate():
     # a consumer that really slows down still fails against the input
     slowing = every_10s(10, lambda t: 1000 * t if t <= 300 else 1000 * 300 + 800 * (t - 300))
     assert not gates.throughput_gate("g", slowing, 120, 600, in_rate=1000.0).ok
+
+
+def ten_s_steps(start: float, levels: list[tuple[int, float]]) -> list[tuple[float, float]]:
+    """A series sampled every 10 s from ``start``: each (n, MB) holds MB for n samples."""
+    values = [mb for n, mb in levels for _ in range(n)]
+    return [(start + 10 * i, mb) for i, mb in enumerate(values)]
+
+
+# The measured 8 minutes of two real 10-minute soaks at 1,000 positions/s (2026-12-07), every 10 s.
+# The tracker stepped up 8 MB between minutes 4 and 6 and held 116 MB to the end (15:00 UTC run).
+REAL_TRACKER_STEP = ten_s_steps(122, [(11, 108.0), (1, 108.3), (1, 109.8), (2, 109.9), (1, 111.4), (1, 111.7),
+                                      (2, 111.8), (2, 112.7), (3, 112.8), (23, 116.1), (2, 116.3)])
+# The archiver, before its pending rows became Arrow, ramped all along (12:38 UTC run).
+REAL_ARCHIVER_RAMP = ten_s_steps(122, [(1, 315.2), (3, 313.4), (3, 316.5), (3, 314.1), (3, 313.8), (3, 315.8),
+                                       (3, 314.4), (3, 316.5), (3, 321.1), (3, 321.3), (3, 320.4), (3, 320.6),
+                                       (3, 325.6), (3, 324.5), (3, 328.2), (3, 324.0), (3, 324.4)])
+
+
+def test_a_step_to_a_high_water_mark_that_then_holds_passes_and_says_so():
+    # GIVEN the tracker's real step: +8 MB between minutes 4 and 6, then level for 4 minutes
+    gate = gates.memory_gate("tracker", REAL_TRACKER_STEP, measured_from=120)
+    # THEN its rise over the run (10.2 MB) is over the minimum, but over the second half it did not grow
+    assert gate.ok, gate
+    assert gate.measured == ("+1.28 MB/min (108 -> 116 MB; rise +10.2 MB over 8.0 min, noise 1.7 MB); then level: "
+                             "+0.00 MB/min, +0.0 MB over the last 4.0 min")
+
+
+def test_a_ramp_still_going_in_the_second_half_fails_though_it_levels_off_later():
+    # GIVEN the archiver's real ramp (in the hour it levelled off only after 20 minutes)
+    gate = gates.memory_gate("archiver", REAL_ARCHIVER_RAMP, measured_from=120)
+    # THEN it fails: +3.9 MB over the last 4 minutes is more than the 2.5 MB a level process may drift
+    assert not gate.ok and gate.detail.endswith("and still in the second half"), gate
+
+
+def test_a_leak_that_starts_half_way_fails():
+    rss = every_10s(10, lambda t: 200 + max(0.0, t - 360) * 3 / 60)  # flat, then +3 MB/min from minute 6
+    assert not gates.memory_gate("tracker", rss, measured_from=120).ok
+
