@@ -6,9 +6,9 @@ A series is a list of (seconds since the start, value). The gates (after the war
     between every pair of samples, so a garbage collection or one odd sample does not move it), unless
     what the slope adds up to over the run is within the process's own spread around it or under 10 MB:
     a few minutes of a process whose resident memory saws by +-7 MB (the broker) can draw a slope of
-    1-3 MB/min from noise alone; nor unless the growth has stopped: over the second half of the measured
-    time it rose no more than its noise or 2.5 MB. A Python process's resident memory steps
-    up to the largest batch it has held and stays there (a high-water mark); a leak goes on growing;
+    1-3 MB/min from noise alone; nor unless it was a step of at most 20 MB that then stopped: over the
+    second half of the measured time it rose no more than its noise or 2.5 MB. A Python process's resident
+    memory steps up to the largest batch it has held and stays there (a high-water mark); a leak goes on;
   * throughput: records/s out in the last window must be at least 90 % of the first window.
 """
 from __future__ import annotations
@@ -31,6 +31,10 @@ MEMORY_MIN_RISE_MB = 10.0
 # to a high-water mark. A quarter of the minimum rise, with no slope allowance: the archiver's old first-
 # 20-minute ramp (+1.0 MB/min, +3.9 MB over a 10-minute run's last 4 minutes) is still growth.
 MEMORY_LEVEL_MB = 2.5
+# ... and only a step of at most this much: a run too short to see whether growth resumes forgives a high-
+# water mark of a batch or two, not a process that put on 50-100 MB (MiniStack under a cold start's backlog,
+# 193 -> 310 MB in 8 minutes, levelled off in the last 4 and still fails).
+MEMORY_MAX_STEP_MB = 2 * MEMORY_MIN_RISE_MB
 THROUGHPUT_MIN_RATIO = 0.9
 # The lag "keeps growing" only when its rise over the second half is more than this much input
 # (a backlog that appears and clears within a few seconds is batching, not falling behind).
@@ -151,10 +155,12 @@ def memory_gate(process: str, rss_mb: Series, measured_from: float) -> Gate:
     over the measured time (slope x time) exceeds both the samples' own noise around the line and
     MEMORY_MIN_RISE_MB. On an hour-long run the slope decides; on a few minutes, only a rise the noise
     cannot explain fails. Growth that stopped passes, said so: over the second half of the measured time
-    the rise is within its noise or MEMORY_LEVEL_MB (a step to a high-water mark, then level)."""
+    the rise is within its noise or MEMORY_LEVEL_MB (a step to a high-water mark, then level), and the whole
+    rise is at most MEMORY_MAX_STEP_MB."""
     points = after(rss_mb, measured_from)
     limit = (f"<= {MEMORY_LIMIT_MB_PER_MIN:g} MB/min, or a rise within its noise (interquartile range around the "
-             f"line) or under {MEMORY_MIN_RISE_MB:g} MB, or level over the second half")
+             f"line) or under {MEMORY_MIN_RISE_MB:g} MB, or a step of at most {MEMORY_MAX_STEP_MB:g} MB, level over "
+             f"the second half")
     if len(points) < 3:
         return Gate(f"memory {process}", False, f"{len(points)} samples after warm-up", limit,
                     "too few samples to judge")
@@ -164,7 +170,7 @@ def memory_gate(process: str, rss_mb: Series, measured_from: float) -> Gate:
     first, last = points[0][1], points[-1][1]
     measured = (f"{slope:+.2f} MB/min ({first:,.0f} -> {last:,.0f} MB; rise {rise:+.1f} MB over {span / 60:.1f} min, "
                 f"noise {noise:.1f} MB)")
-    if grows:
+    if grows and rise <= MEMORY_MAX_STEP_MB:
         half = after(points, points[0][0] + span / 2)
         if len(half) >= 3:
             _, half_slope, half_rise, half_noise = _growth(half, MEMORY_LEVEL_MB)
@@ -172,10 +178,13 @@ def memory_gate(process: str, rss_mb: Series, measured_from: float) -> Gate:
                 held = half[-1][0] - half[0][0]
                 return Gate(f"memory {process}", True, f"{measured}; then level: {half_slope:+.2f} MB/min, "
                                                        f"{half_rise:+.1f} MB over the last {held / 60:.1f} min", limit)
-    return Gate(f"memory {process}", not grows, measured, limit,
-                "" if not grows else f"{process} grows {slope:.2f} MB/min: {rise:.1f} MB over {span / 60:.1f} min, "
-                                     f"beyond its noise ({noise:.1f} MB) and {MEMORY_MIN_RISE_MB:g} MB, and still "
-                                     f"in the second half")
+    if not grows:
+        return Gate(f"memory {process}", True, measured, limit)
+    why = (f"more than a {MEMORY_MAX_STEP_MB:g}-MB step" if rise > MEMORY_MAX_STEP_MB
+           else "and still growing over the second half")
+    return Gate(f"memory {process}", False, measured, limit,
+                f"{process} grows {slope:.2f} MB/min: {rise:.1f} MB over {span / 60:.1f} min, beyond its noise "
+                f"({noise:.1f} MB) and {MEMORY_MIN_RISE_MB:g} MB, {why}")
 
 
 def throughput_gate(group: str, committed: Series, measured_from: float, end: float,

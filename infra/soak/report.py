@@ -324,8 +324,8 @@ def _method() -> list[str]:
         f"all pairs of samples, robust to garbage collection) unless the rise that slope adds up to over the measured "
         f"time is within the process's own noise (the interquartile range of its samples around the line) or under "
         f"{gates.MEMORY_MIN_RISE_MB:g} MB, which a few minutes of a noisy process (the broker saws by +-7 MB) draw "
-        f"from noise alone, or the growth has stopped: over the second half it rose no more than its noise or "
-        f"{gates.MEMORY_LEVEL_MB:g} MB (a step to a high-water mark, then level); records/s out in the last 5 minutes (a third of the "
+        f"from noise alone, or it was a step of at most {gates.MEMORY_MAX_STEP_MB:g} MB that stopped: over the second "
+        f"half it rose no more than its noise or {gates.MEMORY_LEVEL_MB:g} MB (a high-water mark, then level); records/s out in the last 5 minutes (a third of the "
         f"measured time in shorter runs) must be >= {gates.THROUGHPUT_MIN_RATIO:.0%} of the first 5. A short run "
         "shows what grows, not reliably how fast.",
         "* Then the producer stops, the consumers drain, the notification printer empties the queue, and the run is "
