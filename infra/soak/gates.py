@@ -141,13 +141,11 @@ def lag_gate(group: str, lag: Series, in_rate: float, measured_from: float, end:
                                      f"{tolerance:,.0f}")
 
 
-def _growth(points: Series, min_rise_mb: float) -> tuple[bool, float, float, float]:
-    """(grows, slope MB/min, rise MB, noise MB) of sorted samples: the slope is over the limit and what it
-    adds up to over their time exceeds both their spread around the line and ``min_rise_mb``."""
+def _line(points: Series) -> tuple[float, float, float]:
+    """(slope MB/min, rise MB, noise MB) of sorted samples: the Theil-Sen slope, what it adds up to over their
+    time, and their spread around it."""
     slope_s = theil_sen_slope(points)
-    rise = slope_s * (points[-1][0] - points[0][0])
-    noise = residual_spread(points, slope_s)
-    return slope_s * 60 > MEMORY_LIMIT_MB_PER_MIN and rise > max(noise, min_rise_mb), slope_s * 60, rise, noise
+    return slope_s * 60, slope_s * (points[-1][0] - points[0][0]), residual_spread(points, slope_s)
 
 
 def memory_gate(process: str, rss_mb: Series, measured_from: float) -> Gate:
@@ -161,28 +159,26 @@ def memory_gate(process: str, rss_mb: Series, measured_from: float) -> Gate:
     limit = (f"<= {MEMORY_LIMIT_MB_PER_MIN:g} MB/min, or a rise within its noise (interquartile range around the "
              f"line) or under {MEMORY_MIN_RISE_MB:g} MB, or a step of at most {MEMORY_MAX_STEP_MB:g} MB, level over "
              f"the second half")
+    name = f"memory {process}"
     if len(points) < 3:
-        return Gate(f"memory {process}", False, f"{len(points)} samples after warm-up", limit,
-                    "too few samples to judge")
+        return Gate(name, False, f"{len(points)} samples after warm-up", limit, "too few samples to judge")
     points = sorted(points)
-    grows, slope, rise, noise = _growth(points, MEMORY_MIN_RISE_MB)
+    slope, rise, noise = _line(points)
     span = points[-1][0] - points[0][0]
-    first, last = points[0][1], points[-1][1]
-    measured = (f"{slope:+.2f} MB/min ({first:,.0f} -> {last:,.0f} MB; rise {rise:+.1f} MB over {span / 60:.1f} min, "
-                f"noise {noise:.1f} MB)")
-    if grows and rise <= MEMORY_MAX_STEP_MB:
-        half = after(points, points[0][0] + span / 2)
-        if len(half) >= 3:
-            _, half_slope, half_rise, half_noise = _growth(half, MEMORY_LEVEL_MB)
-            if half_rise <= max(half_noise, MEMORY_LEVEL_MB):
-                held = half[-1][0] - half[0][0]
-                return Gate(f"memory {process}", True, f"{measured}; then level: {half_slope:+.2f} MB/min, "
-                                                       f"{half_rise:+.1f} MB over the last {held / 60:.1f} min", limit)
-    if not grows:
-        return Gate(f"memory {process}", True, measured, limit)
+    measured = (f"{slope:+.2f} MB/min ({points[0][1]:,.0f} -> {points[-1][1]:,.0f} MB; rise {rise:+.1f} MB over "
+                f"{span / 60:.1f} min, noise {noise:.1f} MB)")
+    if slope <= MEMORY_LIMIT_MB_PER_MIN or rise <= max(noise, MEMORY_MIN_RISE_MB):
+        return Gate(name, True, measured, limit)
+    half = after(points, points[0][0] + span / 2)
+    if rise <= MEMORY_MAX_STEP_MB and len(half) >= 3:
+        half_slope, half_rise, half_noise = _line(half)
+        if half_rise <= max(half_noise, MEMORY_LEVEL_MB):
+            held = half[-1][0] - half[0][0]
+            return Gate(name, True, f"{measured}; then level: {half_slope:+.2f} MB/min, {half_rise:+.1f} MB over the "
+                                    f"last {held / 60:.1f} min", limit)
     why = (f"more than a {MEMORY_MAX_STEP_MB:g}-MB step" if rise > MEMORY_MAX_STEP_MB
            else "and still growing over the second half")
-    return Gate(f"memory {process}", False, measured, limit,
+    return Gate(name, False, measured, limit,
                 f"{process} grows {slope:.2f} MB/min: {rise:.1f} MB over {span / 60:.1f} min, beyond its noise "
                 f"({noise:.1f} MB) and {MEMORY_MIN_RISE_MB:g} MB, {why}")
 

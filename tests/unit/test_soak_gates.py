@@ -299,7 +299,7 @@ def ten_s_steps(start: float, levels: list[tuple[int, float]]) -> list[tuple[flo
 
 
 # The measured 8 minutes of two real 10-minute soaks at 1,000 positions/s (2026-12-07), every 10 s.
-# The tracker stepped up 8 MB between minutes 4 and 6 and held 116 MB to the end (15:00 UTC run).
+# The tracker stepped up 8 MB between minutes 4 and 6 and held 116 MB to the end (14:56 UTC run).
 REAL_TRACKER_STEP = ten_s_steps(122, [(11, 108.0), (1, 108.3), (1, 109.8), (2, 109.9), (1, 111.4), (1, 111.7),
                                       (2, 111.8), (2, 112.7), (3, 112.8), (23, 116.1), (2, 116.3)])
 # The archiver, before its pending rows became Arrow, ramped all along (12:38 UTC run).
@@ -327,7 +327,6 @@ def test_a_ramp_still_going_in_the_second_half_fails_though_it_levels_off_later(
 def test_a_leak_that_starts_half_way_fails():
     rss = every_10s(10, lambda t: 200 + max(0.0, t - 360) * 3 / 60)  # flat, then +3 MB/min from minute 6
     assert not gates.memory_gate("tracker", rss, measured_from=120).ok
-
 
 
 def test_a_large_rise_fails_though_it_levels_off():
